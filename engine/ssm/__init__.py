@@ -1,0 +1,1 @@
+"""State-space (Mamba) building blocks: the selective scan and the Mamba block."""
