@@ -1,0 +1,1 @@
+"""Processing provider: thin adapters that turn QGIS parameters into engine calls."""

@@ -1,0 +1,17 @@
+# Sourced by scripts that start QGIS (qgis_process.sh, run_qgis.sh): the plugin on the plugin
+# path, a profile kept inside the repository, and the venv's packages (torch, …) visible to the
+# Python that QGIS embeds. Expects $root to be the repository root.
+plugin_dir="$root/build/plugins"
+mkdir -p "$plugin_dir"
+# QGIS names a plugin after its folder; the repository root is the plugin folder, so link it.
+[ -L "$plugin_dir/cssmamba" ] || ln -sfn "$root" "$plugin_dir/cssmamba"
+export QGIS_PLUGINPATH="$plugin_dir"
+export QGIS_CUSTOM_CONFIG_PATH="$root/.qgis-profile"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$root/.qgis-profile/runtime}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+if [ ! -x "$root/.venv/bin/python" ]; then
+  echo "The project's Python environment is missing: run 'make setup' first." >&2
+  exit 1
+fi
+venv_site=$("$root/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+export PYTHONPATH="$venv_site${PYTHONPATH:+:$PYTHONPATH}"

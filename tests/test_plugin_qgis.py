@@ -1,0 +1,118 @@
+"""The plugin in a real QGIS (offscreen): loading, the provider, algorithms, unloading."""
+
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QGIS_PROCESS = os.path.join(ROOT, "scripts", "qgis_process.sh")
+
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture
+def loaded_plugin(qgis_app, plugin_module):
+    plugin = plugin_module.classFactory(None)
+    plugin.initProcessing()
+    yield plugin
+    plugin.unload()
+
+
+def test_class_factory_registers_provider_and_unload_removes_it(qgis_app, plugin_module):
+    from qgis.core import QgsApplication
+
+    registry = QgsApplication.processingRegistry()
+    plugin = plugin_module.classFactory(None)
+    plugin.initGui()
+    provider = registry.providerById("cssmamba")
+    assert provider is not None and provider.name() == "CSSMamba"
+    assert os.path.isfile(provider.svgIconPath()) and not provider.icon().isNull()
+    assert {a.id() for a in provider.algorithms()} >= {"cssmamba:createsample", "cssmamba:checkinstallation"}
+    plugin.unload()
+    assert registry.providerById("cssmamba") is None
+
+
+def test_algorithms_follow_processing_conventions(loaded_plugin):
+    for algorithm in loaded_plugin.provider.algorithms():
+        assert algorithm.name() == algorithm.name().lower()
+        assert algorithm.shortHelpString(), algorithm.id()
+        for parameter in algorithm.parameterDefinitions():
+            assert parameter.name() == parameter.name().upper(), (algorithm.id(), parameter.name())
+            assert parameter.name() in algorithm.shortHelpString() or parameter.flags(), (algorithm.id(), parameter.name())
+
+
+def test_processing_run_create_sample_writes_the_sample(loaded_plugin, tmp_path):
+    import processing
+    from osgeo import gdal
+
+    result = processing.run("cssmamba:createsample", {
+        "ROWS": 24, "COLUMNS": 30, "BANDS": 16, "SEED": 3, "OUTPUT_FOLDER": str(tmp_path)})
+    ds = gdal.Open(result["OUTPUT_RASTER"])
+    assert (ds.RasterCount, ds.RasterYSize, ds.RasterXSize) == (16, 24, 30)
+    assert os.path.isfile(result["OUTPUT_ROIS"]) and os.path.isfile(result["OUTPUT_LABELS"])
+
+
+def test_processing_run_check_installation_passes(loaded_plugin, tmp_path):
+    import processing
+
+    from cssmamba.engine.data.sample import generate_sample
+
+    raster = generate_sample(str(tmp_path), rows=32, cols=32, bands=16).raster
+    result = processing.run("cssmamba:checkinstallation", {"INPUT": raster, "DEVICE": 1})
+    assert result["PASSED"] is True
+    assert "self-check [PASS]" in result["REPORT"]
+
+
+def test_provider_explains_missing_torch_instead_of_failing(loaded_plugin, monkeypatch):
+    from cssmamba.provider import algorithm, dependencies, provider
+
+    monkeypatch.setattr(provider, "torch_is_installed", lambda: False)
+    monkeypatch.setattr(algorithm, "torch_import_error", lambda: "PyTorch (torch) is not installed. hint")
+    assert "PyTorch (torch) is not installed" in loaded_plugin.provider.warningMessage()
+    check = loaded_plugin.provider.algorithm("checkinstallation").create()
+    ok, message = check.canExecute()
+    assert not ok and "PyTorch (torch) is not installed" in message
+    sample = loaded_plugin.provider.algorithm("createsample").create()
+    assert sample.canExecute() == (True, "")
+    assert dependencies.torch_import_error() is None  # the real environment has torch
+
+
+def run_qgis_process(*args, env=None):
+    return subprocess.run([QGIS_PROCESS, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_qgis_process_lists_the_provider():
+    result = run_qgis_process("list")
+    assert result.returncode == 0, result.stderr
+    assert "CSSMamba" in result.stdout
+    assert "cssmamba:createsample" in result.stdout and "cssmamba:checkinstallation" in result.stdout
+
+
+def test_qgis_process_runs_an_algorithm(tmp_path):
+    result = run_qgis_process("run", "cssmamba:createsample", "--", "ROWS=20", "COLUMNS=20", "BANDS=12",
+                              f"OUTPUT_FOLDER={tmp_path}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["classes.csv", "sample.tif", "sample_labels.tif", "sample_rois.gpkg"]
+
+
+def test_qgis_starts_and_explains_when_torch_is_missing(tmp_path):
+    """Without the venv on PYTHONPATH torch is absent: QGIS must still load the provider."""
+    script = tmp_path / "qgis_process_without_torch.sh"
+    script.write_text(
+        f'. "{ROOT}/scripts/qgis_env.sh"\n'
+        'export PYTHONPATH=""\nexport QT_QPA_PLATFORM=offscreen\n'
+        'exec qgis_process.bin "$@"\n')
+    env = dict(os.environ, root=ROOT)
+    listed = run_script(script, env, "list")
+    assert listed.returncode == 0 and "cssmamba:checkinstallation" in listed.stdout, listed.stderr
+    sample = run_script(script, env, "run", "cssmamba:createsample", "--", "ROWS=16", "COLUMNS=16", "BANDS=12",
+                        f"OUTPUT_FOLDER={tmp_path / 'sample'}")
+    assert sample.returncode == 0, "creating the sample needs no torch: " + sample.stderr
+    check = run_script(script, env, "run", "cssmamba:checkinstallation", "--", f"INPUT={tmp_path / 'sample' / 'sample.tif'}")
+    assert check.returncode != 0
+    assert "PyTorch (torch) is not installed" in check.stdout + check.stderr
+
+
+def run_script(script, env, *args):
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=300)
