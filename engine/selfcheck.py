@@ -6,6 +6,7 @@ real raster's pixels (raster order, one token per pixel, as the whole-image mode
 projected to a Mamba-sized width with a fixed seed.
 """
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -72,7 +73,12 @@ def pixel_tokens(raster: str, max_tokens: Optional[int] = None) -> np.ndarray:
     from osgeo import gdal
 
     gdal.UseExceptions()
-    ds = gdal.Open(raster)
+    if not os.path.exists(raster):
+        raise ValueError(f"raster {raster} does not exist: check the path")
+    try:
+        ds = gdal.Open(raster)
+    except RuntimeError as exc:
+        raise ValueError(f"GDAL cannot read {raster} as a raster: {exc}") from exc
     cube = ds.ReadAsArray().astype(np.float32)
     if cube.ndim == 2:
         cube = cube[None]
@@ -119,7 +125,7 @@ def check_against_reference(inputs: Dict[str, torch.Tensor], prefix: int, backen
     results = []
     for dtype, fn in ((torch.float32, lambda **kw: selective_scan(backend=backend, **kw)),
                       (torch.float64, selective_scan_reference)):
-        leaves = {k: v.to(dtype).requires_grad_(True) for k, v in cut.items()}
+        leaves = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in cut.items()}
         out = fn(delta_softplus=True, **leaves)
         (out.double() * probe).sum().backward()
         results.append((out.detach(), {k: v.grad for k, v in leaves.items()}))
