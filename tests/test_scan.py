@@ -339,6 +339,23 @@ def test_tiling_and_recursive_carry_match_untiled(monkeypatch):
         assert rel(tiled[2][k], base[2][k]) < 1e-13, k
 
 
+def test_short_sequences_with_a_large_batch_tile_the_backward_within_its_buffers(monkeypatch):
+    """The spectral shape (many pixels, L = 4, one chunk): the backward's recompute budget allows
+    wider tiles than the per-step buffers; it must use the narrower ones (a bench run once failed)."""
+    b, d, n, l = 37, 8, 16, 4
+    x = make_inputs(b, d, n, l, 1, seed=18)
+    R = torch.randn(b, d, l, dtype=torch.float64)
+    base = run(selective_scan, x, torch.float64, R, True, None, backend="torch")
+    monkeypatch.setattr(scan, "_CPU_STEP_BYTES", 3 * d * n * 8)  # 3 pixels per step tile
+    tiled = run(selective_scan, x, torch.float64, R, True, None, backend="torch")
+    assert rel(tiled[0], base[0]) < 1e-13
+    for k in base[2]:
+        assert rel(tiled[2][k], base[2][k]) < 1e-13, k
+    reference = run(selective_scan_reference, x, torch.float64, R, True, None)
+    for k in base[2]:
+        assert rel(tiled[2][k], reference[2][k]) < 1e-12, k
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_inputs_keep_fp32_state(dtype):
     x = make_inputs(2, 8, 16, 100, 2, seed=17)

@@ -364,7 +364,11 @@ def _chunked_backward(lay: _Layout, gyl: Tensor, dl: Tensor, ul: Tensor, A3: Ten
     gCl = dl.new_empty((q, m, g, n))
     gA = dl.new_zeros(state)
     gA_acc = dl.new_empty((width, *state))
-    for m0, m1 in _tiles(m, q * per_chunk, transient_budget):
+    # R0/R2 tiles bound the recompute transient (q steps per chunk) and must also fit the per-step
+    # buffers above: with few steps per chunk (the spectral shape, q = 4) the transient budget alone
+    # would allow tiles wider than those buffers.
+    recompute_tiles = min(tiles, _tiles(m, q * per_chunk, transient_budget), key=lambda ts: ts[0][1])
+    for m0, m1 in recompute_tiles:
         dt, du, Bs, Cs, ks = _step_views(lay, m0, m1, dl, dul, Bl, Cl, keep)
         mt = m1 - m0
         at, lt, tt, acc = a[:mt], lam[:mt], tmp[:mt], gA_acc[:mt].zero_()
