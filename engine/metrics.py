@@ -1,0 +1,74 @@
+"""Accuracy metrics of a classification (MODELS.md §3.1): confusion matrix, OA, AA, kappa, per class.
+
+Computed with scikit-learn where it has them. Kappa is always the kappa of the matrix given
+(the test matrix in reports), never a validation kappa (MODELS.md §3.5).
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
+
+
+@dataclass
+class Accuracy:
+    """Metrics of one confusion matrix; rows are the reference (truth), columns the prediction."""
+
+    class_ids: List[int]
+    matrix: np.ndarray
+    overall: float
+    average: float
+    kappa: float
+    producers: np.ndarray  # per-class recall; NaN for a class without reference pixels
+    users: np.ndarray      # per-class precision; NaN for a class never predicted
+    f1: np.ndarray
+
+    def as_dict(self, class_names: Optional[Dict[int, str]] = None) -> Dict[str, object]:
+        """JSON-ready form (NaN becomes None) for reports and ``--json`` outputs."""
+        def clean(value: float) -> Optional[float]:
+            return None if np.isnan(value) else float(value)
+
+        names = class_names or {}
+        return {
+            "overall_accuracy": self.overall,
+            "average_accuracy": self.average,
+            "kappa": self.kappa,
+            "pixels": int(self.matrix.sum()),
+            "confusion_matrix": self.matrix.tolist(),
+            "classes": [
+                {"id": cid, "name": names.get(cid, str(cid)), "reference_pixels": int(self.matrix[i].sum()),
+                 "producers_accuracy": clean(self.producers[i]), "users_accuracy": clean(self.users[i]),
+                 "f1": clean(self.f1[i])}
+                for i, cid in enumerate(self.class_ids)
+            ],
+        }
+
+
+def accuracy(reference: np.ndarray, predicted: np.ndarray, class_ids: Sequence[int]) -> Accuracy:
+    """Metrics over the pixels whose reference is one of ``class_ids`` (anything else is ignored).
+
+    AA averages the producer's accuracy over the classes that have reference pixels, as the
+    reference evaluation does (a class with no test pixels is skipped, not counted as 0).
+    """
+    ids = [int(c) for c in class_ids]
+    if len(set(ids)) != len(ids) or not ids:
+        raise ValueError(f"class_ids must be a non-empty list of distinct ids, got {list(class_ids)}")
+    reference = np.asarray(reference).ravel()
+    predicted = np.asarray(predicted).ravel()
+    if reference.shape != predicted.shape:
+        raise ValueError(f"reference has {reference.size} pixels but the prediction has {predicted.size}")
+    keep = np.isin(reference, ids)
+    if not keep.any():
+        raise ValueError(f"no reference pixel has one of the class ids {ids}: nothing to assess")
+    truth, guess = reference[keep], predicted[keep]
+    matrix = confusion_matrix(truth, guess, labels=ids)
+    producers, users, f1 = (np.full(len(ids), np.nan) for _ in range(3))
+    has_truth, was_predicted = matrix.sum(1) > 0, matrix.sum(0) > 0
+    precision_, recall_, f1_, _ = precision_recall_fscore_support(truth, guess, labels=ids, zero_division=0)
+    producers[has_truth] = recall_[has_truth]
+    users[was_predicted] = precision_[was_predicted]
+    f1[has_truth | was_predicted] = f1_[has_truth | was_predicted]
+    overall = float(np.trace(matrix) / matrix.sum())
+    kappa = float(cohen_kappa_score(truth, guess, labels=ids)) if len(np.unique(np.r_[truth, guess])) > 1 else 1.0
+    return Accuracy(ids, matrix, overall, float(np.nanmean(producers)), kappa, producers, users, f1)
