@@ -1,6 +1,7 @@
 """Command line for ML users and CI: ``python -m engine {sample,selfcheck,demo} …``."""
 
 import argparse
+from dataclasses import asdict
 import logging
 import os
 import sys
@@ -31,7 +32,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     paths = generate_sample(args.out, rows=args.rows, cols=args.cols, bands=args.bands, seed=args.seed,
                             progress=_progress_printer("sample"))
-    for name, path in paths.__dict__.items():
+    for name, path in asdict(paths).items():
         print(f"{name:<12} {path}")
     return 0
 

@@ -14,7 +14,6 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from .data.sample import NODATA
 from .ssm import cpu_kernel
 from .ssm.scan import last_backend, selective_scan, selective_scan_reference
 
@@ -69,7 +68,8 @@ class SelfCheckReport:
 
 
 def pixel_tokens(raster: str, max_tokens: Optional[int] = None) -> np.ndarray:
-    """Standardised pixel spectra (L, bands) in raster order; no-data pixels become zeros."""
+    """Standardised pixel spectra (L, bands) in raster order; pixels that are no-data (per the
+    raster's own no-data values) or non-finite in any band become zeros."""
     from osgeo import gdal
 
     gdal.UseExceptions()
@@ -85,7 +85,11 @@ def pixel_tokens(raster: str, max_tokens: Optional[int] = None) -> np.ndarray:
     pixels = cube.reshape(cube.shape[0], -1).T
     if max_tokens:
         pixels = pixels[:max_tokens]
-    valid = ~(pixels == NODATA).any(axis=1)
+    valid = np.isfinite(pixels).all(axis=1)
+    for band_index in range(ds.RasterCount):
+        nodata = ds.GetRasterBand(band_index + 1).GetNoDataValue()
+        if nodata is not None:
+            valid &= pixels[:, band_index] != np.float32(nodata)
     mean = pixels[valid].mean(0) if valid.any() else 0.0
     std = pixels[valid].std(0) + 1e-6 if valid.any() else 1.0
     return np.where(valid[:, None], (pixels - mean) / std, 0.0).astype(np.float32)

@@ -74,7 +74,3 @@ def engine_callbacks(
 
     return progress, feedback.isCanceled
 
-
-def raise_for_engine_error(exc: Exception) -> None:
-    """Turn an engine ``ValueError`` (bad input, already worded for users) into a Processing error."""
-    raise QgsProcessingException(str(exc)) from exc

@@ -15,3 +15,13 @@ if [ ! -x "$root/.venv/bin/python" ]; then
 fi
 venv_site=$("$root/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export PYTHONPATH="$venv_site${PYTHONPATH:+:$PYTHONPATH}"
+
+# Enable the plugin in the profile once (qgis_process and QGIS desktop read the same setting).
+enable_plugin() {
+  local ini="$QGIS_CUSTOM_CONFIG_PATH/profiles/default/QGIS/QGIS3.ini"
+  grep -qx 'cssmamba=true' "$ini" 2>/dev/null && return 0
+  QT_QPA_PLATFORM=offscreen qgis_process.bin plugins enable cssmamba >/dev/null 2>&1 || {
+    echo "qgis_process could not enable the cssmamba plugin; run: QGIS_PLUGINPATH=$QGIS_PLUGINPATH qgis_process.bin plugins enable cssmamba" >&2
+    return 1
+  }
+}

@@ -6,8 +6,5 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/qgis_env.sh
 . "$root/scripts/qgis_env.sh"
 unset QT_QPA_PLATFORM   # a desktop session needs a real display
-ini="$QGIS_CUSTOM_CONFIG_PATH/profiles/default/QGIS/QGIS3.ini"
-if ! grep -qx 'cssmamba=true' "$ini" 2>/dev/null; then
-  QT_QPA_PLATFORM=offscreen qgis_process.bin plugins enable cssmamba >/dev/null 2>&1 || true
-fi
+enable_plugin
 exec qgis --noversioncheck "$@"

@@ -18,7 +18,7 @@ hundred MB of memory at most.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -351,7 +351,7 @@ def generate_sample(
     final = SamplePaths(*(os.path.join(out_dir, name) for name in (
         "sample.tif", "sample_labels.tif", "sample_rois.gpkg", "classes.csv")))
     partial = SamplePaths(*(os.path.join(out_dir, f".partial-{os.getpid()}-{os.path.basename(p)}")
-                            for p in (final.raster, final.labels, final.rois, final.classes_csv)))
+                            for p in astuple(final)))
     try:
         ds = _create_raster(partial.raster, rows, cols, bands, gdal.GDT_Int16, [
             "COMPRESS=DEFLATE", "PREDICTOR=2", "TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256",
@@ -376,11 +376,11 @@ def generate_sample(
         _write_labels(partial.labels, labels)
         _write_rois(partial.rois, rois)
         _write_classes_csv(partial.classes_csv)
-        for src, dst in zip(partial.__dict__.values(), final.__dict__.values()):
+        for src, dst in zip(astuple(partial), astuple(final)):
             os.replace(src, dst)
     finally:
         ds = None
-        for leftover in partial.__dict__.values():
+        for leftover in astuple(partial):
             if os.path.exists(leftover):
                 os.remove(leftover)
     progress(1.0, f"sample written to {out_dir}: {rows} x {cols} px, {bands} bands, {len(rois)} ROIs")

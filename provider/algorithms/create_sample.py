@@ -32,6 +32,7 @@ class CreateSampleAlgorithm(CSSMambaAlgorithm):
     ROWS, COLUMNS, BANDS, SEED = "ROWS", "COLUMNS", "BANDS", "SEED"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     OUTPUT_RASTER, OUTPUT_LABELS, OUTPUT_ROIS = "OUTPUT_RASTER", "OUTPUT_LABELS", "OUTPUT_ROIS"
+    OUTPUT_CLASSES = "CLASSES_CSV"
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         integer = QgsProcessingParameterNumber.Integer
@@ -43,7 +44,7 @@ class CreateSampleAlgorithm(CSSMambaAlgorithm):
         self.addOutput(QgsProcessingOutputRasterLayer(self.OUTPUT_RASTER, self.tr("Sample raster")))
         self.addOutput(QgsProcessingOutputRasterLayer(self.OUTPUT_LABELS, self.tr("Sample labels")))
         self.addOutput(QgsProcessingOutputVectorLayer(self.OUTPUT_ROIS, self.tr("Sample training ROIs")))
-        self.addOutput(QgsProcessingOutputFile("CLASSES_CSV", self.tr("Class table")))
+        self.addOutput(QgsProcessingOutputFile(self.OUTPUT_CLASSES, self.tr("Class table")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.data.sample import SampleCancelled, generate_sample
@@ -69,5 +70,5 @@ class CreateSampleAlgorithm(CSSMambaAlgorithm):
             self.OUTPUT_RASTER: paths.raster,
             self.OUTPUT_LABELS: paths.labels,
             self.OUTPUT_ROIS: paths.rois,
-            "CLASSES_CSV": paths.classes_csv,
+            self.OUTPUT_CLASSES: paths.classes_csv,
         }
