@@ -1,10 +1,10 @@
 """Command line for ML users and CI: ``python -m engine {sample,selfcheck,demo} …``."""
 
 import argparse
-from dataclasses import asdict
 import logging
 import os
 import sys
+from dataclasses import asdict
 from typing import List, Optional
 
 
