@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.data.splits import fixed_count_split, ratio_split
+from engine.data.splits import fixed_count_split, ratio_split, validation_roi_split
 
 
 def label_map(counts, shape=(100, 100), seed=0):
@@ -79,3 +79,42 @@ def test_ratio_split_uses_fractions_with_minimum_counts():
     assert sizes(split, 1)[:2] == [3, 1]
     with pytest.raises(ValueError, match="fractions"):
         ratio_split(label_map([10]), seed=0, train_ratio=0.9, val_ratio=0.2)
+
+
+def test_validation_rois_give_the_sets_and_test_is_the_rest_of_the_reference(caplog):
+    reference = label_map([60, 40], shape=(20, 20), seed=1)
+    train = np.where(np.arange(400).reshape(20, 20) % 3 == 0, reference, -1)
+    validation = np.where(np.arange(400).reshape(20, 20) % 3 == 1, reference, -1)
+    validation[0, 0] = 1   # also a training pixel (class 0 there or unlabelled): validation only
+    train[0, 0] = 0
+    valid = np.ones((20, 20), bool)
+    valid[19] = False
+    with caplog.at_level("WARNING"):
+        split = validation_roi_split(train, validation, valid=valid, reference=reference)
+    assert "1 pixels are in both" in caplog.text
+    assert split.train[0, 0] == -1 and split.validation[0, 0] == 1
+    expected_train = np.where(valid & (train >= 0), train, -1)
+    expected_train[0, 0] = -1
+    assert np.array_equal(split.train, expected_train)
+    assert np.array_equal(split.validation, np.where(valid & (validation >= 0), validation, -1))
+    rest = valid & (reference >= 0) & (train < 0) & (validation < 0)
+    assert np.array_equal(split.test, np.where(rest, reference, -1))
+    for m in (split.train, split.validation, split.test):
+        assert (m[19] == -1).all(), "pixels under nodata are never used"
+    members = [(m >= 0) for m in (split.train, split.validation, split.test)]
+    assert not (members[0] & members[1]).any() and not (members[0] & members[2]).any()
+    assert not (members[1] & members[2]).any()
+    assert (validation_roi_split(train, validation).test == -1).all(), "no reference: no test set"
+
+
+def test_validation_roi_split_refuses_empty_sets_and_mismatched_shapes():
+    train = np.full((5, 5), -1)
+    train[0, 0] = 0
+    validation = np.full((5, 5), -1)
+    validation[4, 4] = 0
+    nodata_over_validation = np.ones((5, 5), bool)
+    nodata_over_validation[4, 4] = False
+    with pytest.raises(ValueError, match="validation ROIs 0 usable pixels"):
+        validation_roi_split(train, validation, valid=nodata_over_validation)
+    with pytest.raises(ValueError, match="one shape"):
+        validation_roi_split(train, validation[:4])

@@ -5,12 +5,18 @@ once, then, class by class in id order, the class's raster-order pixel indices s
 the first 30 go to training (15 when the class has at most 30 pixels), the next at most 10 to
 validation, the rest to test. ``np.random.RandomState(seed)`` draws the same stream as the
 reference's ``np.random.seed(seed)`` without touching numpy's global state.
+
+``validation_roi_split`` takes the sets from the user instead: training ROIs and separate
+validation ROIs.
 """
 
+import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 UNLABELLED = -1
 
@@ -73,3 +79,37 @@ def _split(labels: np.ndarray, seed: int, valid, counts) -> Split:
 
 def _class_order(flat: np.ndarray) -> Sequence[int]:
     return [int(c) for c in np.unique(flat) if c >= 0]
+
+
+def validation_roi_split(train: np.ndarray, validation: np.ndarray, valid: Optional[np.ndarray] = None,
+                         reference: Optional[np.ndarray] = None) -> Split:
+    """Sets given by the user: training ROIs and separate validation ROIs, as class-index maps.
+
+    ``train``, ``validation`` and the optional ``reference`` (H, W) hold class indices 0..n-1 of ONE
+    class table (-1 = unlabelled): map each source with ``labels.class_indices(ids, training_table)``.
+    A pixel labelled in both maps is kept for validation only (warning), so validation stays
+    independent of training. Pixels outside ``valid`` are never used. Test = the pixels labelled in
+    ``reference`` (e.g. a full ground-truth map) that are in neither set; empty without it.
+    """
+    train, validation = np.asarray(train), np.asarray(validation)
+    shapes = [np.shape(m) for m in (train, validation, valid, reference) if m is not None]
+    if train.ndim != 2 or len(set(shapes)) != 1:
+        raise ValueError(f"train, validation, valid and reference must be 2-D maps of one shape, got {shapes}")
+    usable = np.ones(train.shape, bool) if valid is None else np.asarray(valid, bool)
+    val = np.where(usable & (validation >= 0), validation, UNLABELLED).astype(np.int64)
+    both = (train >= 0) & (val >= 0)
+    if both.any():
+        log.warning("%d pixels are in both the training and the validation ROIs; they are used for validation only",
+                    int(both.sum()))
+    trn = np.where(usable & (train >= 0) & ~both, train, UNLABELLED).astype(np.int64)
+    if not (trn >= 0).any() or not (val >= 0).any():
+        raise ValueError(f"the training ROIs give {int((trn >= 0).sum())} and the validation ROIs "
+                         f"{int((val >= 0).sum())} usable pixels; both need at least one on valid (not nodata) pixels")
+    missing = sorted(set(_class_order(val.ravel())) - set(_class_order(trn.ravel())))
+    if missing:
+        log.warning("classes %s have validation pixels but no training pixel", missing)
+    test = _empty_like(trn)
+    if reference is not None:
+        rest = usable & (np.asarray(reference) >= 0) & (trn < 0) & (val < 0)
+        test[rest] = np.asarray(reference)[rest]
+    return Split(trn, val, test)

@@ -1,0 +1,319 @@
+"""Reading hyperspectral rasters through GDAL: band choice, validity, physical values, spectral metadata.
+
+Every reader returns ``data`` float32 (Nb, rows, cols) with each band's scale/offset applied and
+``valid`` bool (rows, cols). A pixel is invalid when any band in use is nodata, NaN or Inf there, or
+when a GDAL mask band (per-dataset mask, alpha band, per-band mask) says so; invalid pixels hold 0 in
+every band, so nothing downstream ever sees a nodata value or a NaN.
+
+Inside this module, per-band invalid values are carried as NaN until the last step: that lets
+``load_training_raster`` find bands that are invalid everywhere (and drop them) without a second
+(Nb, H, W) mask in memory.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from osgeo import gdal
+
+gdal.UseExceptions()
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+Cancelled = Callable[[], bool]
+
+BLOCK_BYTES = 64 * 1024 * 1024  # float32 bytes per block read by read_raster
+_UNIT_TO_NM = {
+    "nanometers": 1.0, "nanometer": 1.0, "nm": 1.0,
+    "micrometers": 1e3, "micrometer": 1e3, "microns": 1e3, "micron": 1e3, "um": 1e3, "µm": 1e3,
+    "millimeters": 1e6, "millimeter": 1e6, "mm": 1e6,
+}
+
+
+class ReadCancelled(RuntimeError):
+    """Raised by read_raster / load_training_raster when the cancel check fires between blocks."""
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What the engine needs to know about a raster, for the bands in use (in this order)."""
+
+    path: str
+    rows: int
+    cols: int
+    band_indices: List[int]            # 1-based file bands in use (bad/empty bands dropped)
+    band_names: List[str]
+    wavelengths: Optional[List[float]]  # nm, for the bands in use; None when the file has none
+    nodata: List[Optional[float]]      # per band in use, in file values (before scale/offset)
+    geotransform: Tuple[float, ...]
+    projection: str                    # WKT, '' when none
+    dtype: str = ""                    # GDAL data type name of the file bands, e.g. 'Int16'
+
+    @property
+    def bands(self) -> int:
+        return len(self.band_indices)
+
+
+def open_dataset(path: str, what: str = "raster") -> gdal.Dataset:
+    """gdal.Open with errors a user can act on: ValueError naming the path (GDAL paths such as
+    /vsizip/... work, so existence is only checked to explain a failure)."""
+    try:
+        ds = gdal.Open(path)
+    except RuntimeError as error:
+        if not os.path.exists(path):
+            raise ValueError(f"{what} file not found: {path}") from None
+        raise ValueError(f"cannot read {what} {path}: {error}") from None
+    if ds is None or ds.RasterCount == 0:
+        raise ValueError(f"cannot read {what} {path}: GDAL finds no raster band in it")
+    return ds
+
+
+def _envi_list(ds: gdal.Dataset, key: str) -> Optional[List[str]]:
+    """A dataset-level ENVI list such as ``wavelength = {418.24, 423.87, ...}``, one item per file band."""
+    text = (ds.GetMetadata("ENVI") or {}).get(key)
+    if text is None:
+        return None
+    items = [item.strip() for item in text.strip().strip("{}").split(",")]
+    if len(items) != ds.RasterCount:
+        log.warning("%s: ENVI %s list has %d items for %d bands; ignored", ds.GetDescription(), key,
+                    len(items), ds.RasterCount)
+        return None
+    return items
+
+
+def _to_nm(value: float, units: Optional[str]) -> Optional[float]:
+    """Wavelength in nm. Without units, values below 100 are taken as µm (the usual ENVI convention)."""
+    if units is None or units.strip() == "":
+        return value * 1e3 if value < 100 else value
+    factor = _UNIT_TO_NM.get(units.strip().lower())
+    return None if factor is None else value * factor
+
+
+def _wavelengths(ds: gdal.Dataset) -> Optional[List[float]]:
+    """Band centres in nm for every file band, from (in this order of preference) the band's
+    ``wavelength``/``wavelength_units`` items, its IMAGERY ``CENTRAL_WAVELENGTH_UM`` (GDAL >= 3.10
+    convention) or the dataset's ENVI lists. None unless every band has a usable one."""
+    envi = _envi_list(ds, "wavelength")
+    envi_units = (ds.GetMetadata("ENVI") or {}).get("wavelength_units") or ds.GetMetadataItem("wavelength_units")
+    found: List[Tuple[Optional[str], Optional[str]]] = []
+    for i in range(ds.RasterCount):
+        band = ds.GetRasterBand(i + 1)
+        value, units = band.GetMetadataItem("wavelength"), band.GetMetadataItem("wavelength_units") or envi_units
+        if value is None and band.GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY") is not None:
+            value, units = band.GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY"), "um"
+        if value is None and envi is not None:
+            value, units = envi[i], envi_units
+        found.append((value, units))
+    if all(value is None for value, _ in found):
+        return None
+    result = []
+    for i, (value, units) in enumerate(found):
+        try:
+            nm = _to_nm(float(value), units) if value is not None else None
+        except ValueError:
+            nm = None
+        if nm is None:
+            log.warning("%s: band %d has no usable wavelength (value %r, units %r); wavelengths ignored",
+                        ds.GetDescription(), i + 1, value, units)
+            return None
+        result.append(nm)
+    return result
+
+
+def _bad_band_list(ds: gdal.Dataset) -> Optional[List[bool]]:
+    """True for bad bands (``bbl`` = 0) per file band, from band metadata or the ENVI list; None if absent."""
+    envi = _envi_list(ds, "bbl")
+    flags = []
+    for i in range(ds.RasterCount):
+        value = ds.GetRasterBand(i + 1).GetMetadataItem("bbl")
+        if value is None and envi is not None:
+            value = envi[i]
+        if value is None:
+            return None
+        try:
+            flags.append(float(value) == 0)
+        except ValueError:
+            log.warning("%s: band %d has an unreadable bbl value %r; bad-band list ignored",
+                        ds.GetDescription(), i + 1, value)
+            return None
+    return flags
+
+
+def _describe(names: Sequence[str], indices: Sequence[int]) -> str:
+    """'130 (band 130 (1331.22 nm)), 131 (...)' for log messages."""
+    return ", ".join(f"{index} ({name})" for index, name in zip(indices, names))
+
+
+def open_raster(path: str, bands: Optional[Sequence[int]] = None, drop_bad_bands: bool = True) -> RasterInfo:
+    """Describe a raster without reading its pixels.
+
+    ``bands`` (1-based file bands) are used exactly as given, so a model trained on some bands reads
+    the same ones again. Without it every band is used except alpha bands and, with
+    ``drop_bad_bands``, bands flagged ``bbl=0``. Missing or unreadable file -> ValueError.
+    """
+    ds = open_dataset(path)
+    count = ds.RasterCount
+    if bands is not None:
+        bands = [int(b) for b in bands]
+        wrong = [b for b in bands if not 1 <= b <= count]
+        if wrong or not bands or len(set(bands)) != len(bands):
+            raise ValueError(f"band list {bands} is not valid for {path}: give distinct band numbers "
+                             f"from 1 to {count}")
+    else:
+        bands = [b for b in range(1, count + 1)
+                 if ds.GetRasterBand(b).GetColorInterpretation() != gdal.GCI_AlphaBand]
+        bad = _bad_band_list(ds) if drop_bad_bands else None
+        if bad is not None and any(bad[b - 1] for b in bands):
+            dropped = [b for b in bands if bad[b - 1]]
+            bands = [b for b in bands if not bad[b - 1]]
+            log.info("%s: %d bad bands (bbl=0) dropped: %s", path, len(dropped), _describe(
+                [ds.GetRasterBand(b).GetDescription() for b in dropped], dropped))
+        if not bands:
+            raise ValueError(f"raster {path} has no usable band: every band is an alpha or bad band (bbl=0)")
+    wavelengths = _wavelengths(ds)
+    return RasterInfo(
+        path=path, rows=ds.RasterYSize, cols=ds.RasterXSize, band_indices=bands,
+        band_names=[ds.GetRasterBand(b).GetDescription() or f"band {b}" for b in bands],
+        wavelengths=None if wavelengths is None else [wavelengths[b - 1] for b in bands],
+        nodata=[ds.GetRasterBand(b).GetNoDataValue() for b in bands],
+        geotransform=tuple(ds.GetGeoTransform()), projection=ds.GetProjection() or "",
+        dtype=gdal.GetDataTypeName(ds.GetRasterBand(bands[0]).DataType),
+    )
+
+
+def _equals_nodata(raw: np.ndarray, nodata: float) -> np.ndarray:
+    """Where ``raw`` (file values) equals the band's nodata, compared in the band's own type."""
+    if np.isnan(nodata):
+        return np.isnan(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
+    if raw.dtype.kind == "f":
+        return raw == raw.dtype.type(nodata)
+    info = np.iinfo(raw.dtype)
+    if nodata != int(nodata) or not info.min <= nodata <= info.max:
+        return np.zeros(raw.shape, bool)
+    return raw == raw.dtype.type(nodata)
+
+
+def _read_marked(ds: gdal.Dataset, info: RasterInfo, row0: int, col0: int, rows: int, cols: int,
+                 out: np.ndarray) -> None:
+    """Fill ``out`` (Nb, rows, cols) float32 with physical values, NaN wherever a band is invalid."""
+    dataset_mask: Optional[np.ndarray] = None
+    for k, b in enumerate(info.band_indices):
+        band = ds.GetRasterBand(b)
+        raw = band.ReadAsArray(col0, row0, cols, rows)
+        invalid = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
+        nodata = info.nodata[k]
+        if nodata is not None:
+            invalid |= _equals_nodata(raw, nodata)
+        flags = band.GetMaskFlags()
+        # A nodata mask repeats the comparison above; every other mask (dataset mask, alpha,
+        # per-band mask) has to be read.
+        if not flags & gdal.GMF_ALL_VALID and not (flags & gdal.GMF_NODATA and nodata is not None):
+            if flags & gdal.GMF_PER_DATASET:
+                if dataset_mask is None:
+                    dataset_mask = band.GetMaskBand().ReadAsArray(col0, row0, cols, rows) == 0
+                invalid |= dataset_mask
+            else:
+                invalid |= band.GetMaskBand().ReadAsArray(col0, row0, cols, rows) == 0
+        values = out[k]
+        values[...] = raw
+        scale, offset = band.GetScale(), band.GetOffset()
+        if scale not in (None, 1.0):
+            values *= np.float32(scale)
+        if offset not in (None, 0.0):
+            values += np.float32(offset)
+        values[invalid] = np.nan
+
+
+def _finalise(data: np.ndarray) -> np.ndarray:
+    """Turn NaN marks into the (H, W) valid mask and zero the invalid pixels in every band, in place."""
+    valid = np.ones(data.shape[1:], bool)
+    for band in data:
+        valid &= np.isfinite(band)
+    for band in data:
+        band[~valid] = 0
+    return valid
+
+
+def read_window(info: RasterInfo, row0: int, col0: int, rows: int, cols: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One window: data float32 (Nb, rows, cols) in physical units, valid bool (rows, cols); invalid -> 0."""
+    if rows <= 0 or cols <= 0 or row0 < 0 or col0 < 0 or row0 + rows > info.rows or col0 + cols > info.cols:
+        raise ValueError(f"window rows {row0}:{row0 + rows}, cols {col0}:{col0 + cols} lies outside "
+                         f"{info.path} ({info.rows} x {info.cols} px)")
+    ds = open_dataset(info.path)
+    data = np.empty((info.bands, rows, cols), np.float32)
+    _read_marked(ds, info, row0, col0, rows, cols, data)
+    return data, _finalise(data)
+
+
+def _block_rows(ds: gdal.Dataset, info: RasterInfo) -> int:
+    """Rows per block: about BLOCK_BYTES of output, a multiple of the file's own block height."""
+    natural = max(1, ds.GetRasterBand(info.band_indices[0]).GetBlockSize()[1])
+    rows = max(1, BLOCK_BYTES // (4 * info.bands * info.cols))
+    return max(natural, rows // natural * natural)
+
+
+def _read_all_marked(info: RasterInfo, progress: Optional[Progress], cancelled: Optional[Cancelled]) -> np.ndarray:
+    ds = open_dataset(info.path)
+    data = np.empty((info.bands, info.rows, info.cols), np.float32)
+    step = _block_rows(ds, info)
+    for row0 in range(0, info.rows, step):
+        if cancelled is not None and cancelled():
+            raise ReadCancelled(f"reading {info.path} cancelled")
+        rows = min(step, info.rows - row0)
+        _read_marked(ds, info, row0, 0, rows, info.cols, data[:, row0:row0 + rows])
+        if progress is not None:
+            progress((row0 + rows) / info.rows, f"reading {os.path.basename(info.path)}")
+    return data
+
+
+def read_raster(info: RasterInfo, progress: Optional[Progress] = None,
+                cancelled: Optional[Cancelled] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """The whole raster, read in row blocks: data float32 (Nb, H, W), valid bool (H, W); invalid -> 0.
+
+    ``cancelled`` is polled before each block and raises ReadCancelled.
+    """
+    data = _read_all_marked(info, progress, cancelled)
+    return data, _finalise(data)
+
+
+def load_training_raster(path: str, bands: Optional[Sequence[int]] = None, progress: Optional[Progress] = None,
+                         cancelled: Optional[Cancelled] = None) -> Tuple[RasterInfo, np.ndarray, np.ndarray]:
+    """Open and read a raster for training: (info, data float32 (Nb, H, W), valid bool (H, W)).
+
+    Beyond read_raster, bands with no valid pixel at all (unflagged bad bands, all-NaN bands) are
+    dropped with a warning, since one such band would otherwise invalidate every pixel; ``info``
+    describes the bands kept. A raster without any valid pixel -> ValueError.
+    """
+    info = open_raster(path, bands)
+    data = _read_all_marked(info, progress, cancelled)
+    keep = [k for k in range(info.bands) if np.isfinite(data[k]).any()]
+    if len(keep) < info.bands:
+        empty = [k for k in range(info.bands) if k not in keep]
+        log.warning("%s: %d bands hold no valid value (all nodata/NaN/Inf or masked) and are dropped: %s",
+                    path, len(empty), _describe([info.band_names[k] for k in empty],
+                                                [info.band_indices[k] for k in empty]))
+        if not keep:
+            raise ValueError(f"raster {path} has no valid pixel: every band is entirely nodata, NaN/Inf or masked")
+        for new, old in enumerate(keep):
+            data[new] = data[old]
+        data = data[:len(keep)]
+        info = _subset(info, keep)
+    valid = _finalise(data)
+    if not valid.any():
+        raise ValueError(f"raster {path} has no valid pixel: at every pixel at least one band is nodata, "
+                         f"NaN/Inf or masked; check the nodata value and the band selection")
+    log.info("%s: %d x %d px, %d bands in use, %d of %d pixels valid", path, info.rows, info.cols,
+             info.bands, int(valid.sum()), valid.size)
+    return info, data, valid
+
+
+def _subset(info: RasterInfo, keep: Sequence[int]) -> RasterInfo:
+    """The same raster description for the bands at positions ``keep`` (0-based, into the bands in use)."""
+    pick: Dict[str, list] = {name: [getattr(info, name)[k] for k in keep]
+                             for name in ("band_indices", "band_names", "nodata")}
+    wavelengths = None if info.wavelengths is None else [info.wavelengths[k] for k in keep]
+    return replace(info, wavelengths=wavelengths, **pick)
+
