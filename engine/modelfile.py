@@ -1,0 +1,256 @@
+"""One file per trained model: weights plus the JSON metadata needed to apply it to a new raster.
+
+Layout (``torch.save`` of a plain dict, so ``torch.load(weights_only=True)`` reads it without running
+any code; safetensors is not a dependency of the plugin):
+
+    {"format": "cssmamba-model",
+     "metadata_json": str,                 # json.dumps of the metadata below
+     "state_dict": {name: Tensor}}         # model.state_dict(): parameters and persistent buffers
+
+Metadata (FORMAT_VERSION 1)::
+
+    format_version  int
+    model           {name: str, config: dict}        # build_model(name, **config) rebuilds the architecture
+    bands           {indices: [int], names: [str], wavelengths: [float] | None, nodata: [float | None]}
+    normalisation   {low: [float], high: [float]}   # per-band 2-98 % stretch of the training raster
+    classes         {ids: [int], names: [str], colors: [[r, g, b]]}
+    provenance      {raster, labels | rois, class_field, split, seed, epochs, best_epoch, metrics,
+                     software {engine, torch, numpy, gdal}, created}   # free-form record, not checked
+
+Per-band lists have one entry per model input band and per-class lists one per output class. A file
+with a newer format_version is refused with a message to update the plugin; any file that does not
+load, does not match this layout or does not fit the architecture it names is refused as "not a valid
+CSSMamba model file". No GDAL here: this module also runs on GPU machines without it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from typing import Any, Dict, Tuple, Union
+
+import numpy as np
+import torch
+
+from .models.base import HSIClassifier
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "load_model", "validate_metadata", "check_raster_matches"]
+
+FORMAT = "cssmamba-model"
+FORMAT_VERSION = 1
+WAVELENGTH_TOLERANCE_NM = 1.0
+_PAYLOAD_KEYS = {"format", "metadata_json", "state_dict"}
+
+
+def _invalid(path: str, reason: str) -> ValueError:
+    return ValueError(f"{path} is not a valid CSSMamba model file ({reason}); retrain or re-download it")
+
+
+def _json_default(value: Any) -> Any:
+    """numpy arrays and scalars (e.g. the stretch statistics) as plain JSON values."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# ------------------------------------------------------------------------------------------------
+# Metadata
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _section(metadata: Dict[str, Any], key: str) -> Dict[str, Any]:
+    value = metadata.get(key)
+    if not isinstance(value, dict):
+        raise ValueError(f"metadata '{key}' must be an object, got {type(value).__name__}")
+    return value
+
+
+def _list(section: Dict[str, Any], where: str, key: str, check, what: str, length: int = None) -> list:
+    value = section.get(key)
+    if not isinstance(value, list) or not all(check(v) for v in value):
+        raise ValueError(f"metadata '{where}.{key}' must be a list of {what}")
+    if length is not None and len(value) != length:
+        raise ValueError(f"metadata '{where}.{key}' has {len(value)} entries but the model has {length}")
+    return value
+
+
+def validate_metadata(metadata: Dict[str, Any]) -> None:
+    """Raise ValueError naming the first missing or ill-typed entry, or the first count that disagrees
+    with the model config (in_bands per-band lists, n_classes per-class lists). The version is checked
+    by ``load_model`` before this, so a newer file gets the update message instead."""
+    if not isinstance(metadata, dict):
+        raise ValueError(f"metadata must be an object, got {type(metadata).__name__}")
+    version = metadata.get("format_version")
+    if not _is_int(version) or version < 1:
+        raise ValueError(f"metadata 'format_version' must be an integer >= 1, got {version!r}")
+    model = _section(metadata, "model")
+    if not isinstance(model.get("name"), str) or not model["name"]:
+        raise ValueError("metadata 'model.name' must be a non-empty string")
+    config = model.get("config")
+    if not isinstance(config, dict):
+        raise ValueError("metadata 'model.config' must be an object")
+    for key in ("in_bands", "n_classes"):
+        if not _is_int(config.get(key)) or config[key] < 1:
+            raise ValueError(f"metadata 'model.config.{key}' must be an integer >= 1, got {config.get(key)!r}")
+    n_bands, n_classes = config["in_bands"], config["n_classes"]
+
+    bands = _section(metadata, "bands")
+    _list(bands, "bands", "indices", lambda v: _is_int(v) and v >= 1, "band numbers >= 1", n_bands)
+    _list(bands, "bands", "names", lambda v: isinstance(v, str), "strings", n_bands)
+    _list(bands, "bands", "nodata", lambda v: v is None or _is_number(v), "numbers or null", n_bands)
+    if bands.get("wavelengths") is not None:
+        _list(bands, "bands", "wavelengths", _is_number, "numbers (nm) or null", n_bands)
+
+    norm = _section(metadata, "normalisation")
+    low = _list(norm, "normalisation", "low", _is_number, "numbers", n_bands)
+    high = _list(norm, "normalisation", "high", _is_number, "numbers", n_bands)
+    if not all(math.isfinite(v) for v in low + high):
+        raise ValueError("metadata 'normalisation' holds NaN or Inf")
+
+    classes = _section(metadata, "classes")
+    ids = _list(classes, "classes", "ids", lambda v: _is_int(v) and v >= 1, "class ids >= 1", n_classes)
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"metadata 'classes.ids' has duplicates: {ids}")
+    _list(classes, "classes", "names", lambda v: isinstance(v, str), "strings", n_classes)
+    _list(classes, "classes", "colors",
+          lambda v: isinstance(v, list) and len(v) == 3 and all(_is_int(c) and 0 <= c <= 255 for c in v),
+          "[r, g, b] triples of 0..255", n_classes)
+    _section(metadata, "provenance")
+
+
+# ------------------------------------------------------------------------------------------------
+# Save and load
+
+
+def save_model(path: str, model: HSIClassifier, metadata: Dict[str, Any]) -> None:
+    """Write ``model`` (state dict) and ``metadata`` to ``path`` atomically.
+
+    ``format_version`` and ``model`` {name, config} are filled in from the model; the rest comes from
+    the caller and is validated first, so a file that load_model would refuse is never written. The
+    file is written under a temporary name in the same folder and renamed over ``path`` at the end,
+    so a crash or cancel never leaves a half-written model file.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write the model file {path}: the folder {folder} does not exist; create it "
+                         f"or choose another output path")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write the model file {path}: the folder {folder} is not writable; "
+                         f"choose another output path")
+    if os.path.isdir(path):
+        raise ValueError(f"cannot write the model file {path}: it is a folder; give a file name")
+    full = dict(metadata, format_version=FORMAT_VERSION, model={"name": model.name, "config": model.config})
+    try:
+        text = json.dumps(full, default=_json_default, sort_keys=True)
+    except TypeError as exc:
+        raise ValueError(f"the model metadata cannot be written as JSON: {exc}") from exc
+    validate_metadata(json.loads(text))
+    payload = {"format": FORMAT, "metadata_json": text,
+               "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}}
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as exc:
+        raise ValueError(f"cannot write the model file {path}: {exc.strerror or exc}; choose another output path") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _build(name: str, config: Dict[str, Any]) -> HSIClassifier:
+    """The architecture named in the file (lazy import: the registry pulls in every model)."""
+    from .models.registry import build_model
+
+    return build_model(name, **config)
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def load_model(path: str, map_location: Union[str, torch.device] = "cpu") -> Tuple[HSIClassifier, Dict[str, Any]]:
+    """Read a model file: (model in eval mode on ``map_location``, metadata).
+
+    ``torch.load(weights_only=True)`` only rebuilds tensors and plain containers, so a tampered file
+    cannot execute code. The architecture is rebuilt from the metadata and the weights must match it
+    exactly (``load_state_dict(strict=True)``). Every failure is a ValueError that names the file.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"model file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # zip/pickle errors of every kind: truncated, random bytes, forbidden globals
+        raise _invalid(path, f"cannot be read: {_short(exc)}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise _invalid(path, f"no '{FORMAT}' marker")
+    try:
+        metadata = json.loads(payload["metadata_json"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _invalid(path, f"unreadable metadata: {_short(exc)}") from exc
+    version = metadata.get("format_version") if isinstance(metadata, dict) else None
+    if _is_int(version) and version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer version of the plugin (model file format {version}, "
+                         f"this version reads up to {FORMAT_VERSION}); update the plugin to use it")
+    if set(payload) != _PAYLOAD_KEYS:
+        raise _invalid(path, f"entries {sorted(payload)} instead of {sorted(_PAYLOAD_KEYS)}")
+    try:
+        validate_metadata(metadata)
+    except ValueError as exc:
+        raise _invalid(path, str(exc)) from exc
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise _invalid(path, "the weights are not a mapping of names to tensors")
+    try:
+        model = _build(metadata["model"]["name"], metadata["model"]["config"])
+    except (ValueError, TypeError) as exc:
+        raise _invalid(path, f"cannot rebuild model '{metadata['model']['name']}': {_short(exc)}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise _invalid(path, f"the weights do not fit the architecture: {_short(exc)}") from exc
+    return model.to(map_location).eval(), metadata
+
+
+# ------------------------------------------------------------------------------------------------
+# Raster compatibility
+
+
+def check_raster_matches(metadata: Dict[str, Any], info: Any) -> None:
+    """Refuse a raster whose bands differ from the training raster's.
+
+    info: a RasterInfo (``bands``, ``wavelengths``, ``path``; duck-typed so that this module needs no
+    GDAL). The band counts must be equal; when both sides know their wavelengths, each pair must agree
+    within WAVELENGTH_TOLERANCE_NM, and the message lists the first pairs that do not.
+    """
+    model_bands = len(metadata["bands"]["indices"])
+    path = getattr(info, "path", "the raster")
+    if info.bands != model_bands:
+        raise ValueError(f"{path} has {info.bands} bands but the model was trained on {model_bands} bands; "
+                         f"classify a raster with the same bands as the training raster")
+    ours, theirs = metadata["bands"].get("wavelengths"), info.wavelengths
+    if ours is None or theirs is None:
+        return
+    differing = [i for i, (a, b) in enumerate(zip(ours, theirs)) if not abs(a - b) <= WAVELENGTH_TOLERANCE_NM]
+    if differing:
+        shown = ", ".join(f"band {i + 1}: model {ours[i]:g} nm, raster {theirs[i]:g} nm" for i in differing[:5])
+        more = f" and {len(differing) - 5} more" if len(differing) > 5 else ""
+        raise ValueError(f"{path} has {info.bands} bands and the model {model_bands}, but {len(differing)} "
+                         f"wavelengths differ by more than {WAVELENGTH_TOLERANCE_NM:g} nm ({shown}{more}); "
+                         f"classify a raster from the same sensor and band set as the training raster")

@@ -1,0 +1,336 @@
+"""Classify a raster of any size with a trained model, tile by tile, into GeoTIFFs on the input's grid.
+
+Outputs (all GeoTIFF, same size, geotransform and CRS as the input, DEFLATE, 256 x 256 tiles):
+
+- classes: the model's class ids (Byte when every id fits, else UInt16), 0 = nodata; colour table,
+  category names and a raster attribute table (Value, Class, Red, Green, Blue) from the model, so GIS
+  software shows names and colours without a style; band metadata ``class_ids`` / ``class_names`` (JSON).
+- confidence: the winning class's softmax probability, Float32, nodata -1 (a value no probability takes;
+  chosen over NaN because it compares equal to itself in every tool).
+- clusters: the model's cluster assignment + 1 (CSSMamba's learnable clustering, to inspect boundaries),
+  UInt16, 0 = nodata. Only models that give clusters can write it.
+- probabilities: one Float32 band per class, described by the class name, nodata -1.
+
+A pixel is nodata in every output where the input is invalid (nodata, NaN/Inf or masked in any band in use).
+
+Memory: the input is read one tile window at a time and each tile's results are written and flushed
+at once, so peak memory is set by the tile size and GDAL's block cache, not by the raster size.
+Results go first to uncompressed temporary GeoTIFFs (a block shared by two tiles is then updated in
+place; rewriting a compressed block would append it again and bloat the file), which are compressed
+into a second temporary each. Every temporary lives in its output's folder; only when all outputs are
+complete are they renamed (os.replace) to the requested paths. A cancel (PredictionCancelled) or any
+error deletes the temporaries, so no half-written raster is ever left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from osgeo import gdal
+
+from .data.normalize import Stretch, apply_stretch
+from .data.raster import RasterInfo, open_raster, read_window
+from .modelfile import check_raster_matches
+from .models.base import HSIClassifier
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, plan_tiles, predict_window
+
+gdal.UseExceptions()
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "CONFIDENCE_NODATA", "PROBABILITY_NODATA", "PredictionCancelled",
+           "predict_raster"]
+
+Progress = Callable[[float, str], None]
+Cancelled = Callable[[], bool]
+
+CONFIDENCE_NODATA = -1.0
+PROBABILITY_NODATA = -1.0
+BLOCK = 256
+_COMPRESSED = ["COMPRESS=DEFLATE", "TILED=YES", f"BLOCKXSIZE={BLOCK}", f"BLOCKYSIZE={BLOCK}", "BIGTIFF=IF_SAFER"]
+_UNCOMPRESSED = ["TILED=YES", f"BLOCKXSIZE={BLOCK}", f"BLOCKYSIZE={BLOCK}", "BIGTIFF=IF_SAFER"]
+_TILE_SHARE = 0.95  # of the progress bar; compressing the outputs takes the rest
+
+
+class PredictionCancelled(Exception):
+    """Raised when the cancel check fires; no output file is left behind."""
+
+
+@dataclass
+class _Output:
+    """One requested output raster and its two temporaries (uncompressed stage, compressed result)."""
+
+    kind: str
+    path: str
+    gdal_type: int
+    bands: int
+    nodata: float
+    raw: str = ""
+    final: str = ""
+    dataset: Optional[gdal.Dataset] = field(default=None, repr=False)
+
+    def temporaries(self) -> List[str]:
+        return [p for p in (self.raw, self.raw + ".aux.xml", self.final, self.final + ".aux.xml") if p]
+
+
+def _resolve_device(device: str) -> torch.device:
+    """'auto' = CUDA when PyTorch sees a GPU, else CPU; 'cuda' without a GPU -> ValueError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU; use device 'cpu' or 'auto'")
+    return resolved
+
+
+def _open_input(raster_path: str, metadata: dict) -> RasterInfo:
+    """The input raster, described for the bands the model reads; a raster without those bands, or
+    with other wavelengths, -> ValueError saying what the model needs."""
+    indices = [int(b) for b in metadata["bands"]["indices"]]
+    available = open_raster(raster_path, drop_bad_bands=False).band_indices
+    if max(indices) > max(available):
+        raise ValueError(f"{raster_path} has {len(available)} bands but the model reads file bands up to "
+                         f"{max(indices)} ({len(indices)} bands in all); classify a raster with the same "
+                         f"bands as the training raster")
+    info = open_raster(raster_path, bands=indices, drop_bad_bands=False)
+    check_raster_matches(metadata, info)
+    return info
+
+
+def _reserve(outputs: List[_Output], raster_path: str) -> None:
+    """Check every output path and create its temporaries now, so that a path that cannot be written
+    fails before any work (creating the files is the only reliable writability test)."""
+    seen = {os.path.abspath(raster_path)}
+    for out in outputs:
+        target = os.path.abspath(out.path)
+        folder = os.path.dirname(target)
+        if target in seen:
+            raise ValueError(f"output path {out.path} is used twice (or is the input raster); "
+                             f"give every output its own file name")
+        seen.add(target)
+        if os.path.isdir(target):
+            raise ValueError(f"cannot write the {out.kind} raster {out.path}: it is a folder; give a file name")
+        if not os.path.isdir(folder):
+            raise ValueError(f"cannot write the {out.kind} raster {out.path}: the folder {folder} does not exist; "
+                             f"create it first")
+        stem = "." + os.path.splitext(os.path.basename(target))[0] + "."
+        for attr, suffix in (("raw", ".part.tif"), ("final", ".tmp.tif")):
+            try:
+                handle, name = tempfile.mkstemp(suffix=suffix, prefix=stem, dir=folder)
+            except OSError as error:
+                raise ValueError(f"cannot write the {out.kind} raster {out.path}: {error.strerror}; "
+                                 f"choose a folder you can write to") from None
+            os.close(handle)
+            setattr(out, attr, name)
+
+
+def _create(out: _Output, info: RasterInfo) -> None:
+    """The uncompressed stage of one output, on the input's grid, every pixel nodata to start with."""
+    os.remove(out.raw)  # mkstemp's placeholder (mode 0600); GDAL creates the file afresh, with the usual mode
+    ds = gdal.GetDriverByName("GTiff").Create(out.raw, info.cols, info.rows, out.bands, out.gdal_type, _UNCOMPRESSED)
+    ds.SetGeoTransform(info.geotransform)
+    if info.projection:
+        ds.SetProjection(info.projection)
+    for b in range(1, out.bands + 1):
+        ds.GetRasterBand(b).SetNoDataValue(out.nodata)
+    out.dataset = ds
+
+
+def _describe_classes(band: gdal.Band, ids: List[int], names: List[str], colors: List[List[int]]) -> None:
+    """Band description, JSON class metadata and the colour table of the class band."""
+    band.SetDescription("class")
+    band.SetMetadataItem("class_ids", json.dumps(ids))
+    band.SetMetadataItem("class_names", json.dumps(names))
+    table = gdal.ColorTable()
+    for value in range(max(ids) + 1):
+        table.SetColorEntry(value, (0, 0, 0, 0))
+    for value, (r, g, b) in zip(ids, colors):
+        table.SetColorEntry(value, (int(r), int(g), int(b), 255))
+    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    band.SetRasterColorTable(table)
+
+
+def _name_classes(band: gdal.Band, ids: List[int], names: List[str], colors: List[List[int]]) -> None:
+    """Category names (read by GDAL tools and the QGIS paletted renderer) and a thematic attribute table
+    (QGIS >= 3.30, ArcGIS): two conventions for the same table, as software reads one or the other."""
+    categories = [""] * (max(ids) + 1)
+    for value, name in zip(ids, names):
+        categories[value] = name
+    band.SetCategoryNames(categories)
+    rat = gdal.RasterAttributeTable()
+    rat.SetTableType(gdal.GRTT_THEMATIC)
+    for name, kind, usage in (("Value", gdal.GFT_Integer, gdal.GFU_MinMax), ("Class", gdal.GFT_String, gdal.GFU_Name),
+                              ("Red", gdal.GFT_Integer, gdal.GFU_Red), ("Green", gdal.GFT_Integer, gdal.GFU_Green),
+                              ("Blue", gdal.GFT_Integer, gdal.GFU_Blue)):
+        rat.CreateColumn(name, kind, usage)
+    for row, (value, name, (r, g, b)) in enumerate(zip(ids, names, colors)):
+        rat.SetValueAsInt(row, 0, int(value))
+        rat.SetValueAsString(row, 1, name)
+        for column, level in enumerate((r, g, b), start=2):
+            rat.SetValueAsInt(row, column, int(level))
+    band.SetDefaultRAT(rat)
+
+
+def _cleanup(outputs: List[_Output]) -> None:
+    for out in outputs:
+        out.dataset = None
+        for path in out.temporaries():
+            if os.path.exists(path):
+                os.remove(path)
+
+
+def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_classes: str,
+                   out_confidence: Optional[str] = None, out_clusters: Optional[str] = None,
+                   out_probabilities: Optional[str] = None, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                   device: str = "auto", progress: Optional[Progress] = None,
+                   cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
+    """Classify ``raster_path`` with ``model`` (and its model-file ``metadata``); returns {kind: path written}
+    for the kinds 'classes', 'confidence', 'clusters', 'probabilities' that were asked for.
+
+    The bands ``metadata['bands']['indices']`` are read and stretched with the stored statistics, in
+    overlapping tiles of ``tile`` px with ``overlap`` px of context, stitched by centre-crop (engine.tiling).
+    ``progress(fraction, text)`` is called after each tile; ``cancelled()`` is polled before each tile and
+    before each compression and raises PredictionCancelled. Bad output paths, a raster whose bands do not
+    match the model, and a cluster output for a model without clusters raise ValueError.
+    """
+    if not out_classes:
+        raise ValueError("no path for the class raster; give one (the other outputs are optional)")
+    ids = [int(v) for v in metadata["classes"]["ids"]]
+    names = [str(v) for v in metadata["classes"]["names"]]
+    colors = [list(c) for c in metadata["classes"]["colors"]]
+    if max(ids) > 65535 or min(ids) < 1:
+        raise ValueError(f"class ids must lie in 1..65535 (0 marks nodata), the model has {min(ids)}..{max(ids)}")
+    class_type = gdal.GDT_Byte if max(ids) <= 255 else gdal.GDT_UInt16
+    outputs = [_Output(kind, path, gdal_type, bands, nodata) for kind, path, gdal_type, bands, nodata in (
+        ("classes", out_classes, class_type, 1, 0),
+        ("confidence", out_confidence, gdal.GDT_Float32, 1, CONFIDENCE_NODATA),
+        ("clusters", out_clusters, gdal.GDT_UInt16, 1, 0),
+        ("probabilities", out_probabilities, gdal.GDT_Float32, len(ids), PROBABILITY_NODATA),
+    ) if path]
+    try:
+        _reserve(outputs, raster_path)
+        return _predict(model, metadata, raster_path, outputs, ids, names, colors, tile, overlap, device,
+                        progress, cancelled)
+    except BaseException:
+        _cleanup(outputs)
+        raise
+
+
+def _predict(model: HSIClassifier, metadata: dict, raster_path: str, outputs: List[_Output], ids: List[int],
+             names: List[str], colors: List[List[int]], tile: int, overlap: int, device: str,
+             progress: Optional[Progress], cancelled: Optional[Cancelled]) -> Dict[str, str]:
+    info = _open_input(raster_path, metadata)
+    stretch = Stretch.from_dict(metadata["normalisation"])
+    tiles = plan_tiles(info.rows, info.cols, tile, overlap)
+    torch_device = _resolve_device(device)
+    log.info("classifying %s (%d x %d px, %d bands) on %s in %d tiles of up to %d x %d px with %d px overlap",
+             raster_path, info.rows, info.cols, info.bands, torch_device, len(tiles),
+             max(t.rows for t in tiles), max(t.cols for t in tiles), overlap)
+    by_kind = {out.kind: out for out in outputs}
+    for out in outputs:
+        _create(out, info)
+    classes_band = by_kind["classes"].dataset.GetRasterBand(1)
+    _describe_classes(classes_band, ids, names, colors)
+    if "confidence" in by_kind:
+        by_kind["confidence"].dataset.GetRasterBand(1).SetDescription("confidence (max softmax probability)")
+    if "clusters" in by_kind:
+        by_kind["clusters"].dataset.GetRasterBand(1).SetDescription("cluster id + 1")
+    if "probabilities" in by_kind:
+        for k, (class_id, name) in enumerate(zip(ids, names)):
+            band = by_kind["probabilities"].dataset.GetRasterBand(k + 1)
+            band.SetDescription(name)
+            band.SetMetadataItem("class_id", str(class_id))
+    lookup = np.asarray(ids, dtype=np.uint16)
+
+    was_training = model.training
+    model.to(torch_device).eval()
+    try:
+        with torch.inference_mode():
+            for i, t in enumerate(tiles):
+                if cancelled is not None and cancelled():
+                    raise PredictionCancelled(f"classification of {raster_path} cancelled; no output written")
+                data, valid = read_window(info, t.row0, t.col0, t.rows, t.cols)
+                keep = valid[t.crop_in_window]
+                crop = (slice(None),) + t.crop_in_window
+                image = apply_stretch(data, valid, stretch) if keep.any() else None
+                del data                                # the model's activations need the memory more
+                probabilities = clusters = None
+                if image is not None:
+                    probabilities, clusters = predict_window(model, image, torch_device)
+                    del image
+                    probabilities = probabilities[crop]
+                    if "clusters" in by_kind and clusters is None:
+                        raise ValueError(f"the {metadata['model']['name']} model gives no cluster map; "
+                                         f"leave out the cluster output")
+                _write_tile(by_kind, t, keep, probabilities, clusters, lookup)
+                if progress is not None:
+                    progress(_TILE_SHARE * (i + 1) / len(tiles), f"classified tile {i + 1} of {len(tiles)}")
+    finally:
+        model.train(was_training)
+    return _finish(outputs, ids, names, colors, progress, cancelled, raster_path)
+
+
+def _write_tile(by_kind: Dict[str, _Output], t: Tile, keep: np.ndarray, probabilities: Optional[np.ndarray],
+                clusters: Optional[np.ndarray], lookup: np.ndarray) -> None:
+    """Write one tile's crop to every output and flush it, so no block stays in memory across tiles."""
+    rows, cols = keep.shape
+    if probabilities is None:                           # no valid pixel in the crop: nodata everywhere
+        probabilities = np.zeros((len(lookup), rows, cols), np.float32)
+    winner = probabilities.argmax(0)
+    layers = {
+        "classes": np.where(keep, lookup[winner], 0),
+        "confidence": np.where(keep, probabilities.max(0), np.float32(CONFIDENCE_NODATA)),
+    }
+    if "clusters" in by_kind and clusters is not None:
+        found = clusters[t.crop_in_window]
+        if found.max() >= 65535:
+            raise ValueError(f"cluster id {int(found.max())} does not fit the UInt16 cluster raster")
+        layers["clusters"] = np.where(keep, found + 1, 0)
+    elif "clusters" in by_kind:
+        layers["clusters"] = np.zeros((rows, cols), np.uint16)
+    for kind, out in by_kind.items():
+        if kind == "probabilities":
+            stack = np.where(keep, probabilities, np.float32(PROBABILITY_NODATA))
+            for k in range(out.bands):
+                out.dataset.GetRasterBand(k + 1).WriteArray(stack[k], t.crop_col0, t.crop_row0)
+        else:
+            out.dataset.GetRasterBand(1).WriteArray(layers[kind], t.crop_col0, t.crop_row0)
+        out.dataset.FlushCache()
+
+
+def _finish(outputs: List[_Output], ids: List[int], names: List[str], colors: List[List[int]],
+            progress: Optional[Progress], cancelled: Optional[Cancelled], raster_path: str) -> Dict[str, str]:
+    """Compress every output into its final temporary, then rename all of them into place."""
+    for out in outputs:
+        out.dataset = None                              # closes the uncompressed stage
+    for i, out in enumerate(outputs):
+        if cancelled is not None and cancelled():
+            raise PredictionCancelled(f"classification of {raster_path} cancelled; no output written")
+        predictor = "PREDICTOR=3" if out.gdal_type == gdal.GDT_Float32 else "PREDICTOR=2"
+        os.remove(out.final)                            # the placeholder, as in _create
+        ds = gdal.Translate(out.final, out.raw, format="GTiff", creationOptions=_COMPRESSED + [predictor])
+        if out.kind == "classes":
+            _name_classes(ds.GetRasterBand(1), ids, names, colors)
+        ds = None
+        os.remove(out.raw)
+        if progress is not None:
+            progress(_TILE_SHARE + (1 - _TILE_SHARE) * (i + 1) / len(outputs), f"wrote {out.kind} raster")
+    for out in outputs:
+        os.replace(out.final, out.path)
+        side, target = out.final + ".aux.xml", out.path + ".aux.xml"
+        if os.path.exists(side):
+            os.replace(side, target)
+        elif os.path.exists(target):
+            os.remove(target)                           # a stale sidecar would describe the old file
+        log.info("wrote the %s raster %s", out.kind, out.path)
+    return {out.kind: out.path for out in outputs}

@@ -1,0 +1,523 @@
+"""Whole-image training from sparse labels (MODELS.md §3.3 and §4.10), with windows for large scenes.
+
+The models see the whole scene at batch 1; only the training pixels carry a label (cross-entropy with
+ignore index -1) and the model's own auxiliary loss (CSSMamba's cluster loss) is added. Each epoch ends
+with the overall accuracy on the validation pixels of the full image; the state of the best epoch is
+kept (val OA >= best, so the later epoch wins ties), optionally with early stopping.
+
+A scene whose training step does not fit the memory budget is cut into a grid of overlapping windows
+(``plan_windows``), generalising MambaHSI's split into two halves that overlap by 10 rows and CSSMamba's
+four quadrants with a 5 px margin. Each window that holds training pixels makes one optimizer step per
+epoch; validation then runs tiled through ``engine.tiling.predict_array``.
+
+No GDAL here: this module also runs on GPU machines without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .data.splits import Split
+from .models.base import HSIClassifier
+from .ssm import scan
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingCancelled", "Window", "plan_windows", "seed_everything",
+           "estimate_training_bytes_per_pixel", "default_memory_budget_mb", "train_model"]
+
+_log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+WINDOW_MARGIN = 5                # px of context beyond each window's share (MambaHSI's halves, CSSMamba's quadrants)
+PROBE_SIZE = 48                  # side of the window the memory probe trains on
+CPU_BUDGET_FRACTION = 0.5        # default budget: this share of physical RAM ...
+CUDA_BUDGET_FRACTION = 0.8       # ... or of the GPU memory free at the start
+FALLBACK_BUDGET_MB = 4096        # when physical RAM cannot be read
+CPU_BACKWARD_FACTOR = 1.75       # saved activations x this = estimated peak of a training step on CPU
+
+Progress = Callable[..., None]   # progress(fraction, text="")
+Cancelled = Callable[[], bool]
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; the defaults are the MambaHSI/CSSMamba protocol (Adam 3e-4, 200 epochs).
+
+    patience: stop after this many epochs without a strictly higher val OA (None: run every epoch).
+    memory_budget_mb: memory a training step may use (None: ``default_memory_budget_mb``); scenes that
+    exceed it train on overlapping windows. threads: torch CPU threads (None: leave torch's setting).
+    amp: bf16 autocast on CUDA (weights stay fp32); ignored on CPU.
+    """
+
+    epochs: int = 200
+    lr: float = 3e-4
+    device: str = "auto"
+    seed: int = 0
+    patience: Optional[int] = None
+    memory_budget_mb: Optional[float] = None
+    threads: Optional[int] = None
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.epochs) != self.epochs or self.epochs < 1:
+            raise ValueError(f"epochs must be a whole number >= 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 epoch or None (no early stopping), got {self.patience}")
+        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
+            raise ValueError(f"memory_budget_mb must be > 0, got {self.memory_budget_mb}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+
+
+class Window(NamedTuple):
+    """A training window: rows [row0, row1) x cols [col0, col1) of the scene."""
+
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+
+    @property
+    def pixels(self) -> int:
+        return (self.row1 - self.row0) * (self.col1 - self.col0)
+
+    @property
+    def slices(self) -> Tuple[slice, slice]:
+        return slice(self.row0, self.row1), slice(self.col0, self.col1)
+
+
+@dataclass
+class TrainResult:
+    """What training produced. ``state_dict`` is a CPU copy of the best epoch's weights and persistent
+    buffers; ``history`` holds one dict per epoch run (epoch, loss, aux_loss, val_oa, steps, seconds).
+    ``best_val_oa`` is NaN when there were no validation pixels (the last epoch is then kept)."""
+
+    state_dict: Dict[str, Tensor]
+    best_epoch: int
+    best_val_oa: float
+    history: List[dict]
+    device: str
+    backend: str
+    threads: int
+    seconds: float
+    windows: List[Window] = field(default_factory=list)
+
+
+class TrainingCancelled(Exception):
+    """Raised when ``cancelled()`` returned True; no state is returned and nothing may be saved."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Windows
+
+
+def _spans(length: int, parts: int, margin: int) -> List[Tuple[int, int]]:
+    """Split [0, length) at floor(k·length/parts) and widen every share by ``margin`` on both sides
+    (clipped to the axis): parts=2 gives MambaHSI's [0, ⌊L/2⌋+m) and [⌊L/2⌋−m, L)."""
+    cuts = [k * length // parts for k in range(parts + 1)]
+    return [(max(cuts[k] - margin, 0), min(cuts[k + 1] + margin, length)) for k in range(parts)]
+
+
+def _max_span(length: int, parts: int, margin: int) -> int:
+    return max(stop - start for start, stop in _spans(length, parts, margin))
+
+
+def plan_windows(rows: int, cols: int, max_pixels: int, margin: int = WINDOW_MARGIN) -> List[Window]:
+    """The fewest overlapping windows, in a grid, that cover a rows x cols scene with at most
+    ``max_pixels`` pixels each; row-major order.
+
+    Each axis is cut into equal shares (at floor(k·L/n)) widened by ``margin`` px on each interior side,
+    so neighbouring windows overlap by exactly 2·margin px and every pixel is covered. The whole scene
+    is one window when it fits. Among grids with the fewest windows the one with the smallest largest
+    window wins, then the one that cuts rows rather than columns, as MambaHSI does. Raises ValueError
+    when not even windows of one share plus margins fit.
+    """
+    if rows < 1 or cols < 1:
+        raise ValueError(f"cannot plan windows on an empty scene of {rows} x {cols} px")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    best: Optional[Tuple[int, int, int, int]] = None          # (count, largest window, n_cols, n_rows)
+    for n_rows in range(1, rows + 1):
+        if best is not None and n_rows > best[0]:
+            break                                             # every later grid has more windows
+        row_span = _max_span(rows, n_rows, margin)
+        col_cap = max_pixels // row_span
+        if col_cap < 1:
+            continue
+        if cols <= col_cap:
+            n_cols = 1
+        else:
+            # A share of c px needs c + 2·margin <= col_cap in the interior: start just below that count.
+            n_cols = max(1, -(-cols // max(col_cap - 2 * margin, 1)) - 1)
+            while n_cols <= cols and _max_span(cols, n_cols, margin) > col_cap:
+                n_cols += 1
+            if n_cols > cols:
+                continue
+        candidate = (n_rows * n_cols, row_span * _max_span(cols, n_cols, margin), n_cols, n_rows)
+        if best is None or candidate < best:
+            best = candidate
+    if best is None:
+        raise ValueError(f"the memory budget allows training windows of only {max_pixels} px, too few for a "
+                         f"{rows} x {cols} px scene with a {margin} px margin; raise the memory budget")
+    _, _, n_cols, n_rows = best
+    return [Window(r0, r1, c0, c1) for r0, r1 in _spans(rows, n_rows, margin) for c0, c1 in _spans(cols, n_cols, margin)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory
+
+
+def _physical_memory_bytes() -> Optional[int]:
+    """Installed RAM, or None when the platform does not say (no psutil dependency)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        pass
+    if os.name == "nt":  # pragma: no cover - Windows only
+        import ctypes
+
+        class _MemoryStatus(ctypes.Structure):
+            _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
+                        ("ullTotalPhys", ctypes.c_ulonglong), ("ullAvailPhys", ctypes.c_ulonglong),
+                        ("ullTotalPageFile", ctypes.c_ulonglong), ("ullAvailPageFile", ctypes.c_ulonglong),
+                        ("ullTotalVirtual", ctypes.c_ulonglong), ("ullAvailVirtual", ctypes.c_ulonglong),
+                        ("sullAvailExtendedVirtual", ctypes.c_ulonglong)]
+
+        status = _MemoryStatus()
+        status.dwLength = ctypes.sizeof(_MemoryStatus)
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+            return int(status.ullTotalPhys)
+    return None
+
+
+def default_memory_budget_mb(device: torch.device) -> float:
+    """Half of physical RAM on CPU (QGIS and the raster need the rest); 80 % of the GPU memory free now on CUDA."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return CUDA_BUDGET_FRACTION * free / 2**20
+    total = _physical_memory_bytes()
+    return FALLBACK_BUDGET_MB if total is None else CPU_BUDGET_FRACTION * total / 2**20
+
+
+def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Optional[Tensor],
+                                      amp: bool) -> float:
+    """Memory of one training step per pixel, measured on a PROBE_SIZE² crop of ``x`` (1, Nb, H, W).
+
+    Why measured: the models' memory is linear in the pixel count (the scans and per-pixel layers
+    dominate) but its slope depends on the architecture and config, so a formula would be one more
+    thing to keep in sync. CUDA: the peak of ``torch.cuda.max_memory_allocated`` over one forward and
+    backward. CPU (no resettable peak counter): the bytes of the distinct non-parameter tensors that
+    autograd saves for the backward, counted with ``saved_tensors_hooks`` during one forward, times
+    CPU_BACKWARD_FACTOR for the gradients that coexist with them during the backward (measured peak RSS
+    of a forward + backward over the saved bytes: 1.16 for CSSMamba, 1.49 for MambaHSI, at width 32 on
+    32² and 64² crops of 218 bands; the per-pixel figure was the same at both sizes). Both include the
+    fixed parts of a small crop, so the per-pixel figure errs on the safe side. The model's buffers
+    (e.g. CSSMamba's EMA prototypes, updated in a training forward) are restored afterwards.
+    """
+    rows, cols = min(x.shape[2], PROBE_SIZE), min(x.shape[3], PROBE_SIZE)
+    crop = x[:, :, :rows, :cols]
+    guide_crop = None if guide is None else guide[:, :, :rows, :cols]
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    params = {p.data_ptr() for p in model.parameters()}
+    try:
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+            torch.cuda.reset_peak_memory_stats(x.device)
+            base = torch.cuda.memory_allocated(x.device)
+            with _autocast(x.device, amp):
+                out = model(crop, guide_crop)
+                loss = out.logits.float().square().mean() + (0 if out.aux_loss is None else out.aux_loss)
+            loss.backward()
+            torch.cuda.synchronize(x.device)
+            used = torch.cuda.max_memory_allocated(x.device) - base
+        else:
+            seen: Dict[Tuple[int, int], int] = {}
+
+            def pack(t: Tensor) -> Tensor:
+                if t.data_ptr() not in params:
+                    seen[(t.data_ptr(), t.numel())] = t.numel() * t.element_size()
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                out = model(crop, guide_crop)
+            used = CPU_BACKWARD_FACTOR * (sum(seen.values()) + out.logits.numel() * out.logits.element_size())
+        del out
+    finally:
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
+    return max(float(used), 1.0) / (rows * cols)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reproducibility and devices
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all CUDA devices too). Weights are initialised when a model is
+    built, so call this before ``build_model`` as well for a reproducible run; train_model calls it."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+@contextmanager
+def _deterministic(device: torch.device, threads: Optional[int]) -> Iterator[None]:
+    """Deterministic kernels and the thread count for the run; the process-wide settings are restored.
+
+    CPU: ``torch.use_deterministic_algorithms`` (warn-only, so an op without a deterministic variant does
+    not stop training; measured on CSSMamba at width 32: no cost, and bit-identical weights run to run). CUDA: cuDNN deterministic with benchmark off, as the reference;
+    scatter/index atomics may still make CUDA runs differ in the last bits.
+    """
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.utils.deterministic.fill_uninitialized_memory)
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            # Filling every torch.empty with NaN only catches reads of uninitialised memory; it costs a
+            # memset per allocation and does not change the results of correct code.
+            torch.utils.deterministic.fill_uninitialized_memory = False
+        else:
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
+        torch.utils.deterministic.fill_uninitialized_memory = saved[5]
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU; use device 'cpu' or 'auto'")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when asked; the model keeps its fp32 weights. No-op on CPU."""
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+def _check_inputs(image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split) -> np.ndarray:
+    """Validate shapes and values; return the training label map restricted to valid pixels."""
+    if image.ndim != 3:
+        raise ValueError(f"image must be (bands, rows, cols), got shape {image.shape}")
+    if raw.shape != image.shape:
+        raise ValueError(f"raw spectra have shape {raw.shape} but the normalised image has {image.shape}")
+    grid = image.shape[1:]
+    for name, array in (("valid mask", valid), ("training labels", split.train),
+                        ("validation labels", split.validation)):
+        if array.shape != grid:
+            raise ValueError(f"{name} have shape {array.shape} but the image is {grid[0]} x {grid[1]} px")
+    if not np.isfinite(image).all():
+        raise ValueError("the normalised image contains NaN or Inf; normalise with apply_stretch, "
+                         "which sets invalid pixels to 0")
+    train = np.where(valid, split.train, -1).astype(np.int64)
+    if not (train >= 0).any():
+        raise ValueError("there are no training pixels on valid (non-nodata) pixels; check that the labels "
+                         "or ROIs overlap the raster's data")
+    return train
+
+
+def _validation_oa(model: HSIClassifier, x: Tensor, image: np.ndarray,
+                   valid: np.ndarray, val: np.ndarray, val_mask: np.ndarray, device: torch.device,
+                   amp: bool, tile: Optional[int]) -> float:
+    """Overall accuracy on the validation pixels, predicted on the full image (tile None, one pass)
+    or through overlapping tiles of ``tile`` px when one pass would exceed the memory budget. Like
+    prediction, it needs no labels: no guide is passed."""
+    model.eval()
+    try:
+        with torch.no_grad(), _autocast(device, amp):
+            if tile is None:
+                predicted = model(x).logits[0].argmax(0).cpu().numpy()
+            else:
+                from .tiling import DEFAULT_OVERLAP, predict_array  # lazy: only large scenes need it
+
+                probabilities, _ = predict_array(model, image, valid, tile=tile,
+                                                 overlap=min(DEFAULT_OVERLAP, tile // 4), device=device)
+                predicted = probabilities.argmax(0)
+    finally:
+        model.train()
+    return float((predicted[val_mask] == val[val_mask]).mean())
+
+
+def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: TrainConfig) -> Tuple[List[Window], int]:
+    """Training windows within the memory budget, and the most pixels a window may hold.
+
+    The budget pays for the weights, their gradients and Adam's two moments (4x the parameters), the
+    scene itself on a GPU, and then a measured number of bytes per pixel of the window.
+    """
+    device = x.device
+    budget_mb = config.memory_budget_mb or default_memory_budget_mb(device)
+    per_pixel = estimate_training_bytes_per_pixel(model, x, guide, config.amp)
+    fixed = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
+    if device.type == "cuda":
+        fixed += x.numel() * x.element_size()
+    max_pixels = int((budget_mb * 2**20 - fixed) // per_pixel)
+    if max_pixels < 1:
+        raise ValueError(f"the memory budget of {budget_mb:.0f} MB does not even hold the model's weights and "
+                         f"optimizer state ({fixed / 2**20:.0f} MB); raise the memory budget")
+    rows, cols = x.shape[2:]
+    windows = plan_windows(rows, cols, max_pixels)
+    _log.info("estimated training memory %.0f MB for the whole scene (%.0f bytes per pixel; budget %.0f MB): "
+              "%d window(s)", (rows * cols * per_pixel + fixed) / 2**20, per_pixel, budget_mb, len(windows))
+    return windows, max_pixels
+
+
+def _step(model: HSIClassifier, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, guide: Optional[Tensor],
+          window: Window, n_labels: int, device: torch.device, amp: bool) -> Tuple[float, Optional[float]]:
+    """One optimizer step on one window: CE on its training pixels + the model's auxiliary loss.
+    Returns (total loss, auxiliary loss or None)."""
+    crop = (slice(None), slice(None)) + window.slices
+    with _autocast(device, amp):
+        out = model(x[crop], None if guide is None else guide[crop])
+        if out.logits.shape[1] < n_labels:
+            raise ValueError(f"the model predicts {out.logits.shape[1]} classes but the labels hold {n_labels}; "
+                             f"build it with n_classes={n_labels}")
+        loss = F.cross_entropy(out.logits.float(), y[(slice(None),) + window.slices], ignore_index=-1)
+        if out.aux_loss is not None:
+            loss = loss + out.aux_loss.float()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), None if out.aux_loss is None else float(out.aux_loss.detach())
+
+
+def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split,
+                config: Optional[TrainConfig] = None, progress: Optional[Progress] = None,
+                cancelled: Optional[Cancelled] = None) -> TrainResult:
+    """Train ``model`` on one scene and return the best epoch's state.
+
+    image: (Nb, H, W) float32 normalised (apply_stretch); raw: (Nb, H, W) float32 spectra as read, for
+    ``model.make_guide``; valid: (H, W) bool, False under nodata; split: label maps (class index, -1 =
+    none). progress(fraction, text) is called after every epoch (and every window when there are
+    several); cancelled() is polled before every window and every validation and raises
+    TrainingCancelled. On return the model holds the best state, on the CPU, in eval mode.
+    """
+    config = config or TrainConfig()
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    valid = np.asarray(valid, dtype=bool)
+    train = _check_inputs(image, raw, valid, split)
+    val = np.asarray(split.validation, dtype=np.int64)
+    val_mask = (val >= 0) & valid
+    device = _resolve_device(config.device)
+    report = progress or (lambda fraction, text="": None)
+    stop = cancelled or (lambda: False)
+    rows, cols = image.shape[1:]
+    start = time.perf_counter()
+
+    def check_cancel(where: str) -> None:
+        if stop():
+            raise TrainingCancelled(f"training cancelled {where}")
+
+    with _deterministic(device, config.threads):
+        seed_everything(config.seed)
+        check_cancel("before it started")
+        report(0.0, "preparing training")
+        guide = model.make_guide(np.asarray(raw, dtype=np.float32), train, valid)
+        check_cancel("while preparing")
+        model.to(device).train()
+        x = torch.from_numpy(image)[None].to(device)
+        y = torch.from_numpy(train)[None].to(device)
+        g = None if guide is None else guide.to(device=device, dtype=torch.int64)[None]
+
+        counts = np.bincount(train[train >= 0])
+        _log.info("training on %s with %d torch threads; model %s with %s parameters; %d x %d px, %d bands",
+                  device, torch.get_num_threads(), model.name or type(model).__name__,
+                  f"{sum(p.numel() for p in model.parameters()):,}", rows, cols, image.shape[0])
+        _log.info("training pixels per class: %s; validation pixels: %d",
+                  ", ".join(f"{c}: {n}" for c, n in enumerate(counts)), int(val_mask.sum()))
+        missing = [c for c in range(int(model.config.get("n_classes", len(counts))))
+                   if c >= len(counts) or counts[c] == 0]
+        if missing:
+            _log.warning("classes %s have no training pixels: the model cannot learn them", missing)
+        windows, max_pixels = _plan(model, x, g, config)
+        steps = [w for w in windows if (train[w.slices] >= 0).any()]
+        val_tile = None if len(windows) == 1 else max(math.isqrt(max_pixels), 2)
+        if not val_mask.any():
+            _log.warning("no validation pixels: the last epoch is kept instead of the best one")
+
+        seed_everything(config.seed)                          # the probe ran the model once
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        best_state: Optional[Dict[str, Tensor]] = None
+        best_oa, best_epoch, since_best = -math.inf, 0, 0
+        backend = "none"
+        history: List[dict] = []
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            losses, aux_losses = [], []
+            for i, w in enumerate(steps):
+                check_cancel(f"in epoch {epoch}")
+                loss, aux = _step(model, optimizer, x, y, g, w, len(counts), device, config.amp)
+                if not math.isfinite(loss):
+                    raise ValueError(f"training diverged: the loss is {loss} in epoch {epoch}; "
+                                     f"lower the learning rate (now {config.lr})")
+                losses.append(loss)
+                if aux is not None:
+                    aux_losses.append(aux)
+                if len(steps) > 1:
+                    report((epoch - 1 + (i + 1) / len(steps)) / config.epochs,
+                           f"epoch {epoch}/{config.epochs}: window {i + 1}/{len(steps)}")
+            if epoch == 1:
+                backend = scan.last_backend()
+                _log.info("selective scan backend: %s", backend)
+            check_cancel(f"before validating epoch {epoch}")
+            val_oa = (_validation_oa(model, x, image, valid, val, val_mask, device, config.amp, val_tile)
+                      if val_mask.any() else math.nan)
+            improved = not val_mask.any() or val_oa > best_oa
+            if not val_mask.any() or val_oa >= best_oa:       # ties: the later epoch wins (MambaHSI rule)
+                best_oa, best_epoch = val_oa, epoch
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            since_best = 0 if improved else since_best + 1
+            seconds = time.perf_counter() - t0
+            history.append({"epoch": epoch, "loss": float(np.mean(losses)),
+                            "aux_loss": float(np.mean(aux_losses)) if aux_losses else None,
+                            "val_oa": val_oa, "steps": len(steps), "seconds": seconds})
+            if epoch == 1:
+                _log.info("first epoch took %.2f s (%d optimizer step(s))", seconds, len(steps))
+            _log.debug("epoch %d: loss %.4f, val OA %.4f, %.2f s", epoch, history[-1]["loss"], val_oa, seconds)
+            report(epoch / config.epochs, f"epoch {epoch}/{config.epochs}: loss {history[-1]['loss']:.4f}, "
+                                          f"val OA {val_oa:.4f} (best {best_oa:.4f} at epoch {best_epoch})")
+            if config.patience is not None and since_best >= config.patience:
+                _log.info("early stop after epoch %d: no better val OA for %d epochs", epoch, config.patience)
+                break
+
+        assert best_state is not None                          # at least one epoch ran
+        model.to("cpu").load_state_dict(best_state)
+        model.eval()
+        threads = torch.get_num_threads()
+    total = time.perf_counter() - start
+    _log.info("trained %d epochs in %.1f s (%.2f s/epoch); best epoch %d, val OA %.4f",
+              len(history), total, total / len(history), best_epoch, best_oa)
+    return TrainResult(state_dict=best_state, best_epoch=best_epoch, best_val_oa=float(best_oa), history=history,
+                       device=str(device), backend=backend, threads=threads, seconds=total, windows=windows)
