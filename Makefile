@@ -10,7 +10,7 @@ export QT_QPA_PLATFORM ?= offscreen
 setup:
 	@scripts/setup.sh
 
-## Generate the built-in sample and run the scan self-check and benchmark on it.
+## Make the built-in sample (once), train CSSMamba on its ROIs, classify it, print the accuracy and output paths.
 demo: setup
 	$(PY) -m engine demo --out $(SAMPLE)
 

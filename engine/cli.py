@@ -1,11 +1,29 @@
-"""Command line for ML users and CI: ``python -m engine {sample,selfcheck,demo} …``."""
+"""Command line for ML users and CI: ``python -m engine {train,classify,evaluate,benchmark,demo,sample,selfcheck} …``.
+
+Every subcommand has ``--help``. Bad input ends with ``error: …`` and exit status 2; Ctrl-C during
+training or classification cancels cleanly (no model file, no half-written raster) with status 130.
+"""
 
 import argparse
+import contextlib
+import importlib.util
+import json
 import logging
 import os
+import signal
 import sys
 from dataclasses import asdict
-from typing import List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL_NAMES = ("cssmamba", "mambahsi")  # = engine.models.registry.MODEL_NAMES (a test keeps them equal)
+DEVICES = ("auto", "cpu", "cuda")
+# The demo: CSSMamba at the plugin's defaults (engine/models/registry.py: width 32 with 2 x 2 pooling,
+# chosen by measurement) for 50 epochs on the 128 x 128 sample's ROIs, about a minute on 2 CPU cores.
+# --set dim=128 --set pooling=false --epochs 200 is the paper's setting.
+DEMO_EPOCHS = 50
+DEMO_OVERRIDES: dict = {}
+CANCELLED_STATUS = 130
 
 
 def _progress_printer(prefix: str):
@@ -25,6 +43,64 @@ def _progress_printer(prefix: str):
             sys.stderr.flush()
 
     return progress
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels() -> Iterator[Any]:
+    """Yield a ``cancelled()`` check that turns true on the first Ctrl-C (a second one interrupts at once)."""
+    state = {"hit": False}
+
+    def handler(signum, frame):
+        if state["hit"]:
+            raise KeyboardInterrupt
+        state["hit"] = True
+        print("\ncancelling after the current step (Ctrl-C again to abort at once)", file=sys.stderr)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no signal handling, never cancelled
+        yield lambda: False
+        return
+    try:
+        yield lambda: state["hit"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def parse_overrides(items: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """``["dim=64", "gate=\\"prior\\"", "token_selection=false", "name=abc"]`` → {"dim": 64, ...}.
+
+    Each value is read as JSON when it parses (ints, floats, true/false, null, lists), else kept as the
+    string, so ``gate=prior`` and ``gate="prior"`` both give "prior". Python's True/False/None work too.
+    """
+    python_words = {"True": True, "False": False, "None": None}
+    overrides: Dict[str, Any] = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r} (e.g. --set clusters_per_class=3)")
+        text = text.strip()
+        if text in python_words:
+            value = python_words[text]
+        else:
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+        overrides[key] = value
+    return overrides
+
+
+def _print_metrics(metrics: Dict[str, Any], indent: str = "") -> None:
+    print(f"{indent}OA {metrics['overall_accuracy']:.4f}  AA {metrics['average_accuracy']:.4f}  "
+          f"kappa {metrics['kappa']:.4f}  ({metrics['pixels']:,} pixels)")
+    for row in metrics["classes"]:
+        if row["reference_pixels"]:
+            producers = row["producers_accuracy"]
+            users = "  -   " if row["users_accuracy"] is None else f"{row['users_accuracy']:.4f}"
+            print(f"{indent}  {row['id']:>4} {row['name'][:24]:<24} {row['reference_pixels']:>7,} px  "
+                  f"producer's {producers:.4f}  user's {users}")
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -50,19 +126,157 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _split_options(args: argparse.Namespace):
+    from .pipeline import SplitOptions
+
+    return SplitOptions(mode=args.split, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+                        train_ratio=args.train_ratio, val_ratio=args.val_ratio, val_labels=args.val_labels,
+                        val_rois=args.val_rois, val_class_field=args.val_class_field)
+
+
+def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
+    """Run train_from_files with the CLI's options; returns (metadata, result) or None when cancelled."""
+    from .pipeline import train_from_files
+    from .train import TrainingCancelled
+
+    with _ctrl_c_cancels() as cancelled:
+        try:
+            return train_from_files(args.raster, args.out_model, model=args.model, epochs=args.epochs,
+                                    device=args.device, seed=args.seed, overrides=overrides,
+                                    split=_split_options(args), patience=args.patience, threads=args.threads or None,
+                                    progress=_progress_printer("train"), cancelled=cancelled, **inputs)
+        except TrainingCancelled:
+            print("training cancelled: no model file written", file=sys.stderr)
+            return None
+
+
+def _print_training(metadata: Dict[str, Any], result: Any, model_path: str) -> None:
+    provenance = metadata["provenance"]
+    counts = provenance["split"]["counts"]
+    print(f"model       {model_path}")
+    print(f"classes     {len(metadata['classes']['ids'])} (train / validation / test pixels)")
+    for cid, name, *numbers in zip(metadata["classes"]["ids"], metadata["classes"]["names"], counts["train"],
+                                   counts["validation"], counts["test"]):
+        print(f"  {cid:>4} {name[:24]:<24} {numbers[0]:>6} / {numbers[1]:>6} / {numbers[2]:>7}")
+    print(f"best epoch  {provenance['best_epoch']} of {provenance['epochs_run']} "
+          f"(validation OA {provenance['best_validation_oa']:.4f})")
+    print(f"time        {result.seconds:.1f} s on {result.device} (scan backend {result.backend}, "
+          f"{result.threads} threads)")
+    print(f"{provenance['evaluated_on']:<11} ", end="")
+    _print_metrics(provenance["metrics"])
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .pipeline import check_writable
+
+    if args.report:
+        check_writable(args.report, "training report")
+    args.out_model = args.out
+    trained = _train(args, parse_overrides(args.set), labels=args.labels, rois=args.rois,
+                     class_field=args.class_field, name_field=args.name_field)
+    if trained is None:
+        return CANCELLED_STATUS
+    metadata, result = trained
+    _print_training(metadata, result, args.out)
+    if args.report:
+        report = {"metadata": metadata, "history": result.history, "command": sys.argv}
+        with open(args.report, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+        print(f"report      {args.report}")
+    return 0
+
+
+def _classify(args: argparse.Namespace, model: str, raster: str, out: str, **outputs: Optional[str]) -> Optional[dict]:
+    from .pipeline import classify_file
+    from .predict import PredictionCancelled
+
+    with _ctrl_c_cancels() as cancelled:
+        try:
+            return classify_file(model, raster, out, tile=args.tile, overlap=args.overlap, device=args.device,
+                                 threads=args.threads or None, progress=_progress_printer("classify"),
+                                 cancelled=cancelled, **outputs)
+        except PredictionCancelled:
+            print("classification cancelled: no output raster written", file=sys.stderr)
+            return None
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    written = _classify(args, args.model, args.raster, args.out, confidence=args.confidence,
+                        clusters=args.clusters, probabilities=args.probabilities)
+    if written is None:
+        return CANCELLED_STATUS
+    for kind, path in written.items():
+        print(f"{kind:<14} {path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .pipeline import evaluate_files
+
+    metrics = evaluate_files(args.pred, labels=args.labels, rois=args.rois, class_field=args.class_field,
+                             name_field=args.name_field, json_out=args.json)
+    print(f"prediction  {metrics['prediction']}")
+    print(f"reference   {metrics['reference']}")
+    _print_metrics(metrics)
+    if args.json:
+        print(f"json        {args.json}")
+    return 0
+
+
+def load_benchmark_module():
+    """bench/accuracy.py of the repository (the installed plugin ships no benchmarks)."""
+    path = os.path.join(ROOT, "bench", "accuracy.py")
+    if not os.path.isfile(path):
+        raise ValueError(f"the accuracy benchmark is not here ({path} is missing): it lives in the repository's "
+                         "bench/ folder and is not part of the installed plugin; run it from a checkout")
+    spec = importlib.util.spec_from_file_location("bench_accuracy", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    return load_benchmark_module().main(args.bench_args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """Sample (once) → train on its ROIs → classify the whole scene → assess against the full reference map."""
     raster = os.path.join(args.out, "sample.tif")
     if args.force or not os.path.exists(raster):
         if _cmd_sample(args):
             return 1
     else:
         print(f"using the existing sample {raster} (--force regenerates it)")
-    args.raster = raster
-    return _cmd_selfcheck(args)
+    out = {name: os.path.join(args.out, f"demo_{name}.tif") for name in ("classes", "confidence", "clusters")}
+    args.raster, args.out_model = raster, os.path.join(args.out, f"demo_{args.model}.pt")
+    overrides = dict(DEMO_OVERRIDES, **parse_overrides(args.set))
+    trained = _train(args, overrides, rois=os.path.join(args.out, "sample_rois.gpkg"), class_field="class_id",
+                     name_field="class_name")
+    if trained is None:
+        return CANCELLED_STATUS
+    metadata, result = trained
+    print(f"== trained {args.model} ({json.dumps(overrides)}) on the sample's ROIs, {args.epochs} epochs")
+    _print_training(metadata, result, args.out_model)
+    written = _classify(args, args.out_model, raster, out["classes"], confidence=out["confidence"],
+                        clusters=out["clusters"])
+    if written is None:
+        return CANCELLED_STATUS
+    from .pipeline import evaluate_files
+
+    labels = os.path.join(args.out, "sample_labels.tif")
+    metrics = evaluate_files(out["classes"], labels=labels, json_out=os.path.join(args.out, "demo_accuracy.json"))
+    print("== whole-scene accuracy of the class map against the sample's full reference map (ROI pixels included)")
+    _print_metrics(metrics)
+    print("== outputs")
+    for kind, path in list(written.items()) + [("accuracy json", os.path.join(args.out, "demo_accuracy.json"))]:
+        print(f"{kind:<14} {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-q", "--quiet", action="store_true", help="do not log what runs where (backend choices, builds)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -73,10 +287,82 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
 
     def check_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        p.add_argument("--device", choices=DEVICES, default="auto")
         p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
         p.add_argument("--width", type=int, default=64, help="scan channels d (default 64)")
         p.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is shown")
+
+    def reference_options(p: argparse.ArgumentParser, what: str) -> None:
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--labels", help=f"{what} label raster on the same grid (0 = unlabelled)")
+        source.add_argument("--rois", help=f"{what} ROI vector (polygons or points, any CRS)")
+        p.add_argument("--class-field", help="ROI attribute holding the integer class id (required with --rois)")
+        p.add_argument("--name-field", help="ROI attribute holding the class name (optional)")
+
+    def training_options(p: argparse.ArgumentParser, epochs: int, seed: bool = True) -> None:
+        p.add_argument("--model", choices=MODEL_NAMES, default="cssmamba", help="architecture (default cssmamba)")
+        p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+        p.add_argument("--device", choices=DEVICES, default="auto", help="auto = CUDA when available (default)")
+        if seed:
+            p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and training")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="model config override, repeatable, value read as JSON when it parses "
+                            "(e.g. --set clusters_per_class=2 --set gate=prior)")
+        p.add_argument("--split", choices=["fixed", "ratio"], default="fixed",
+                       help="fixed: N train / M validation pixels per class, rest test (default); "
+                            "ratio: fractions per class")
+        p.add_argument("--train-per-class", type=int, default=30, help="fixed split: training pixels (default 30)")
+        p.add_argument("--val-per-class", type=int, default=10, help="fixed split: validation pixels (default 10)")
+        p.add_argument("--train-ratio", type=float, default=0.1, help="ratio split: training fraction (default 0.1)")
+        p.add_argument("--val-ratio", type=float, default=0.01, help="ratio split: validation fraction (0.01)")
+        p.add_argument("--val-labels", help="validation label raster: all training labels train, these select "
+                                            "the epoch and are what the metrics are computed on")
+        p.add_argument("--val-rois", help="validation ROI vector (as --val-labels)")
+        p.add_argument("--val-class-field", help="class field of --val-rois (default: --class-field)")
+        p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation OA")
+        p.add_argument("--threads", type=int, default=0,
+                       help="CPU threads of torch and scikit-learn (default: the libraries' choice)")
+
+    def tiling_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tile", type=int, help="tile size in pixels (default: the engine's measured default)")
+        p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the engine's)")
+
+    train = commands.add_parser("train", help="train a model on a raster with label raster or ROIs",
+                                description="Train CSSMamba or MambaHSI on a raster; the model file stores the "
+                                            "weights, class table, band list, stretch and provenance.")
+    train.add_argument("--raster", required=True, help="hyperspectral raster (any GDAL format)")
+    reference_options(train, "training")
+    training_options(train, epochs=200)
+    train.add_argument("--out", required=True, help="model file to write (written only when training ends)")
+    train.add_argument("--report", help="JSON report: metadata, test metrics and the per-epoch history")
+    train.set_defaults(run=_cmd_train)
+
+    classify = commands.add_parser("classify", help="classify a raster with a model file",
+                                   description="Classify a raster of any size in overlapping tiles; outputs "
+                                               "share the input's grid and CRS.")
+    classify.add_argument("--model", required=True, help="model file written by 'train'")
+    classify.add_argument("--raster", required=True, help="raster with the training raster's bands")
+    classify.add_argument("--out", required=True, help="class raster (GeoTIFF, 0 = nodata, colour table)")
+    classify.add_argument("--confidence", help="confidence raster (max softmax probability, float32)")
+    classify.add_argument("--clusters", help="cluster-map raster (CSSMamba's cluster of each pixel)")
+    classify.add_argument("--probabilities", help="per-class probability raster (one band per class)")
+    tiling_options(classify)
+    classify.add_argument("--device", choices=DEVICES, default="auto")
+    classify.add_argument("--threads", type=int, default=0, help="CPU threads (default: the libraries' choice)")
+    classify.set_defaults(run=_cmd_classify)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy of a class raster against reference labels or ROIs",
+                                   description="Confusion matrix, OA, AA, kappa and per-class accuracies over the "
+                                               "reference's classes.")
+    evaluate.add_argument("--pred", required=True, help="class raster (e.g. the 'classify' --out)")
+    reference_options(evaluate, "reference")
+    evaluate.add_argument("--json", help="write the metrics and confusion matrix to this JSON file")
+    evaluate.set_defaults(run=_cmd_evaluate)
+
+    benchmark = commands.add_parser("benchmark", add_help=False,
+                                    help="accuracy benchmark on ../shared/data (bench/accuracy.py; "
+                                         "'benchmark --help' lists its options)")
+    benchmark.set_defaults(run=_cmd_benchmark)
 
     sample = commands.add_parser("sample", help="write the built-in synthetic hyperspectral sample")
     sample.add_argument("--out", required=True, help="output folder")
@@ -88,17 +374,28 @@ def build_parser() -> argparse.ArgumentParser:
     check_options(check)
     check.set_defaults(run=_cmd_selfcheck)
 
-    demo = commands.add_parser("demo", help="make the sample (once) and run the self-check on it")
-    demo.add_argument("--out", default="sample", help="sample folder (default ./sample)")
+    demo = commands.add_parser("demo", help="sample (once) → train CSSMamba on its ROIs → classify → evaluate",
+                               description="Make the built-in sample if missing, train on its ROIs, classify the "
+                                           "whole scene and assess the class map against the full reference map. "
+                                           f"Trains the plugin's default CSSMamba for {DEMO_EPOCHS} epochs to "
+                                           "finish in about a minute on 2 CPU cores; --set dim=128 --set pooling=false "
+                                           "--epochs 200 is the paper's setting.")
+    demo.add_argument("--out", default="sample", help="sample and output folder (default ./sample)")
     demo.add_argument("--force", action="store_true", help="regenerate the sample even if it exists")
     sample_options(demo)
-    check_options(demo)
+    training_options(demo, epochs=DEMO_EPOCHS, seed=False)
+    tiling_options(demo)
     demo.set_defaults(run=_cmd_demo)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "benchmark":
+        args.bench_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
     try:
         return args.run(args)

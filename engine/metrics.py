@@ -48,6 +48,9 @@ class Accuracy:
 def accuracy(reference: np.ndarray, predicted: np.ndarray, class_ids: Sequence[int]) -> Accuracy:
     """Metrics over the pixels whose reference is one of ``class_ids`` (anything else is ignored).
 
+    Every prediction on those pixels must be one of ``class_ids`` too (a wrong id is an error to count,
+    not a pixel to drop): add an "unclassified" id for pixels the class map left empty.
+
     AA averages the producer's accuracy over the classes that have reference pixels, as the
     reference evaluation does (a class with no test pixels is skipped, not counted as 0).
     """
@@ -62,6 +65,10 @@ def accuracy(reference: np.ndarray, predicted: np.ndarray, class_ids: Sequence[i
     if not keep.any():
         raise ValueError(f"no reference pixel has one of the class ids {ids}: nothing to assess")
     truth, guess = reference[keep], predicted[keep]
+    unknown = sorted(set(np.unique(guess).tolist()) - set(ids))
+    if unknown:  # confusion_matrix would drop these pixels and inflate OA
+        raise ValueError(f"the prediction gives ids {unknown} on reference pixels but class_ids is {ids}; "
+                         "add them to class_ids so they count as errors")
     matrix = confusion_matrix(truth, guess, labels=ids)
     producers, users, f1 = (np.full(len(ids), np.nan) for _ in range(3))
     has_truth, was_predicted = matrix.sum(1) > 0, matrix.sum(0) > 0

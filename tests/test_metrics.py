@@ -50,3 +50,11 @@ def test_unlabelled_pixels_are_ignored_and_classes_without_reference_skipped_in_
 def test_metrics_reject_unusable_input(truth, guess, ids, words):
     with pytest.raises(ValueError, match=words):
         accuracy(np.array(truth), np.array(guess), ids)
+
+
+def test_accuracy_refuses_prediction_ids_outside_class_ids_instead_of_dropping_them():
+    reference = np.array([1, 1, 2, 2])
+    predicted = np.array([1, 0, 2, 2])
+    with pytest.raises(ValueError, match=r"ids \[0\]"):
+        accuracy(reference, predicted, [1, 2])
+    assert accuracy(reference, predicted, [1, 2, 0]).overall == 0.75

@@ -18,8 +18,12 @@ def test_model_names():
     assert MODEL_NAMES == ("cssmamba", "mambahsi")
 
 
-def test_mambahsi_defaults_are_the_paper_configuration():
-    assert default_config("mambahsi") == dict(dim=128, spectral_groups=4, pooling=True, scan_backend=None)
+def test_constructors_keep_the_papers_widths_and_the_registry_the_measured_plugin_defaults():
+    assert MambaHSI(103, 9).config["dim"] == 128 and CSSMamba(103, 9).config["dim"] == 128
+    assert default_config("mambahsi") == dict(dim=32, spectral_groups=4, pooling=True, scan_backend=None)
+    assert default_config("cssmamba")["dim"] == 32 and default_config("cssmamba")["pooling"] is True
+    assert build_model("cssmamba", 20, 3).config["pooling"] is True
+    assert build_model("cssmamba", 20, 3, pooling=False).config["pooling"] is False
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -38,7 +42,7 @@ def test_build_model_applies_overrides_and_stores_them_in_the_config():
 def test_build_model_uses_the_defaults_without_overrides():
     model = build_model("mambahsi", 103, 9)
     assert model.config == dict(in_bands=103, n_classes=9, **default_config("mambahsi"))
-    assert sum(p.numel() for p in model.parameters()) == 412_239
+    assert sum(p.numel() for p in build_model("mambahsi", 103, 9, dim=128).parameters()) == 412_239
 
 
 @pytest.mark.parametrize("name, overrides", [("mambahsi", dict(dim=8)), ("cssmamba", dict(dim=8))])

@@ -20,6 +20,17 @@ MODEL_NAMES = ("cssmamba", "mambahsi")
 _CLASS_PATHS = {"cssmamba": (".cssmamba", "CSSMamba"), "mambahsi": (".mambahsi", "MambaHSI")}
 _DATA_KWARGS = ("in_bands", "n_classes")  # fixed by the data, not by the user's configuration
 
+# The plugin's defaults where they differ from the papers' (the constructors keep the papers' values).
+# Chosen by measurement (bench/results/speed_train.md, 2-core CPU, EnMAP Potsdam 192 x 160 x 218):
+# CSSMamba at the paper's width 128 needs about 16 s per epoch (53 min for 200 epochs); width 32 with
+# 2 x 2 pooling (MODELS.md §4.1's option, mode-pooled guide maps) needs 1.7 s (5.8 min), inside the
+# 10-minute target, while width 32 without pooling needs 3.9 s (13 min). MambaHSI gets the same width
+# so that the baseline comparison is like for like. Accuracy at these defaults: bench/results/accuracy.md.
+PLUGIN_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "cssmamba": {"dim": 32, "pooling": True},
+    "mambahsi": {"dim": 32},
+}
+
 
 def _model_class(name: str) -> Type[HSIClassifier]:
     if name not in _CLASS_PATHS:
@@ -36,8 +47,8 @@ def _options(name: str) -> Dict[str, inspect.Parameter]:
 
 
 def default_config(name: str) -> Dict[str, Any]:
-    """Default options of model ``name`` (without in_bands and n_classes), e.g. {'dim': 128, ...}."""
-    return {key: p.default for key, p in _options(name).items()}
+    """Default options of model ``name`` (without in_bands and n_classes), e.g. {'dim': 32, ...}."""
+    return {**{key: p.default for key, p in _options(name).items()}, **PLUGIN_DEFAULTS.get(name, {})}
 
 
 def build_model(name: str, in_bands: int, n_classes: int, **overrides: Any) -> HSIClassifier:
@@ -51,4 +62,5 @@ def build_model(name: str, in_bands: int, n_classes: int, **overrides: Any) -> H
         raise ValueError(
             f"unknown option(s) {', '.join(unknown)} for model {name!r}; valid options: {', '.join(options)}"
         )
-    return _model_class(name)(in_bands=in_bands, n_classes=n_classes, **overrides)
+    config = {**PLUGIN_DEFAULTS.get(name, {}), **overrides}
+    return _model_class(name)(in_bands=in_bands, n_classes=n_classes, **config)

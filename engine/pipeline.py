@@ -1,0 +1,332 @@
+"""File-to-file jobs: train a model from a raster and labels, classify a raster, assess a class map.
+
+These are the three things a user does, written once here so that the CLI, the Processing
+algorithms and the benchmark run the same code path. Each function takes file paths, does the
+reading, the checks and the bookkeeping (class table, split, stretch, metadata), and hands the
+numerical work to ``train.py``, ``predict.py`` and ``metrics.py``.
+
+Classes that nodata leaves with fewer than 2 usable pixels are dropped from the model with a
+warning (``data.labels.drop_unusable_classes``); fewer than two remaining classes is an error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import sklearn
+import torch
+from osgeo import gdal
+from threadpoolctl import threadpool_limits
+
+from . import __version__
+from .data.labels import ClassTable, class_indices, rasterize_rois, read_label_raster
+from .data.normalize import apply_stretch, fit_stretch
+from .data.raster import RasterInfo, load_training_raster, open_raster
+from .data.splits import Split, fixed_count_split, ratio_split
+from .metrics import accuracy
+from .modelfile import FORMAT_VERSION, load_model, save_model
+from .models.registry import build_model
+from .predict import predict_raster
+from .tiling import DEFAULT_OVERLAP, predict_array
+from .train import TrainConfig, TrainResult, train_model
+
+gdal.UseExceptions()
+
+Progress = Callable[..., None]
+Cancelled = Callable[[], bool]
+
+LOG = logging.getLogger(__name__)
+
+SPLIT_MODES = ("fixed", "ratio")
+UNCLASSIFIED = -1  # class id given in evaluations to reference pixels the class map left at 0 (nodata)
+
+
+@dataclass
+class SplitOptions:
+    """How labelled pixels are divided (MODELS.md §3.3, §4.10).
+
+    mode 'fixed': ``train_per_class`` / ``val_per_class`` per class (15 train at ≤ 30 px), rest test;
+    mode 'ratio': fractions with at least 3 train / 1 validation pixel per class. Validation labels or
+    ROIs (``val_labels`` / ``val_rois``) replace the sampling: every training-label pixel trains, the
+    validation pixels select the epoch, and the reported metrics are on those validation pixels.
+    """
+
+    mode: str = "fixed"
+    train_per_class: int = 30
+    val_per_class: int = 10
+    train_ratio: float = 0.1
+    val_ratio: float = 0.01
+    val_labels: Optional[str] = None
+    val_rois: Optional[str] = None
+    val_class_field: Optional[str] = None  # defaults to the training class field
+
+    def describe(self) -> Dict[str, Any]:
+        if self.val_labels or self.val_rois:
+            return {"mode": "validation-set", "val_labels": _abs(self.val_labels), "val_rois": _abs(self.val_rois)}
+        if self.mode == "fixed":
+            return {"mode": "fixed", "train_per_class": self.train_per_class, "val_per_class": self.val_per_class}
+        return {"mode": "ratio", "train_ratio": self.train_ratio, "val_ratio": self.val_ratio}
+
+
+def _abs(path: Optional[str]) -> Optional[str]:
+    return os.path.abspath(path) if path else None
+
+
+def _phase(progress: Optional[Progress], start: float, end: float) -> Progress:
+    """A progress callback mapping 0..1 of one phase onto start..end of the whole job."""
+    def report(fraction: float, text: str = "") -> None:
+        if progress is not None:
+            progress(start + (end - start) * min(max(fraction, 0.0), 1.0), text)
+    return report
+
+
+def check_writable(path: str, what: str = "output") -> None:
+    """Fail before hours of work, not after: the folder must exist and be writable."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write the {what} {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write the {what} {path}: the folder {folder} is not writable; choose another path")
+    if os.path.isdir(path):
+        raise ValueError(f"cannot write the {what} {path}: it is a folder; give a file name")
+
+
+def _read_reference(info: RasterInfo, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
+                    name_field: Optional[str], what: str = "training",
+                    valid: Optional[np.ndarray] = None) -> Tuple[np.ndarray, ClassTable]:
+    """Class ids (H, W) int64 (0 = unlabelled) and the ClassTable, from a label raster or ROI vector.
+
+    With ``valid``, pixels under nodata are unlabelled and classes left with < 2 pixels are dropped
+    (labels.drop_unusable_classes).
+    """
+    if bool(labels) == bool(rois):
+        raise ValueError(f"give the {what} classes either as a label raster or as ROIs with a class field, not both "
+                         "and not neither")
+    if labels:
+        return read_label_raster(labels, info, valid=valid)
+    if not class_field:
+        raise ValueError(f"ROIs {rois} need a class field (the attribute holding the class id), e.g. class_id")
+    return rasterize_rois(rois, info, class_field, name_field, valid=valid)
+
+
+def _make_split(info: RasterInfo, index: np.ndarray, table: ClassTable, valid: np.ndarray, seed: int,
+                options: SplitOptions, class_field: Optional[str]) -> Split:
+    """Train / validation / test maps of class indices (H, W), -1 outside each set; nodata never used."""
+    if options.val_labels or options.val_rois:
+        val_ids, _ = _read_reference(info, options.val_labels, options.val_rois,
+                                     options.val_class_field or class_field, None, what="validation")
+        val_index = class_indices(val_ids, table)
+        unknown = sorted(set(np.unique(val_ids[(val_ids > 0) & (val_index < 0)]).tolist()))
+        if unknown:
+            LOG.warning("validation class ids %s are not among the training classes %s; those pixels are ignored",
+                        unknown, table.ids)
+        train = np.where(valid, index, -1)
+        overlap = (train >= 0) & (val_index >= 0)
+        if overlap.any():
+            LOG.warning("%d validation pixels are also training pixels; they are used for training only",
+                        int(overlap.sum()))
+        validation = np.where(valid & ~overlap, val_index, -1)
+        if not (validation >= 0).any():
+            raise ValueError("the validation labels/ROIs have no usable pixel of a training class outside nodata "
+                             "and the training pixels")
+        return Split(train=train.astype(np.int64), validation=validation.astype(np.int64),
+                     test=np.full(index.shape, -1, np.int64))
+    if options.mode == "fixed":
+        return fixed_count_split(index, seed, train_per_class=options.train_per_class,
+                                 val_per_class=options.val_per_class, valid=valid)
+    if options.mode == "ratio":
+        return ratio_split(index, seed, train_ratio=options.train_ratio, val_ratio=options.val_ratio, valid=valid)
+    raise ValueError(f"unknown split mode {options.mode!r}; use one of {', '.join(SPLIT_MODES)}")
+
+
+def _counts(split_map: np.ndarray, n_classes: int) -> List[int]:
+    return np.bincount(split_map[split_map >= 0], minlength=n_classes).astype(int).tolist()
+
+
+def assessment_tiling(result: TrainResult) -> Dict[str, int]:
+    """predict_array's tiling for assessing a trained model on its scene: one pass when training ran on
+    the whole image, else tiles no larger than the smallest training window (which fitted the memory
+    budget with gradients, so it fits without), as the trainer's own validation does."""
+    if len(result.windows) <= 1:
+        return {}
+    tile = max(math.isqrt(min(w.pixels for w in result.windows)), 2)
+    return {"tile": tile, "overlap": min(DEFAULT_OVERLAP, tile // 4)}
+
+
+def software_versions() -> Dict[str, Optional[str]]:
+    """Versions that decide whether a model file's numbers can be reproduced."""
+    return {"engine": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "gdal": gdal.__version__, "python": platform.python_version()}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class _Scene:
+    """A training raster with its classes and split, ready for the trainer."""
+
+    info: RasterInfo
+    raw: np.ndarray          # (Nb, H, W) float32 as read
+    valid: np.ndarray        # (H, W) bool
+    table: ClassTable
+    split: Split
+    counts: Dict[str, List[int]]   # pixels per class (table order) in train / validation / test
+
+
+def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
+             name_field: Optional[str], seed: int, options: SplitOptions) -> _Scene:
+    info, raw, valid = load_training_raster(raster)
+    ids, table = _read_reference(info, labels, rois, class_field, name_field, valid=valid)
+    split = _make_split(info, class_indices(ids, table), table, valid, seed, options, class_field)
+    counts = {name: _counts(getattr(split, name), len(table.ids)) for name in ("train", "validation", "test")}
+    for cid, name, n_train, n_val, n_test in zip(table.ids, table.names, *counts.values()):
+        LOG.info("class %s %-20s train %5d  validation %5d  test %6d", cid, name, n_train, n_val, n_test)
+    if not any(counts["validation"]):
+        raise ValueError("the split left no validation pixel (every class is too small); label more pixels or "
+                         "give validation ROIs")
+    return _Scene(info, raw, valid, table, split, counts)
+
+
+def _assess(net: Any, image: np.ndarray, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str, Any]]:
+    """Metrics of the kept model on the test pixels (on the validation pixels when there is no test set)."""
+    probabilities, _ = predict_array(net, image, scene.valid, device=result.device, **assessment_tiling(result))
+    class_ids = np.asarray(scene.table.ids, dtype=np.int64)
+    evaluated_on = "test" if (scene.split.test >= 0).any() else "validation"
+    index = scene.split.test if evaluated_on == "test" else scene.split.validation
+    reference = np.where(index >= 0, class_ids[np.maximum(index, 0)], 0)
+    metrics = accuracy(reference, class_ids[probabilities.argmax(0)], scene.table.ids)
+    return evaluated_on, metrics.as_dict(dict(zip(scene.table.ids, scene.table.names)))
+
+
+def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, rois: Optional[str] = None,
+                     class_field: Optional[str] = None, name_field: Optional[str] = None,
+                     model: str = "cssmamba", epochs: int = 200, device: str = "auto", seed: int = 0,
+                     overrides: Optional[Dict[str, Any]] = None, split: Optional[SplitOptions] = None,
+                     patience: Optional[int] = None, threads: Optional[int] = None,
+                     memory_budget_mb: Optional[int] = None, progress: Optional[Progress] = None,
+                     cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
+    """Train ``model`` on ``raster`` with labels (raster) or ROIs (vector + class field); save it to ``out_model``.
+
+    Returns (metadata, TrainResult). The model file is written only when training finished: a cancel
+    (``TrainingCancelled``) or an error leaves no file. The kept (best-validation) model is assessed on
+    the split's test pixels; those metrics go into the metadata's provenance. ``threads`` caps torch's
+    and the native libraries' thread pools (CSSMamba's k-means prior) for the whole job (None: their
+    defaults); on a busy machine an oversubscribed OpenMP pool is many times slower than one thread.
+    """
+    split = split or SplitOptions()
+    started = _now()
+    check_writable(out_model, "model file")
+    load = _phase(progress, 0.0, 0.05)
+    load(0.0, f"reading {raster}")
+    with threadpool_limits(limits=threads):
+        scene = _prepare(raster, labels, rois, class_field, name_field, seed, split)
+        stretch = fit_stretch(scene.raw, scene.valid)
+        image = apply_stretch(scene.raw, scene.valid, stretch)
+        torch.manual_seed(seed)  # model initialisation is part of the seeded run
+        net = build_model(model, scene.info.bands, len(scene.table.ids), **(overrides or {}))
+        load(1.0, f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters, {scene.info.bands} bands, "
+                  f"{len(scene.table.ids)} classes, {sum(scene.counts['train'])} training pixels")
+        config = TrainConfig(epochs=epochs, device=device, seed=seed, patience=patience, threads=threads,
+                             memory_budget_mb=memory_budget_mb)
+        result = train_model(net, image, scene.raw, scene.valid, scene.split, config,
+                             progress=_phase(progress, 0.05, 0.95), cancelled=cancelled)
+        assess = _phase(progress, 0.95, 1.0)
+        assess(0.0, "assessing the kept model")
+        evaluated_on, metrics = _assess(net, image, scene, result)
+
+    info, table = scene.info, scene.table
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": model, "config": dict(net.config)},
+        "bands": {"indices": list(info.band_indices), "names": list(info.band_names),
+                  "wavelengths": None if info.wavelengths is None else list(info.wavelengths),
+                  "nodata": list(info.nodata)},
+        "normalisation": stretch.to_dict(),
+        "classes": {"ids": [int(c) for c in table.ids], "names": list(table.names),
+                    "colors": [list(map(int, c)) for c in table.colors]},
+        "provenance": {
+            "raster": os.path.abspath(raster), "labels": _abs(labels), "rois": _abs(rois),
+            "class_field": class_field, "name_field": name_field,
+            "split": dict(split.describe(), counts=scene.counts, seed=seed),
+            "seed": seed, "epochs": epochs, "epochs_run": len(result.history), "best_epoch": result.best_epoch,
+            "best_validation_oa": result.best_val_oa, "evaluated_on": evaluated_on, "metrics": metrics,
+            "device": result.device, "backend": result.backend, "threads": result.threads,
+            "train_seconds": result.seconds, "software": software_versions(), "started": started, "created": _now(),
+        },
+    }
+    save_model(out_model, net, metadata)
+    assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")
+    return metadata, result
+
+
+def classify_file(model_path: str, raster: str, out: str, confidence: Optional[str] = None,
+                  clusters: Optional[str] = None, probabilities: Optional[str] = None, tile: Optional[int] = None,
+                  overlap: Optional[int] = None, device: str = "auto", threads: Optional[int] = None,
+                  progress: Optional[Progress] = None, cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
+    """Classify ``raster`` with the model file; returns {output kind: path written}.
+
+    Refused with ValueError before any work: a raster whose bands differ from the training raster's,
+    an output path that cannot be written. Outputs are written under temporary names and renamed at
+    the end, so a cancel (PredictionCancelled) leaves none behind. ``threads`` caps the CPU thread pools
+    (None: the libraries' defaults); tile/overlap None: predict's measured defaults.
+    """
+    net, metadata = load_model(model_path)
+    sizes = {key: value for key, value in (("tile", tile), ("overlap", overlap)) if value is not None}
+    with threadpool_limits(limits=threads):
+        return predict_raster(net, metadata, raster, out, out_confidence=confidence, out_clusters=clusters,
+                              out_probabilities=probabilities, device=device, progress=progress,
+                              cancelled=cancelled, **sizes)
+
+
+def read_class_map(path: str) -> Tuple[np.ndarray, RasterInfo]:
+    """The class map (H, W) int64 of a single-band classification raster and its grid (RasterInfo)."""
+    try:
+        dataset = gdal.Open(path)
+    except RuntimeError as exc:
+        raise ValueError(f"cannot open the class raster {path}: {exc}") from None
+    if dataset.RasterCount != 1:
+        raise ValueError(f"{path} has {dataset.RasterCount} bands; a class raster has one (the 'classify' --out)")
+    values = dataset.GetRasterBand(1).ReadAsArray()
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values) & (values == np.round(values))):
+        raise ValueError(f"{path} holds non-integer values; it is not a class raster")
+    return values.astype(np.int64), open_raster(path, drop_bad_bands=False)
+
+
+def evaluate_files(pred: str, labels: Optional[str] = None, rois: Optional[str] = None,
+                   class_field: Optional[str] = None, name_field: Optional[str] = None,
+                   json_out: Optional[str] = None) -> Dict[str, Any]:
+    """Accuracy of the class raster ``pred`` against reference labels (raster) or ROIs (vector + class field).
+
+    Every reference class present counts. A reference pixel the class map left unclassified (0) or gave a
+    class the reference does not know counts as an error: such predictions appear as extra columns
+    (``-1`` = unclassified), never silently dropped. Reference on another grid → ValueError.
+    """
+    if json_out:
+        check_writable(json_out, "JSON report")
+    predicted, info = read_class_map(pred)
+    reference, table = _read_reference(info, labels, rois, class_field, name_field, what="reference")
+    present = [int(c) for c in np.unique(reference) if c > 0]
+    if not present:
+        raise ValueError("the reference labels/ROIs have no labelled pixel on the class raster's grid")
+    at_reference = reference > 0
+    predicted = np.where(at_reference & (predicted == 0), UNCLASSIFIED, predicted)
+    extra = sorted(set(np.unique(predicted[at_reference]).tolist()) - set(present))
+    names = dict(zip((int(c) for c in table.ids), table.names))
+    names[UNCLASSIFIED] = "unclassified"
+    result = accuracy(reference, predicted, present + extra).as_dict(names)
+    result["prediction"] = os.path.abspath(pred)
+    result["reference"] = os.path.abspath(labels or rois)
+    if json_out:
+        with open(json_out, "w", encoding="utf-8") as handle:
+            json.dump(result, handle, indent=2)
+    return result
