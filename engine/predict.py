@@ -37,6 +37,7 @@ from osgeo import gdal
 
 from .data.normalize import Stretch, apply_stretch
 from .data.raster import RasterInfo, open_raster, read_window
+from .device import resolve_device
 from .modelfile import check_raster_matches
 from .models.base import HSIClassifier
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, plan_tiles, predict_window
@@ -78,19 +79,6 @@ class _Output:
 
     def temporaries(self) -> List[str]:
         return [p for p in (self.raw, self.raw + ".aux.xml", self.final, self.final + ".aux.xml") if p]
-
-
-def _resolve_device(device: str) -> torch.device:
-    """'auto' = CUDA when PyTorch sees a GPU, else CPU; 'cuda' without a GPU -> ValueError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU; use device 'cpu' or 'auto'")
-    return resolved
 
 
 def _open_input(raster_path: str, metadata: dict) -> RasterInfo:
@@ -232,7 +220,7 @@ def _predict(model: HSIClassifier, metadata: dict, raster_path: str, outputs: Li
     info = _open_input(raster_path, metadata)
     stretch = Stretch.from_dict(metadata["normalisation"])
     tiles = plan_tiles(info.rows, info.cols, tile, overlap)
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     log.info("classifying %s (%d x %d px, %d bands) on %s in %d tiles of up to %d x %d px with %d px overlap",
              raster_path, info.rows, info.cols, info.bands, torch_device, len(tiles),
              max(t.rows for t in tiles), max(t.cols for t in tiles), overlap)

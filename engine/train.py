@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .data.splits import Split
+from .device import resolve_device
 from .models.base import HSIClassifier
 from .ssm import scan
 
@@ -309,14 +310,6 @@ def _deterministic(device: torch.device, threads: Optional[int]) -> Iterator[Non
         torch.utils.deterministic.fill_uninitialized_memory = saved[5]
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU; use device 'cpu' or 'auto'")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _autocast(device: torch.device, amp: bool):
     """bf16 autocast on CUDA when asked; the model keeps its fp32 weights. No-op on CPU."""
     if amp and device.type == "cuda":
@@ -430,7 +423,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
     train = _check_inputs(image, raw, valid, split)
     val = np.asarray(split.validation, dtype=np.int64)
     val_mask = (val >= 0) & valid
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     report = progress or (lambda fraction, text="": None)
     stop = cancelled or (lambda: False)
     rows, cols = image.shape[1:]
