@@ -86,6 +86,7 @@ ABLATIONS: Dict[str, Dict[str, Any]] = {
     "gate prior-only (g=0)": {"gate": "prior"},
     "gate attention-only (g=1)": {"gate": "attention"},
     "no token selection": {"token_selection": False},
+    "no pooling (paper layout)": {"pooling": False},
 }
 
 

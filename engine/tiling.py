@@ -34,9 +34,10 @@ from .models.base import HSIClassifier
 __all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "Tile", "plan_tiles", "predict_window", "predict_array"]
 
 # Defaults for predicting rasters. The Mamba scans span the whole tile, so the tile size changes the
-# results a little and the speed a lot; 512 px with 32 px of context is a first choice, to be
-# re-measured (accuracy of tiled vs whole-image prediction, time, memory) and replaced by the
-# measured values.
+# results a little and the speed a lot. Measured (bench/results/speed_classify.md, 1000 x 1000 x 224,
+# default CSSMamba, 2-core CPU): tile 512 takes 72 s and 1.7 GB peak RSS, tile 256 takes 101 s and
+# 1.3 GB (more overlap per pixel); 512 is the fastest that stays under the 2 GB target. Not yet
+# measured: accuracy of tiled vs whole-image prediction on a scene larger than one tile.
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
 
