@@ -243,7 +243,7 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
     progress = _throttled_progress(f"{scene.name} {method} seed {seed}") if settings.progress else None
     result = train_model(net, image, scene.data, scene.valid, split, config, progress=progress)
     started = time.perf_counter()
-    probabilities, _ = predict_array(net, image, scene.valid, device=result.device)
+    probabilities, _ = predict_array(net, image, scene.valid, device=result.device, **result.validation_tiling)
     predict_seconds = time.perf_counter() - started
     predicted = np.asarray(class_ids)[probabilities.argmax(0)]
     return _record(scene, split, class_ids, predicted, result.seconds, predict_seconds, config=dict(net.config),

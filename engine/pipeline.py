@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import math
 import os
 import platform
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
 from .models.registry import build_model
 from .predict import predict_raster
-from .tiling import DEFAULT_OVERLAP, predict_array
+from .tiling import predict_array
 from .train import TrainConfig, TrainResult, train_model
 
 gdal.UseExceptions()
@@ -151,16 +150,6 @@ def _counts(split_map: np.ndarray, n_classes: int) -> List[int]:
     return np.bincount(split_map[split_map >= 0], minlength=n_classes).astype(int).tolist()
 
 
-def assessment_tiling(result: TrainResult) -> Dict[str, int]:
-    """predict_array's tiling for assessing a trained model on its scene: one pass when training ran on
-    the whole image, else tiles no larger than the smallest training window (which fitted the memory
-    budget with gradients, so it fits without), as the trainer's own validation does."""
-    if len(result.windows) <= 1:
-        return {}
-    tile = max(math.isqrt(min(w.pixels for w in result.windows)), 2)
-    return {"tile": tile, "overlap": min(DEFAULT_OVERLAP, tile // 4)}
-
-
 def software_versions() -> Dict[str, Optional[str]]:
     """Versions that decide whether a model file's numbers can be reproduced."""
     return {"engine": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -199,7 +188,7 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
 
 def _assess(net: Any, image: np.ndarray, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str, Any]]:
     """Metrics of the kept model on the test pixels (on the validation pixels when there is no test set)."""
-    probabilities, _ = predict_array(net, image, scene.valid, device=result.device, **assessment_tiling(result))
+    probabilities, _ = predict_array(net, image, scene.valid, device=result.device, **result.validation_tiling)
     class_ids = np.asarray(scene.table.ids, dtype=np.int64)
     evaluated_on = "test" if (scene.split.test >= 0).any() else "validation"
     index = scene.split.test if evaluated_on == "test" else scene.split.validation

@@ -117,6 +117,9 @@ class TrainResult:
     threads: int
     seconds: float
     windows: List[Window] = field(default_factory=list)
+    # predict_array's tiling for this scene ({} = one pass): what validation used, and what assessing
+    # the model on the same scene should use, since one pass may not fit the memory budget
+    validation_tiling: Dict[str, int] = field(default_factory=dict)
 
 
 class TrainingCancelled(Exception):
@@ -342,22 +345,29 @@ def _check_inputs(image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: 
     return train
 
 
+def _validation_tiling(max_pixels: int) -> Dict[str, int]:
+    """Tiles that fit the training window budget (they fit without gradients all the more)."""
+    from .tiling import DEFAULT_OVERLAP  # lazy: only large scenes need it
+
+    tile = max(math.isqrt(max_pixels), 2)
+    return {"tile": tile, "overlap": min(DEFAULT_OVERLAP, tile // 4)}
+
+
 def _validation_oa(model: HSIClassifier, x: Tensor, image: np.ndarray,
                    valid: np.ndarray, val: np.ndarray, val_mask: np.ndarray, device: torch.device,
-                   amp: bool, tile: Optional[int]) -> float:
-    """Overall accuracy on the validation pixels, predicted on the full image (tile None, one pass)
-    or through overlapping tiles of ``tile`` px when one pass would exceed the memory budget. Like
+                   amp: bool, tiling: Dict[str, int]) -> float:
+    """Overall accuracy on the validation pixels, predicted on the full image (``tiling`` empty, one pass)
+    or through predict_array's overlapping tiles when one pass would exceed the memory budget. Like
     prediction, it needs no labels: no guide is passed."""
     model.eval()
     try:
         with torch.no_grad(), _autocast(device, amp):
-            if tile is None:
+            if not tiling:
                 predicted = model(x).logits[0].argmax(0).cpu().numpy()
             else:
-                from .tiling import DEFAULT_OVERLAP, predict_array  # lazy: only large scenes need it
+                from .tiling import predict_array  # lazy: only large scenes need it
 
-                probabilities, _ = predict_array(model, image, valid, tile=tile,
-                                                 overlap=min(DEFAULT_OVERLAP, tile // 4), device=device)
+                probabilities, _ = predict_array(model, image, valid, device=device, **tiling)
                 predicted = probabilities.argmax(0)
     finally:
         model.train()
@@ -456,7 +466,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
             _log.warning("classes %s have no training pixels: the model cannot learn them", missing)
         windows, max_pixels = _plan(model, x, g, config)
         steps = [w for w in windows if (train[w.slices] >= 0).any()]
-        val_tile = None if len(windows) == 1 else max(math.isqrt(max_pixels), 2)
+        val_tiling = {} if len(windows) == 1 else _validation_tiling(max_pixels)
         if not val_mask.any():
             _log.warning("no validation pixels: the last epoch is kept instead of the best one")
 
@@ -485,7 +495,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
                 backend = scan.last_backend()
                 _log.info("selective scan backend: %s", backend)
             check_cancel(f"before validating epoch {epoch}")
-            val_oa = (_validation_oa(model, x, image, valid, val, val_mask, device, config.amp, val_tile)
+            val_oa = (_validation_oa(model, x, image, valid, val, val_mask, device, config.amp, val_tiling)
                       if val_mask.any() else math.nan)
             improved = not val_mask.any() or val_oa > best_oa
             if not val_mask.any() or val_oa >= best_oa:       # ties: the later epoch wins (MambaHSI rule)
@@ -513,4 +523,5 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
     _log.info("trained %d epochs in %.1f s (%.2f s/epoch); best epoch %d, val OA %.4f",
               len(history), total, total / len(history), best_epoch, best_oa)
     return TrainResult(state_dict=best_state, best_epoch=best_epoch, best_val_oa=float(best_oa), history=history,
-                       device=str(device), backend=backend, threads=threads, seconds=total, windows=windows)
+                       device=str(device), backend=backend, threads=threads, seconds=total, windows=windows,
+                       validation_tiling=val_tiling)
