@@ -173,8 +173,9 @@ class _Scene:
 
 
 def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
-             name_field: Optional[str], seed: int, options: SplitOptions) -> _Scene:
-    info, raw, valid = load_training_raster(raster)
+             name_field: Optional[str], seed: int, options: SplitOptions,
+             bands: Optional[List[int]] = None) -> _Scene:
+    info, raw, valid = load_training_raster(raster, bands=bands)
     ids, table = _read_reference(info, labels, rois, class_field, name_field, valid=valid)
     split = _make_split(info, class_indices(ids, table), table, valid, seed, options, class_field)
     counts = {name: _counts(getattr(split, name), len(table.ids)) for name in ("train", "validation", "test")}
@@ -200,13 +201,15 @@ def _assess(net: Any, image: np.ndarray, scene: _Scene, result: TrainResult) -> 
 def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, rois: Optional[str] = None,
                      class_field: Optional[str] = None, name_field: Optional[str] = None,
                      model: str = "cssmamba", epochs: int = 200, device: str = "auto", seed: int = 0,
+                     bands: Optional[List[int]] = None, lr: float = 3e-4,
                      overrides: Optional[Dict[str, Any]] = None, split: Optional[SplitOptions] = None,
                      patience: Optional[int] = None, threads: Optional[int] = None,
                      memory_budget_mb: Optional[int] = None, progress: Optional[Progress] = None,
                      cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
     """Train ``model`` on ``raster`` with labels (raster) or ROIs (vector + class field); save it to ``out_model``.
 
-    Returns (metadata, TrainResult). The model file is written only when training finished: a cancel
+    ``bands``: 1-based file bands to train on (None: every band but alpha and bbl=0 bands); the model
+    file records them, so classification reads the same ones. Returns (metadata, TrainResult). The model file is written only when training finished: a cancel
     (``TrainingCancelled``) or an error leaves no file. The kept (best-validation) model is assessed on
     the split's test pixels; those metrics go into the metadata's provenance. ``threads`` caps torch's
     and the native libraries' thread pools (CSSMamba's k-means prior) for the whole job (None: their
@@ -218,14 +221,14 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     load = _phase(progress, 0.0, 0.05)
     load(0.0, f"reading {raster}")
     with threadpool_limits(limits=threads):
-        scene = _prepare(raster, labels, rois, class_field, name_field, seed, split)
+        scene = _prepare(raster, labels, rois, class_field, name_field, seed, split, bands)
         stretch = fit_stretch(scene.raw, scene.valid)
         image = apply_stretch(scene.raw, scene.valid, stretch)
         torch.manual_seed(seed)  # model initialisation is part of the seeded run
         net = build_model(model, scene.info.bands, len(scene.table.ids), **(overrides or {}))
         load(1.0, f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters, {scene.info.bands} bands, "
                   f"{len(scene.table.ids)} classes, {sum(scene.counts['train'])} training pixels")
-        config = TrainConfig(epochs=epochs, device=device, seed=seed, patience=patience, threads=threads,
+        config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads,
                              memory_budget_mb=memory_budget_mb)
         result = train_model(net, image, scene.raw, scene.valid, scene.split, config,
                              progress=_phase(progress, 0.05, 0.95), cancelled=cancelled)
@@ -247,7 +250,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
             "raster": os.path.abspath(raster), "labels": _abs(labels), "rois": _abs(rois),
             "class_field": class_field, "name_field": name_field,
             "split": dict(split.describe(), counts=scene.counts, seed=seed),
-            "seed": seed, "epochs": epochs, "epochs_run": len(result.history), "best_epoch": result.best_epoch,
+            "seed": seed, "epochs": epochs, "learning_rate": lr, "epochs_run": len(result.history), "best_epoch": result.best_epoch,
             "best_validation_oa": result.best_val_oa, "evaluated_on": evaluated_on, "metrics": metrics,
             "device": result.device, "backend": result.backend, "threads": result.threads,
             "train_seconds": result.seconds, "software": software_versions(), "started": started, "created": _now(),

@@ -1,11 +1,15 @@
-"""Base class shared by the plugin's Processing algorithms."""
+"""Base class shared by the plugin's Processing algorithms, and the adapters every algorithm uses."""
 
-from typing import Callable, Tuple
+import logging
+from contextlib import contextmanager
+from typing import Callable, Iterator, Tuple
 
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingFeedback
 from qgis.PyQt.QtCore import QCoreApplication
 
 from .dependencies import torch_import_error
+
+ENGINE_LOGGER = __name__.rsplit(".", 2)[0] + ".engine"  # "cssmamba.engine" as QGIS imports the plugin
 
 
 class CSSMambaAlgorithm(QgsProcessingAlgorithm):
@@ -74,3 +78,37 @@ def engine_callbacks(
 
     return progress, feedback.isCanceled
 
+
+
+class _FeedbackHandler(logging.Handler):
+    """Sends engine log records to the algorithm log: warnings as warnings, the rest as info."""
+
+    def __init__(self, feedback: QgsProcessingFeedback) -> None:
+        super().__init__(logging.INFO)
+        self.feedback = feedback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = self.format(record)
+        if record.levelno >= logging.WARNING:
+            self.feedback.pushWarning(message)
+        else:
+            self.feedback.pushInfo(message)
+
+
+@contextmanager
+def engine_run(feedback: QgsProcessingFeedback) -> Iterator[None]:
+    """Run an engine call inside an algorithm: its log goes to ``feedback`` and the errors it raises
+    for bad input (ValueError, OSError: messages that name the problem and the fix) become
+    QgsProcessingException, which QGIS shows without a Python traceback."""
+    logger = logging.getLogger(ENGINE_LOGGER)
+    handler = _FeedbackHandler(feedback)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        raise QgsProcessingException(str(exc)) from exc
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

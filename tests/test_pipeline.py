@@ -142,3 +142,14 @@ def test_a_class_with_one_usable_pixel_is_left_out(sample, tmp_path, caplog):
     assert 6 not in metadata["classes"]["ids"] and len(metadata["classes"]["ids"]) == 5
     assert "class 6" in caplog.text and "left out" in caplog.text
     assert metadata["provenance"]["split"]["mode"] == "ratio"
+
+
+def test_a_band_subset_and_learning_rate_are_trained_recorded_and_read_again(sample, tmp_path):
+    """A model trained on chosen bands reads exactly those bands of the raster it classifies."""
+    path = str(tmp_path / "subset.pt")
+    metadata, _ = train_from_files(sample.raster, path, rois=sample.rois, class_field="class_id", model="mambahsi",
+                                   epochs=1, device="cpu", bands=[2, 5, 7, 11], lr=1e-3, overrides=SMALL, threads=1)
+    assert metadata["bands"]["indices"] == [2, 5, 7, 11] and metadata["model"]["config"]["in_bands"] == 4
+    assert metadata["provenance"]["learning_rate"] == 1e-3
+    out = classify_file(path, sample.raster, str(tmp_path / "classes.tif"), device="cpu", threads=1)
+    assert gdal.Open(out["classes"]).RasterCount == 1
