@@ -453,3 +453,52 @@ def test_mode_pooling_keeps_the_majority_id_and_ignores_unlabelled():
                            [4, 5, 0, 0, 7],
                            [5, 4, 1, 1, 7]]]])
     assert mode_pool2x2(maps).tolist() == [[[[3, 2], [4, 0]]]]
+
+
+# ------------------------------------------------------------------------------------ nodata tokens
+
+
+def test_hard_partition_routes_only_the_routable_tokens_in_the_same_order():
+    assign = torch.tensor([[2, 0, 1, 0, 2, 0, 1, 1, 0, 2]])
+    score = torch.tensor([[0.5, 0.3, 0.1, 0.3, 0.2, 0.1, 0.4, 0.1, 0.9, 0.5]])
+    routable = torch.tensor([[True, True, False, True, True, False, True, True, True, False]])
+    part = hard_partition(assign, n_clusters=4, score=score, routable=routable)
+    full = hard_partition(assign, n_clusters=4, score=score).index.tolist()
+    assert part.index.tolist() == [i for i in full if routable[0, i]] == [1, 3, 8, 7, 6, 4, 0]
+    assert part.cluster.tolist() == [0, 0, 0, 1, 1, 2, 2]
+    assert part.spans == [(0, 0, 3), (1, 3, 5), (2, 5, 7)]
+    assert part.reset.nonzero().flatten().tolist() == [0, 3, 5]
+
+
+def test_nodata_tokens_join_no_local_scan_and_no_cluster_loss():
+    """A nodata frame (all bands 0, as apply_stretch fills it) must not fill one cluster's local
+    sequence: the local branches see exactly the pixels with data, and L_a is computed over them."""
+    model, x, guide, _ = model_and_guide()
+    x = x.clone()
+    x[..., :5, :] = 0.0                                 # 5 nodata rows of 16
+    guide[:, 1, :5, :] = -1
+    seen = []
+    for branch in model.stages[0].spatial.local:
+        branch.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    model.train()
+    model(x, guide)
+    assert sum(seen) == 11 * 16
+    u = torch.randn(1, 20, 6)
+    p = torch.randn(1, 20, 3).softmax(-1)
+    keep = torch.zeros(1, 20, dtype=torch.bool)
+    keep[0, ::2] = True
+    masked = la_terms(u, p, keep)
+    subset = la_terms(u[:, ::2], p[:, ::2])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(masked, subset))
+
+
+def test_top_k_routing_gives_nodata_tokens_no_weight():
+    model, x, guide, _ = model_and_guide(partition="topk", keep_ratio=0.5)
+    x = x.clone()
+    x[..., :8, :] = 0.0
+    spatial = model.stages[0].spatial
+    u = torch.randn(1, 256, 16)
+    p = torch.randn(1, 256, spatial.n_clusters).softmax(-1)
+    routable = (x.abs().amax(1) > 0).reshape(1, 256)
+    part, scale = spatial._topk(u, p, None, routable)
+    assert bool((scale[~routable.reshape(-1)[part.index]] == 0).all())

@@ -221,20 +221,26 @@ def _spans(per_cluster: Tensor) -> List[Tuple[int, int, int]]:
 
 
 def hard_partition(
-    assign: Tensor, n_clusters: int, score: Optional[Tensor] = None, keep_ratio: float = 1.0
+    assign: Tensor, n_clusters: int, score: Optional[Tensor] = None, keep_ratio: float = 1.0,
+    routable: Optional[Tensor] = None,
 ) -> Partition:
-    """§4.5 hard partition of assign (B, L) cluster ids into disjoint sets covering all tokens.
+    """§4.5 hard partition of assign (B, L) cluster ids into disjoint sets covering all routable tokens.
 
     Within a set the order is ascending score (B, L), ties in raster order; raster order when score is
     None. keep_ratio ρ < 1 keeps the ⌈ρ·n_c⌉ highest-scoring (last) tokens of each (cluster, image).
+    routable (B, L) bool: tokens to partition (None: all); the others (nodata) are routed nowhere.
     """
     b, length = assign.shape
     image = torch.arange(b, device=assign.device).repeat_interleave(length)
     key = assign.reshape(-1) * b + image  # segment id, cluster-major then image
+    tokens = torch.arange(b * length, device=assign.device)
+    if routable is not None:
+        tokens = tokens[routable.reshape(-1)]
+        key = key[tokens]
     if score is None:
         order = torch.argsort(key, stable=True)
     else:
-        order = torch.argsort(score.reshape(-1), stable=True)
+        order = torch.argsort(score.reshape(-1)[tokens], stable=True)
         order = order[torch.argsort(key[order], stable=True)]
     n_segments = n_clusters * b
     counts = torch.bincount(key, minlength=n_segments)
@@ -246,7 +252,7 @@ def hard_partition(
         keep = rank >= 0
         order, sorted_key, rank, counts = order[keep], sorted_key[keep], rank[keep], kept
     return Partition(
-        index=order,
+        index=tokens[order],
         cluster=torch.div(sorted_key, b, rounding_mode="floor"),
         reset=rank == 0,
         spans=_spans(counts.view(n_clusters, b).sum(1)),
@@ -318,8 +324,12 @@ class LocalBranch(nn.Module):
 class ClusterSpatialMamba(nn.Module):
     """CSpaMamba (§4.1, §4.3–§4.7): clustered local scans + a global scan, (B, D, H, W) -> (B, D, H, W).
 
-    ``forward(x, groups=None, static=None)`` -> (CSpa, cluster loss or None, hard assignment (B, H, W)).
-    groups / static are the (B, H, W) guide maps; the loss is computed in training mode only.
+    ``forward(x, groups=None, static=None, data=None)`` -> (CSpa, cluster loss or None, hard assignment
+    (B, H, W)). groups / static are the (B, H, W) guide maps; the loss is computed in training mode only.
+    data (B, H, W) bool marks the tokens that hold data (None: all). Nodata tokens are routed to no local
+    branch and left out of the cluster loss: on a mosaic with a nodata frame they would otherwise all
+    join one cluster (they are identical) and fill its local scan — 92 % of one cluster's sequence on
+    the EnMAP Potsdam mosaic. They still pass through the global scan, as in MambaHSI.
     """
 
     def __init__(
@@ -359,10 +369,12 @@ class ClusterSpatialMamba(nn.Module):
             self.register_buffer("static_share", torch.full((n_clusters,), 1.0 / n_clusters, dtype=torch.float64))
 
     def forward(
-        self, x: Tensor, groups: Optional[Tensor] = None, static: Optional[Tensor] = None
+        self, x: Tensor, groups: Optional[Tensor] = None, static: Optional[Tensor] = None,
+        data: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
         b, d, h, w = x.shape
         length = h * w
+        routable = None if data is None or bool(data.all()) else data.reshape(b, length)
         tokens = x.flatten(2).transpose(1, 2)                       # F (B, L, D)
         u = self.lin_in(self.norm1(tokens))                          # (B, L, 2D)
         logits = self.lcm(u, None if groups is None else groups.reshape(b, length))
@@ -370,9 +382,9 @@ class ClusterSpatialMamba(nn.Module):
         assign = memberships.argmax(-1)                              # c(i) (B, L)
 
         if self.partition == "hard":
-            part, weight = self._hard(u, memberships, assign)
+            part, weight = self._hard(u, memberships, assign, routable)
         else:
-            part, weight = self._topk(u, memberships, static)
+            part, weight = self._topk(u, memberships, static, routable)
         routed = part.gather(u)                                      # U (T, 2D)
         if weight is not None:
             routed = routed * weight[:, None]
@@ -380,30 +392,38 @@ class ClusterSpatialMamba(nn.Module):
         o = part.scatter(local, b, length) + tokens                  # O
         g = self.lin_o(self.mamba_g(self.lin_i(self.norm2(o)))) + tokens
         cspa = x + F.silu(self.norm(g.transpose(1, 2).reshape(b, d, h, w)))
-        return cspa, self._loss(u, memberships, logits, static), assign.view(b, h, w)
+        return cspa, self._loss(u, memberships, logits, static, routable), assign.view(b, h, w)
 
-    def _hard(self, u: Tensor, memberships: Tensor, assign: Tensor) -> Tuple[Partition, Optional[Tensor]]:
+    def _hard(self, u: Tensor, memberships: Tensor, assign: Tensor,
+              routable: Optional[Tensor] = None) -> Tuple[Partition, Optional[Tensor]]:
         """Hard partition, ADTS order and trainable scale w = n_c·s (None without token selection)."""
         if self.selector is None:
-            return hard_partition(assign, self.n_clusters, None, self.keep_ratio), None
+            return hard_partition(assign, self.n_clusters, None, self.keep_ratio, routable), None
         b, length = assign.shape
-        segment = assign * b + torch.arange(b, device=assign.device)[:, None]
-        n_segments = self.n_clusters * b
+        # Nodata tokens form segments of their own (cluster id n_clusters), so they take no share
+        # of a cluster's score softmax or size.
+        routed_to = assign if routable is None else torch.where(routable, assign, self.n_clusters)
+        segment = routed_to * b + torch.arange(b, device=assign.device)[:, None]
+        n_segments = (self.n_clusters + 1) * b
         prior = memberships.gather(-1, assign[..., None]).squeeze(-1)      # π_i = P_{i,c(i)}
         score = self.selector.cluster_scores(u, prior, segment, n_segments)  # (B, L)
         size = torch.bincount(segment.reshape(-1), minlength=n_segments)
         scale = (size[segment] * score).reshape(-1)                          # w = n_c·s
-        part = hard_partition(assign, self.n_clusters, score.detach(), self.keep_ratio)
+        part = hard_partition(assign, self.n_clusters, score.detach(), self.keep_ratio, routable)
         return part, scale.index_select(0, part.index)
 
-    def _topk(self, u: Tensor, memberships: Tensor, static: Optional[Tensor]) -> Tuple[Partition, Tensor]:
-        """Top-k routing with k_c = max(1, ⌈ρ·N_c⌉) and scale w = L·s_ic."""
+    def _topk(self, u: Tensor, memberships: Tensor, static: Optional[Tensor],
+              routable: Optional[Tensor] = None) -> Tuple[Partition, Tensor]:
+        """Top-k routing with k_c = max(1, ⌈ρ·N_c⌉) and scale w = L·s_ic; nodata tokens score 0, so
+        they are picked last and, if picked, carry no weight."""
         b, length, _ = memberships.shape
         if self.training and static is not None:
             counts = torch.bincount(static[static >= 0].reshape(-1), minlength=self.n_clusters)
             self.static_share.copy_(counts.double() / static.numel())
         k = torch.ceil(self.keep_ratio * self.static_share * length - 1e-6).clamp(min=1).long().tolist()
         score = self.selector.topk_scores(u, memberships)                    # (B, L, K_tot)
+        if routable is not None:
+            score = score.masked_fill(~routable[..., None], 0.0)
         part = topk_partition(score, k)
         scale = score.reshape(b * length, -1)[part.index, part.cluster] * length
         return part, scale
@@ -418,11 +438,12 @@ class ClusterSpatialMamba(nn.Module):
             outputs.append(self.local[c](routed[None, start:stop], reset)[0])
         return torch.cat(outputs)
 
-    def _loss(self, u: Tensor, memberships: Tensor, logits: Tensor, static: Optional[Tensor]) -> Optional[Tensor]:
+    def _loss(self, u: Tensor, memberships: Tensor, logits: Tensor, static: Optional[Tensor],
+              routable: Optional[Tensor] = None) -> Optional[Tensor]:
         if not self.training or self.cluster_loss == "none":
             return None
         if self.cluster_loss == "la":
-            return cluster_loss_la(u, memberships)
+            return cluster_loss_la(u, memberships, routable)
         if static is None:
             raise ValueError("cluster_loss='lb' needs the static map: pass make_guide's guide to forward in training")
         return cluster_loss_lb(logits, static.reshape(logits.shape[:2]), self.lcm.used)
@@ -433,8 +454,9 @@ class ClusterSpatialMamba(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-def la_terms(u: Tensor, memberships: Tensor) -> Tuple[Tensor, Tensor]:
-    """L_a's compactness and separation per image (B,), from u (B, L, width) and P (B, L, K).
+def la_terms(u: Tensor, memberships: Tensor, routable: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """L_a's compactness and separation per image (B,), from u (B, L, width) and P (B, L, K), over the
+    routable (B, L) tokens only (None: all).
 
     Compactness (1/L)·Σ P_ic‖û_i − ĉ_c‖² is expanded as P_ic(‖û_i‖² − 2û_i·ĉ_c + ‖ĉ_c‖²), so no
     (L, K, width) tensor is built; separation is the mean cosine between distinct centroids ĉ.
@@ -444,7 +466,12 @@ def la_terms(u: Tensor, memberships: Tensor) -> Tuple[Tensor, Tensor]:
     with torch.autocast(u.device.type, enabled=False):
         unit = F.normalize(u.to(dtype), dim=-1)
         p = memberships.to(dtype)
-        length, k = p.shape[1], p.shape[2]
+        k = p.shape[2]
+        if routable is None:
+            length = p.shape[1]
+        else:
+            p = p * routable[..., None].to(dtype)
+            length = routable.sum(1).clamp(min=1).to(dtype)
         mass = p.sum(1)                                         # Σ_i P_ic (B, K)
         weighted = p.transpose(1, 2) @ unit                     # Σ_i P_ic û_i (B, K, width)
         centroids = weighted / (mass[..., None] + 1e-8)         # ĉ
@@ -461,9 +488,9 @@ def la_terms(u: Tensor, memberships: Tensor) -> Tuple[Tensor, Tensor]:
         return compactness, off_diagonal / (k * (k - 1))
 
 
-def cluster_loss_la(u: Tensor, memberships: Tensor) -> Tensor:
+def cluster_loss_la(u: Tensor, memberships: Tensor, routable: Optional[Tensor] = None) -> Tensor:
     """L_a = compactness + separation (``la_terms``), averaged over the images of the batch."""
-    compactness, separation = la_terms(u, memberships)
+    compactness, separation = la_terms(u, memberships, routable)
     return (compactness + separation).mean()
 
 
@@ -493,9 +520,10 @@ class CSSMambaStage(nn.Module):
         self.fusion = SoftmaxFusion()
 
     def forward(
-        self, x: Tensor, groups: Optional[Tensor] = None, static: Optional[Tensor] = None
+        self, x: Tensor, groups: Optional[Tensor] = None, static: Optional[Tensor] = None,
+        data: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
-        spa, loss, assign = self.spatial(x, groups, static)
+        spa, loss, assign = self.spatial(x, groups, static, data)
         return self.fusion(x, spa, self.spectral(x)), loss, assign
 
 
@@ -621,16 +649,18 @@ class CSSMamba(HSIClassifier):
     def forward(self, x: Tensor, guide: Optional[Tensor] = None) -> ModelOutput:
         self._check_inputs(x, guide)
         size = x.shape[-2:]
+        data = x.detach().abs().amax(1) > 0   # (B, H, W): apply_stretch fills nodata with 0 in every band
         x = self.embed(x)
         losses, assign = [], None
         for i, stage in enumerate(self.stages):
             groups, static = (None, None) if guide is None else (guide[:, 0], guide[:, 1])
-            x, loss, assign = stage(x, groups, static)
+            x, loss, assign = stage(x, groups, static, data)
             if loss is not None:
                 losses.append(loss)
             if self.config["pooling"] and i < len(self.stages) - 1:
                 x = F.avg_pool2d(x, 2)
                 guide = None if guide is None else mode_pool2x2(guide)
+                data = F.max_pool2d(data[:, None].float(), 2)[:, 0] > 0  # a pooled cell with any data has data
         logits = self.head(x)
         if logits.shape[-2:] != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
