@@ -4,7 +4,13 @@ import logging
 from contextlib import contextmanager
 from typing import Callable, Iterator, Tuple
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingFeedback
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeatureSourceDefinition,
+    QgsProcessingFeedback,
+)
 from qgis.PyQt.QtCore import QCoreApplication
 
 from .dependencies import torch_import_error
@@ -53,6 +59,24 @@ class CSSMambaAlgorithm(QgsProcessingAlgorithm):
             if problem:
                 return False, self.tr(problem)
         return True, ""
+
+    def vector_file(self, parameters: dict, name: str, context: QgsProcessingContext,
+                    feedback: QgsProcessingFeedback) -> str:
+        """A file GDAL can read holding the features of the vector parameter ``name``, as the user sees them.
+
+        Memory layers, 'selected features only' and non-file layers are exported to a temporary
+        GeoPackage. A file layer with unsaved edits is exported too: QGIS 3.22 would otherwise hand
+        back the file on disk and the edits would be silently lost.
+        """
+        value = parameters[name]
+        if isinstance(value, QgsProcessingFeatureSourceDefinition):
+            value = value.source.staticValue()
+        layer = self.parameterAsVectorLayer({name: value}, name, context)
+        unsaved = layer is not None and layer.isModified()
+        if unsaved:
+            feedback.pushInfo(self.tr("{} has unsaved edits; they are used.").format(layer.name()))
+        return self.parameterAsCompatibleSourceLayerPath(
+            parameters, name, context, [] if unsaved else ["gpkg", "shp"], "gpkg", feedback)
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
         """Refuse to start with the reason when a dependency is missing.

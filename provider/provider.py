@@ -5,8 +5,12 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .algorithms.accuracy import AccuracyAlgorithm
 from .algorithms.check_installation import CheckInstallationAlgorithm
+from .algorithms.classify import ClassifyAlgorithm
+from .algorithms.create_roi_layer import CreateRoiLayerAlgorithm
 from .algorithms.create_sample import CreateSampleAlgorithm
+from .algorithms.train import TrainAlgorithm
 from .dependencies import INSTALL_HINT, torch_is_installed
 
 ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "cssmamba.svg")
@@ -41,5 +45,6 @@ class CSSMambaProvider(QgsProcessingProvider):
         return "PyTorch (torch) is not installed, so training and classification cannot run. " + INSTALL_HINT
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
-        for algorithm in (CreateSampleAlgorithm(), CheckInstallationAlgorithm()):
+        for algorithm in (CreateSampleAlgorithm(), CheckInstallationAlgorithm(), CreateRoiLayerAlgorithm(),
+                          AccuracyAlgorithm(), TrainAlgorithm(), ClassifyAlgorithm()):
             self.addAlgorithm(algorithm)

@@ -1,0 +1,140 @@
+"""Processing algorithm ``cssmamba:accuracy``: assess a class raster against reference ROIs or labels.
+
+A thin adapter over ``engine.pipeline.evaluate_files`` (the numbers) and ``engine.report`` (the files).
+NEEDS_TORCH stays True: ``evaluate_files`` lives in ``engine.pipeline``, which imports torch at module
+level, and its metrics need scikit-learn, which the same install hint installs; there is no torch-free
+path to the same numbers without duplicating engine code here.
+"""
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterRasterLayer,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..algorithm import CSSMambaAlgorithm, engine_run
+
+
+class AccuracyAlgorithm(CSSMambaAlgorithm):
+    ALGORITHM_ID = "accuracy"
+    DISPLAY_NAME = "Accuracy assessment"
+    GROUP = "Accuracy"
+    GROUP_ID = "accuracy"
+    NEEDS_TORCH = True
+    HELP = (
+        "Compares a classification raster with reference data the model did not train on and reports how "
+        "good it is: the confusion matrix (reference in rows, classification in columns), overall accuracy "
+        "(OA), average accuracy (AA, the mean of the per-class producer's accuracies), Cohen's kappa (κ), "
+        "and per class the producer's accuracy (PA, recall), user's accuracy (UA, precision) and F1.\n\n"
+        "INPUT: the classification raster (one band of class ids, 0 = unclassified), e.g. the output of "
+        "'Classify raster'. Reference pixels it leaves at 0 count as errors (class -1, 'unclassified').\n"
+        "Give the reference either as a vector or as a raster, not both:\n"
+        "REFERENCE_VECTOR: polygons or points with the true class, in any CRS (reprojected to the raster's); "
+        "a polygon labels the pixels whose centres it contains. Unsaved edits and 'selected features only' "
+        "are honoured.\n"
+        "CLASS_FIELD: the field of REFERENCE_VECTOR holding the class ids (whole numbers from 1), with the "
+        "same ids as the classification.\n"
+        "NAME_FIELD (optional): a field of REFERENCE_VECTOR with class names for the report.\n"
+        "REFERENCE_RASTER: a label raster on exactly the classification's grid (0 = unlabelled).\n"
+        "OUTPUT_REPORT: the HTML report.\n"
+        "OUTPUT_CSV (optional): the per-class table with each class's row of the confusion matrix, one row "
+        "per class and a 'total' row.\n"
+        "OUTPUT_JSON (optional): every number of the assessment, for scripts.\n"
+        "The OA, AA and κ are also outputs (OVERALL_ACCURACY, AVERAGE_ACCURACY, KAPPA) for models."
+    )
+
+    INPUT = "INPUT"
+    REFERENCE_VECTOR, CLASS_FIELD, NAME_FIELD = "REFERENCE_VECTOR", "CLASS_FIELD", "NAME_FIELD"
+    REFERENCE_RASTER = "REFERENCE_RASTER"
+    OUTPUT_REPORT, OUTPUT_CSV, OUTPUT_JSON = "OUTPUT_REPORT", "OUTPUT_CSV", "OUTPUT_JSON"
+    OVERALL_ACCURACY, AVERAGE_ACCURACY, KAPPA = "OVERALL_ACCURACY", "AVERAGE_ACCURACY", "KAPPA"
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Classification raster")))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.REFERENCE_VECTOR, self.tr("Reference ROIs (vector)"),
+            [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorPoint], optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            self.CLASS_FIELD, self.tr("Class id field of the reference ROIs"), defaultValue="class_id",
+            parentLayerParameterName=self.REFERENCE_VECTOR, optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            self.NAME_FIELD, self.tr("Class name field of the reference ROIs"),
+            parentLayerParameterName=self.REFERENCE_VECTOR, optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.REFERENCE_RASTER, self.tr("Reference label raster"), optional=True))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_REPORT, self.tr("Accuracy report (HTML)"), self.tr("HTML files (*.html)")))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_CSV, self.tr("Per-class table (CSV)"), self.tr("CSV files (*.csv)"), optional=True,
+            createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_JSON, self.tr("All results (JSON)"), self.tr("JSON files (*.json)"), optional=True,
+            createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, self.tr("Overall accuracy (OA)")))
+        self.addOutput(QgsProcessingOutputNumber(self.AVERAGE_ACCURACY, self.tr("Average accuracy (AA)")))
+        self.addOutput(QgsProcessingOutputNumber(self.KAPPA, self.tr("Cohen's kappa")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        from ...engine.pipeline import check_writable, evaluate_files
+        from ...engine.report import accuracy_report_html, write_accuracy_tables, write_report
+
+        classification = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        reference = self._reference(parameters, context, feedback)
+        outputs = {key: self.parameterAsFileOutput(parameters, key, context) or None
+                   for key in (self.OUTPUT_REPORT, self.OUTPUT_CSV, self.OUTPUT_JSON)}
+        with engine_run(feedback):
+            for key, what in ((self.OUTPUT_REPORT, "HTML report"), (self.OUTPUT_CSV, "CSV table"),
+                              (self.OUTPUT_JSON, "JSON file")):
+                if outputs[key]:
+                    check_writable(outputs[key], f"{what} ({key})")
+            result = evaluate_files(classification.source(), **reference)
+            write_report(outputs[self.OUTPUT_REPORT],
+                         accuracy_report_html(result, f"Accuracy assessment: {classification.name()}"))
+            write_accuracy_tables(result, outputs[self.OUTPUT_CSV], outputs[self.OUTPUT_JSON])
+        feedback.pushInfo(self.tr("OA {:.2f} %, AA {:.2f} %, kappa {:.4f} on {:,} reference pixels").format(
+            100 * result["overall_accuracy"], 100 * result["average_accuracy"], result["kappa"], result["pixels"]))
+        for entry in result["classes"]:
+            pa = "–" if entry["producers_accuracy"] is None else f"{100 * entry['producers_accuracy']:.2f} %"
+            ua = "–" if entry["users_accuracy"] is None else f"{100 * entry['users_accuracy']:.2f} %"
+            feedback.pushInfo(f"class {entry['id']} {entry['name']}: {entry['reference_pixels']:,} px, "
+                              f"PA {pa}, UA {ua}")
+        return dict(outputs, **{self.OVERALL_ACCURACY: result["overall_accuracy"],
+                                self.AVERAGE_ACCURACY: result["average_accuracy"], self.KAPPA: result["kappa"]})
+
+    def _reference(self, parameters, context, feedback) -> dict:
+        """evaluate_files' reference arguments: a label raster path, or an ROI file path with its fields.
+
+        Vector references go through ``vector_file``, which writes memory layers, unsaved edits and
+        selections to a temporary GeoPackage the engine (GDAL) can read.
+        """
+        source = self.parameterAsSource(parameters, self.REFERENCE_VECTOR, context)
+        raster = self.parameterAsRasterLayer(parameters, self.REFERENCE_RASTER, context)
+        if (source is None) == (raster is None):
+            raise QgsProcessingException(self.tr(
+                "Give the reference either as ROIs (REFERENCE_VECTOR with CLASS_FIELD) or as a label raster "
+                "(REFERENCE_RASTER), {}.").format(
+                self.tr("not both") if source is not None else self.tr("one of them is needed")))
+        if raster is not None:
+            return {"labels": raster.source()}
+        fields = source.fields()
+        names = [field.name() for field in fields]
+        class_field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
+        name_field = self.parameterAsString(parameters, self.NAME_FIELD, context) or None
+        for key, field in ((self.CLASS_FIELD, class_field), (self.NAME_FIELD, name_field)):
+            if field and field not in names:
+                raise QgsProcessingException(self.tr("The reference ROIs have no field '{}' ({}); their fields: "
+                                                     "{}").format(field, key, ", ".join(names) or "(none)"))
+        if not class_field:
+            raise QgsProcessingException(self.tr("Choose the CLASS_FIELD of the reference ROIs: the field holding "
+                                                 "the class ids."))
+        field = fields.field(class_field)
+        if not field.isNumeric() and field.type() != QVariant.String:
+            raise QgsProcessingException(self.tr(
+                "The class field '{}' of the reference ROIs is of type {}, not a number; choose the field holding "
+                "the class ids (whole numbers from 1).").format(class_field, field.typeName()))
+        return {"rois": self.vector_file(parameters, self.REFERENCE_VECTOR, context, feedback), "class_field": class_field, "name_field": name_field}

@@ -1,0 +1,191 @@
+"""Processing algorithm ``cssmamba:classify``: apply a model file to a raster, outputs styled on loading.
+
+The helpers below are shared with ``cssmamba:train``, whose optional classification of the training
+scene is this algorithm's job done in the same run.
+"""
+
+import os
+from functools import partial
+from typing import Any, Dict, List, Tuple
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..algorithm import CSSMambaAlgorithm, engine_callbacks, engine_run
+from ..styling import (
+    RendererFn,
+    class_renderer,
+    cluster_renderer,
+    confidence_renderer,
+    style_on_completion,
+    write_qml_sidecar,
+)
+
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_EXTENSION = "pt"  # what the engine's CLI writes (engine/cli.py)
+MODEL_FILTER = f"CSSMamba model (*.{MODEL_EXTENSION})"
+GEOTIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+def device_parameter(alg: CSSMambaAlgorithm, name: str) -> QgsProcessingParameterEnum:
+    return QgsProcessingParameterEnum(name, alg.tr("Device"), options=[alg.tr("Auto"), alg.tr("CPU"), alg.tr("CUDA")],
+                                      defaultValue=0)
+
+
+def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return parameter
+
+
+def raster_file(alg: QgsProcessingAlgorithm, parameters: Dict[str, Any], name: str,
+                context: QgsProcessingContext) -> Tuple[str, str]:
+    """(file path, layer name) of a raster parameter; the engine reads files through GDAL, so a layer
+    from another provider (WMS, PostGIS raster, …) is refused with the way out."""
+    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    if layer is None:
+        raise QgsProcessingException(alg.tr("{}: the raster layer cannot be opened; choose a raster file").format(name))
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(alg.tr(
+            "{}: the layer '{}' comes from the '{}' provider, not from a file; save it as a GeoTIFF first "
+            "(Raster ▸ Conversion ▸ Translate) and use that file").format(name, layer.name(), layer.providerType()))
+    return layer.source(), layer.name()
+
+
+def geotiff_output(alg: QgsProcessingAlgorithm, parameters: Dict[str, Any], name: str,
+                   context: QgsProcessingContext) -> str:
+    """The path of a raster destination ("" when skipped); the engine writes GeoTIFF only."""
+    path = alg.parameterAsOutputLayer(parameters, name, context)
+    if path and os.path.splitext(path)[1].lower() not in GEOTIFF_EXTENSIONS:
+        raise QgsProcessingException(alg.tr(
+            "{}: the outputs are written as GeoTIFF; give a file name ending in .tif (got {})").format(name, path))
+    return path or ""
+
+
+def clusters_per_class(metadata: Dict[str, Any]) -> int:
+    """K of a model that clusters (CSSMamba); 0 for a model without clusters (MambaHSI)."""
+    return int(metadata["model"]["config"].get("clusters_per_class") or 0)
+
+
+def output_styles(metadata: Dict[str, Any]) -> Dict[str, RendererFn]:
+    """Renderer functions by output kind ('classes', 'confidence', 'clusters'), from the model metadata."""
+    classes = metadata["classes"]
+    styles: Dict[str, RendererFn] = {
+        "classes": partial(class_renderer, ids=classes["ids"], names=classes["names"], colors=classes["colors"]),
+        "confidence": confidence_renderer,
+    }
+    k = clusters_per_class(metadata)
+    if k:
+        styles["clusters"] = partial(cluster_renderer, n=k * len(classes["ids"]), class_names=classes["names"])
+    return styles
+
+
+def write_styles(written: Dict[str, str], metadata: Dict[str, Any], layer_name: str,
+                 labels: Dict[str, str]) -> List[Tuple[str, RendererFn, str]]:
+    """Write the ``.qml`` sidecar of every styled output; returns (path, renderer, layer name) for
+    ``style_on_completion``. ``labels``: the layer-name suffix of each output kind."""
+    styles = output_styles(metadata)
+    styled = []
+    for kind, path in written.items():
+        if kind in styles:
+            write_qml_sidecar(path, styles[kind])
+            styled.append((path, styles[kind], f"{layer_name} {labels[kind]}"))
+    return styled
+
+
+class ClassifyAlgorithm(CSSMambaAlgorithm):
+    ALGORITHM_ID = "classify"
+    DISPLAY_NAME = "Classify raster"
+    GROUP = "Classification"
+    GROUP_ID = "classification"
+    HELP = (
+        "Classifies a raster with a model trained by 'Train CSSMamba'. The raster is read and written tile by "
+        "tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are "
+        "loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.\n\n"
+        "INPUT: the raster to classify; it needs the bands the model was trained on (same count and "
+        "wavelengths).\n"
+        "MODEL: a model file (.pt) written by 'Train CSSMamba'.\n"
+        "DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.\n"
+        "TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.\n"
+        "OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's "
+        "default.\n"
+        "OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.\n"
+        "OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the "
+        "model hesitates, often at class boundaries.\n"
+        "OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect "
+        "boundaries; a MambaHSI model has no clusters, so it is then left out.\n"
+        "OUTPUT_PROBABILITIES: optional, one band per class with its probability."
+    )
+
+    INPUT, MODEL, DEVICE, TILE_SIZE, OVERLAP = "INPUT", "MODEL", "DEVICE", "TILE_SIZE", "OVERLAP"
+    OUTPUT, OUTPUT_CONFIDENCE = "OUTPUT", "OUTPUT_CONFIDENCE"
+    OUTPUT_CLUSTERS, OUTPUT_PROBABILITIES = "OUTPUT_CLUSTERS", "OUTPUT_PROBABILITIES"
+    OUTPUTS = {"classes": OUTPUT, "confidence": OUTPUT_CONFIDENCE, "clusters": OUTPUT_CLUSTERS,
+               "probabilities": OUTPUT_PROBABILITIES}
+    _styled: Tuple[Tuple[str, RendererFn, str], ...] = ()  # set by processAlgorithm for postProcessAlgorithm
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        integer = QgsProcessingParameterNumber.Integer
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster to classify")))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, self.tr("Model file"), QgsProcessingParameterFile.File, fileFilter=self.tr(MODEL_FILTER)))
+        self.addParameter(device_parameter(self, self.DEVICE))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.TILE_SIZE, self.tr("Tile size in pixels (0 = default)"), integer, 0, minValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.OVERLAP, self.tr("Tile overlap in pixels (0 = default)"), integer, 0, minValue=0)))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Classes")))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_CONFIDENCE, self.tr("Confidence"), optional=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_CLUSTERS, self.tr("Clusters"), optional=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_PROBABILITIES, self.tr("Class probabilities"), optional=True, createByDefault=False))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        from ...engine.modelfile import load_model
+        from ...engine.pipeline import classify_file
+        from ...engine.predict import PredictionCancelled
+
+        raster, layer_name = raster_file(self, parameters, self.INPUT, context)
+        model_path = self.parameterAsFile(parameters, self.MODEL, context)
+        paths = {kind: geotiff_output(self, parameters, name, context) for kind, name in self.OUTPUTS.items()}
+        progress, cancelled = engine_callbacks(feedback)
+        with engine_run(feedback):
+            _, metadata = load_model(model_path)
+            if paths["clusters"] and not clusters_per_class(metadata):
+                feedback.pushInfo(self.tr("The {} model has no clustering, so there is no cluster map; "
+                                          "OUTPUT_CLUSTERS is not written.").format(metadata["model"]["name"]))
+                paths["clusters"] = ""
+            feedback.pushInfo(self.tr("Model {}: {} classes ({})").format(
+                metadata["model"]["name"], len(metadata["classes"]["ids"]), ", ".join(metadata["classes"]["names"])))
+            try:
+                written = classify_file(
+                    model_path, raster, paths["classes"], confidence=paths["confidence"] or None,
+                    clusters=paths["clusters"] or None, probabilities=paths["probabilities"] or None,
+                    tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
+                    overlap=self.parameterAsInt(parameters, self.OVERLAP, context) or None,
+                    device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                    progress=progress, cancelled=cancelled)
+            except PredictionCancelled:
+                feedback.pushWarning(self.tr("Classification cancelled; no output was written."))
+                return {}
+            labels = {"classes": self.tr("classes"), "confidence": self.tr("confidence"),
+                      "clusters": self.tr("clusters")}
+            self._styled = tuple(write_styles(written, metadata, layer_name, labels))
+        return {self.OUTPUTS[kind]: path for kind, path in written.items()}
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API)
+        """Runs in the main thread once processAlgorithm has finished: hand the styles to the layers
+        Processing is about to load."""
+        for path, renderer_fn, name in self._styled:
+            style_on_completion(context, path, renderer_fn, name)
+        return {}

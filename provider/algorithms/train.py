@@ -1,0 +1,301 @@
+"""Processing algorithm ``cssmamba:train``: train CSSMamba or MambaHSI from a raster and training ROIs."""
+
+from typing import Any, Dict, Optional
+
+from qgis.core import (
+    NULL,
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..algorithm import CSSMambaAlgorithm, engine_callbacks, engine_run
+from ..styling import style_on_completion
+from .classify import DEVICES, MODEL_FILTER, advanced, device_parameter, geotiff_output, raster_file, write_styles
+
+MODELS = ("cssmamba", "mambahsi")
+SPLITS = ("fixed", "ratio")
+CLUSTER_LOSSES = ("la", "lb", "none")
+GATES = ("sigmoid", "prior", "attention")
+CLASSIFY_SHARE = 0.9  # of the progress bar for training when the training scene is classified too
+
+
+class TrainAlgorithm(CSSMambaAlgorithm):
+    ALGORITHM_ID = "train"
+    DISPLAY_NAME = "Train CSSMamba"
+    GROUP = "Training"
+    GROUP_ID = "training"
+    HELP = (
+        "Trains a pixel classifier on a raster from training ROIs and writes a model file for 'Classify raster', "
+        "an HTML training report and, optionally, the classified training scene.\n\n"
+        "INPUT: the raster to learn from (e.g. a hyperspectral scene); bad bands (bbl=0) and nodata are left out.\n"
+        "BANDS: optional subset of bands to train on; the model remembers them. Empty = every good band.\n"
+        "ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres "
+        "they cover are the labels. 'Selected features only' and unsaved edits are honoured.\n"
+        "CLASS_FIELD: numeric field with the class id (integers >= 1). Features with NULL are skipped.\n"
+        "NAME_FIELD: optional text field with the class names shown in the legend and the report.\n"
+        "VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS "
+        "trains. Without them the labelled pixels are split (SPLIT).\n"
+        "MODEL: CSSMamba (clustering-guided Mamba) or MambaHSI (the baseline without clustering).\n"
+        "CLUSTERS_PER_CLASS: CSSMamba's sub-clusters per class (1–5).\n"
+        "EPOCHS: training passes over the scene; the epoch with the best validation accuracy is kept.\n"
+        "LEARNING_RATE: Adam's step size.\n"
+        "DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.\n"
+        "SEED: the same seed gives the same split and the same model.\n"
+        "SPLIT (advanced): 'Pixels per class' takes TRAIN_PER_CLASS training and VAL_PER_CLASS validation "
+        "pixels per class (the papers' 30 / 10); 'Ratio' takes the fractions TRAIN_RATIO and VAL_RATIO. The "
+        "rest are test pixels, on which the report's accuracy is measured.\n"
+        "WIDTH (advanced): hidden width of the model; 0 = the model's default.\n"
+        "TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (advanced, CSSMamba only; the paper's ablations): "
+        "TOKEN_SELECTION weights the pixels inside each cluster by relevance; CLUSTER_LOSS keeps the clusters "
+        "compact and apart (La), makes them follow the k-means prior (Lb) or is off; GATE mixes the attention "
+        "and prior scores of the token selection (learned, prior only, attention only); POOLING halves the "
+        "resolution between stages, which makes training several times faster.\n"
+        "MEMORY_BUDGET (advanced): MB a training step may use; a scene that needs more is trained in "
+        "overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.\n"
+        "TILE_SIZE (advanced): tile size for OUTPUT_CLASSIFICATION; 0 = the default.\n"
+        "OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.\n"
+        "OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the "
+        "parameters, the device and timings.\n"
+        "OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours."
+    )
+
+    INPUT, BANDS, ROIS, CLASS_FIELD, NAME_FIELD = "INPUT", "BANDS", "ROIS", "CLASS_FIELD", "NAME_FIELD"
+    VALIDATION_ROIS, MODEL, CLUSTERS_PER_CLASS = "VALIDATION_ROIS", "MODEL", "CLUSTERS_PER_CLASS"
+    EPOCHS, LEARNING_RATE, DEVICE, SEED = "EPOCHS", "LEARNING_RATE", "DEVICE", "SEED"
+    SPLIT, TRAIN_PER_CLASS, VAL_PER_CLASS = "SPLIT", "TRAIN_PER_CLASS", "VAL_PER_CLASS"
+    TRAIN_RATIO, VAL_RATIO, WIDTH = "TRAIN_RATIO", "VAL_RATIO", "WIDTH"
+    TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING = "TOKEN_SELECTION", "CLUSTER_LOSS", "GATE", "POOLING"
+    MEMORY_BUDGET, TILE_SIZE = "MEMORY_BUDGET", "TILE_SIZE"
+    OUTPUT_MODEL, OUTPUT_REPORT, OUTPUT_CLASSIFICATION = "OUTPUT_MODEL", "OUTPUT_REPORT", "OUTPUT_CLASSIFICATION"
+
+    _styled: tuple = ()  # set by processAlgorithm for postProcessAlgorithm
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        integer, double = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
+        rois = [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorPoint]
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster")))
+        self.addParameter(QgsProcessingParameterBand(
+            self.BANDS, self.tr("Bands (empty = every good band)"), parentLayerParameterName=self.INPUT,
+            optional=True, allowMultiple=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(self.ROIS, self.tr("Training ROIs"), rois))
+        self.addParameter(QgsProcessingParameterField(
+            self.CLASS_FIELD, self.tr("Class id field"), "class_id", self.ROIS, QgsProcessingParameterField.Numeric))
+        self.addParameter(QgsProcessingParameterField(
+            self.NAME_FIELD, self.tr("Class name field"), None, self.ROIS, optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.VALIDATION_ROIS, self.tr("Validation ROIs"), rois, optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.MODEL, self.tr("Model"), options=["CSSMamba", "MambaHSI"], defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.CLUSTERS_PER_CLASS, self.tr("Clusters per class (CSSMamba)"), integer, 3, minValue=1, maxValue=5))
+        self.addParameter(QgsProcessingParameterNumber(self.EPOCHS, self.tr("Epochs"), integer, 200, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.LEARNING_RATE, self.tr("Learning rate"), double, 3e-4, minValue=1e-7, maxValue=1.0))
+        self.addParameter(device_parameter(self, self.DEVICE))
+        self.addParameter(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), integer, 0, minValue=0))
+        for parameter in (
+            QgsProcessingParameterEnum(self.SPLIT, self.tr("Sample split without validation ROIs"),
+                                       options=[self.tr("Pixels per class"), self.tr("Ratio")], defaultValue=0),
+            QgsProcessingParameterNumber(self.TRAIN_PER_CLASS, self.tr("Training pixels per class"), integer, 30,
+                                         minValue=1),
+            QgsProcessingParameterNumber(self.VAL_PER_CLASS, self.tr("Validation pixels per class"), integer, 10,
+                                         minValue=1),
+            QgsProcessingParameterNumber(self.TRAIN_RATIO, self.tr("Training ratio"), double, 0.1, minValue=0.0,
+                                         maxValue=1.0),
+            QgsProcessingParameterNumber(self.VAL_RATIO, self.tr("Validation ratio"), double, 0.01, minValue=0.0,
+                                         maxValue=1.0),
+            QgsProcessingParameterNumber(self.WIDTH, self.tr("Hidden width (0 = model default)"), integer, 0,
+                                         minValue=0),
+            # Defaults of the switches: engine/models/registry.py default_config("cssmamba") (a test checks).
+            QgsProcessingParameterBoolean(self.TOKEN_SELECTION, self.tr("Token selection (CSSMamba)"), True),
+            QgsProcessingParameterEnum(self.CLUSTER_LOSS, self.tr("Cluster loss (CSSMamba)"),
+                                       options=[self.tr("La (compact, separated clusters)"),
+                                                self.tr("Lb (follow the k-means prior)"), self.tr("None")],
+                                       defaultValue=0),
+            QgsProcessingParameterEnum(self.GATE, self.tr("Gate (CSSMamba)"),
+                                       options=[self.tr("Sigmoid (learned)"), self.tr("Prior only"),
+                                                self.tr("Attention only")], defaultValue=0),
+            QgsProcessingParameterBoolean(self.POOLING, self.tr("Pooling between stages (CSSMamba)"), True),
+            QgsProcessingParameterNumber(self.MEMORY_BUDGET, self.tr("Memory budget in MB (0 = auto)"), integer, 0,
+                                         minValue=0),
+            QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size for the classification (0 = default)"),
+                                         integer, 0, minValue=0),
+        ):
+            self.addParameter(advanced(parameter))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_MODEL, self.tr("Model file"), self.tr(MODEL_FILTER)))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_REPORT, self.tr("Training report"), self.tr("HTML files (*.html)"), optional=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_CLASSIFICATION, self.tr("Classified training scene"), optional=True, createByDefault=False))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        from ...engine.device import resolve_device
+        from ...engine.models.registry import default_config
+        from ...engine.pipeline import SplitOptions, check_writable, classify_file, train_from_files
+        from ...engine.predict import PredictionCancelled
+        from ...engine.report import training_report_html, write_report
+        from ...engine.train import TrainingCancelled
+
+        raster, layer_name = raster_file(self, parameters, self.INPUT, context)
+        class_field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
+        name_field = self.parameterAsString(parameters, self.NAME_FIELD, context) or None
+        rois = self._roi_file(parameters, self.ROIS, class_field, name_field, context, feedback)
+        validation = self._roi_file(parameters, self.VALIDATION_ROIS, class_field, None, context, feedback)
+        model = MODELS[self.parameterAsEnum(parameters, self.MODEL, context)]
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
+        classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
+        split = SplitOptions(
+            mode=SPLITS[self.parameterAsEnum(parameters, self.SPLIT, context)],
+            train_per_class=self.parameterAsInt(parameters, self.TRAIN_PER_CLASS, context),
+            val_per_class=self.parameterAsInt(parameters, self.VAL_PER_CLASS, context),
+            train_ratio=self.parameterAsDouble(parameters, self.TRAIN_RATIO, context),
+            val_ratio=self.parameterAsDouble(parameters, self.VAL_RATIO, context),
+            val_rois=validation or None)
+        overrides = self._model_options(parameters, model, default_config(model), context, feedback)
+        run = {
+            self.INPUT: raster, self.BANDS: self.parameterAsInts(parameters, self.BANDS, context) or None,
+            self.ROIS: rois, self.CLASS_FIELD: class_field, self.NAME_FIELD: name_field,
+            self.VALIDATION_ROIS: validation or None, self.MODEL: model,
+            self.EPOCHS: self.parameterAsInt(parameters, self.EPOCHS, context),
+            self.LEARNING_RATE: self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+            self.DEVICE: device, self.SEED: self.parameterAsInt(parameters, self.SEED, context),
+            self.MEMORY_BUDGET: self.parameterAsInt(parameters, self.MEMORY_BUDGET, context) or None,
+        }
+        progress, cancelled = engine_callbacks(feedback)
+        share = CLASSIFY_SHARE if classification else 1.0
+
+        with engine_run(feedback):
+            for path, what in ((report_path, "report"), (classification, "classification")):
+                if path:
+                    check_writable(path, what)
+            resolved = resolve_device(device)
+            fallback = device == "auto" and resolved.type == "cpu"
+            feedback.pushInfo(self.tr("Training device: {}").format(resolved)
+                              + (self.tr(" (Auto: PyTorch sees no CUDA GPU)") if fallback else ""))
+            if validation:
+                feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains "
+                                          "and SPLIT is not used."))
+            try:
+                metadata, result = train_from_files(
+                    raster, model_path, rois=rois, class_field=class_field, name_field=name_field, model=model,
+                    epochs=run[self.EPOCHS], device=device, seed=run[self.SEED], bands=run[self.BANDS],
+                    lr=run[self.LEARNING_RATE], overrides=overrides, split=split,
+                    memory_budget_mb=run[self.MEMORY_BUDGET],
+                    progress=lambda fraction, text="": progress(share * fraction, text), cancelled=cancelled)
+            except TrainingCancelled:
+                feedback.pushWarning(self.tr("Training cancelled; no model file was written."))
+                return {}
+            metrics = metadata["provenance"]["metrics"]
+            feedback.pushInfo(self.tr(
+                "Trained on {} with the '{}' selective-scan backend in {:.1f} s; kept epoch {} (validation OA "
+                "{:.4f}); {} OA {:.4f}, kappa {:.4f}").format(
+                result.device, result.backend, result.seconds, result.best_epoch, result.best_val_oa,
+                metadata["provenance"]["evaluated_on"], metrics["overall_accuracy"], metrics["kappa"]))
+            outputs = {self.OUTPUT_MODEL: model_path}
+            if report_path:
+                shown = {key: value for key, value in run.items() if value is not None}
+                write_report(report_path, training_report_html(metadata, result.history, shown))
+                outputs[self.OUTPUT_REPORT] = report_path
+            if not classification:
+                return outputs
+            try:
+                written = classify_file(
+                    model_path, raster, classification, device=device,
+                    tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
+                    progress=lambda fraction, text="": progress(share + (1 - share) * fraction, text),
+                    cancelled=cancelled)
+            except PredictionCancelled:
+                feedback.pushWarning(self.tr("Classification of the training scene cancelled; the model and the "
+                                             "report were kept: classify later with 'Classify raster'."))
+                return outputs
+            self._styled = tuple(write_styles(written, metadata, layer_name, {"classes": self.tr("classes")}))
+        outputs[self.OUTPUT_CLASSIFICATION] = classification
+        return outputs
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API)
+        """Main thread, after processAlgorithm: style the classified scene Processing is about to load."""
+        for path, renderer_fn, name in self._styled:
+            style_on_completion(context, path, renderer_fn, name)
+        return {}
+
+    def _roi_file(self, parameters: Dict[str, Any], name: str, class_field: str, name_field: Optional[str],
+                  context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> str:
+        """A file the engine can read holding the ROI features ("" for an unset optional layer), after
+        the checks QGIS can make better than the engine: fields present, class ids numeric, features
+        present, at least two classes (training ROIs)."""
+        source = self.parameterAsSource(parameters, name, context)
+        if source is None:
+            return ""
+        what = self.tr("The training ROI layer") if name == self.ROIS else self.tr("The validation ROI layer")
+        fields = source.fields()
+        listing = ", ".join(fields.names()) or self.tr("(none)")
+        for field, holding, parameter in ((class_field, self.tr("class ids"), self.CLASS_FIELD),
+                                          (name_field, self.tr("class names"), self.NAME_FIELD)):
+            if field and fields.lookupField(field) < 0:
+                raise QgsProcessingException(self.tr(
+                    "{} ({}) has no field '{}'; its fields: {}. Choose the field that holds the {} in {}.").format(
+                    what, name, field, listing, holding, parameter))
+        index = fields.lookupField(class_field)
+        if not fields.at(index).isNumeric():
+            raise QgsProcessingException(self.tr(
+                "{} ({}): the class field '{}' holds {} values, not numbers; class ids must be integers >= 1. "
+                "Choose a numeric field, or add one with the Field Calculator, e.g. to_int(\"{}\").").format(
+                what, name, class_field, fields.at(index).typeName(), class_field))
+        if source.featureCount() == 0:
+            raise QgsProcessingException(self.tr(
+                "{} ({}) has no features (or none is selected while 'Selected features only' is on); digitise "
+                "ROIs first, e.g. in a layer made by 'Create training ROI layer'.").format(what, name))
+        ids = sorted(v for v in source.uniqueValues(index) if v != NULL)
+        if not ids:
+            raise QgsProcessingException(self.tr(
+                "{} ({}): every feature has NULL in the class field '{}'; fill in the class ids.").format(
+                what, name, class_field))
+        if name == self.ROIS and len(ids) < 2:
+            raise QgsProcessingException(self.tr(
+                "{} ({}) has only one class (id {} in '{}'); a classifier needs at least two: digitise ROIs of "
+                "the other classes too.").format(what, name, ids[0], class_field))
+
+        return self.vector_file(parameters, name, context, feedback)
+
+    def _model_options(self, parameters: Dict[str, Any], model: str, defaults: Dict[str, Any],
+                       context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+        """The model options (``build_model`` overrides) the parameters set; for MambaHSI, say which
+        CSSMamba-only settings the user changed and are ignored."""
+        options = {"dim": self.parameterAsInt(parameters, self.WIDTH, context) or defaults["dim"]}
+        switches = {
+            self.CLUSTERS_PER_CLASS: self.parameterAsInt(parameters, self.CLUSTERS_PER_CLASS, context),
+            self.TOKEN_SELECTION: self.parameterAsBool(parameters, self.TOKEN_SELECTION, context),
+            self.CLUSTER_LOSS: self.parameterAsEnum(parameters, self.CLUSTER_LOSS, context),
+            self.GATE: self.parameterAsEnum(parameters, self.GATE, context),
+            self.POOLING: self.parameterAsBool(parameters, self.POOLING, context),
+        }
+        if model == "cssmamba":
+            options.update(
+                clusters_per_class=switches[self.CLUSTERS_PER_CLASS],
+                token_selection=switches[self.TOKEN_SELECTION],
+                cluster_loss=CLUSTER_LOSSES[switches[self.CLUSTER_LOSS]],
+                gate=GATES[switches[self.GATE]],
+                pooling=switches[self.POOLING])
+        else:
+            changed = [name for name, value in switches.items()
+                       if value != self.parameterDefinition(name).defaultValue()]
+            if changed:
+                feedback.pushWarning(self.tr("{} has no clustering: {} apply to CSSMamba only and are ignored.").format(
+                    "MambaHSI", ", ".join(changed)))
+        feedback.pushInfo(self.tr("Model {}: {}").format(
+            model, ", ".join(f"{key} {value}" for key, value in options.items())))
+        return options

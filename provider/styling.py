@@ -1,0 +1,128 @@
+"""Styles for the rasters the algorithms write: class map, confidence and cluster map.
+
+Each style is applied twice, for the two ways a layer reaches the map: written as a ``.qml`` sidecar
+(``<basename>.qml``, which QGIS loads as the default style whenever the raster is opened again) and
+applied by a post-processor when Processing loads the output into the project on completion.
+"""
+
+import colorsys
+import os
+from typing import Callable, Dict, List, Optional, Sequence
+
+from qgis.core import (
+    QgsColorRampShader,
+    QgsMapLayer,
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsRasterLayer,
+    QgsRasterRenderer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+)
+from qgis.PyQt.QtGui import QColor
+
+RendererFn = Callable[[QgsRasterLayer], QgsRasterRenderer]
+
+# Viridis at five stops: perceptually even and readable with colour-vision deficiencies.
+_VIRIDIS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
+
+
+def class_renderer(layer: QgsRasterLayer, ids: Sequence[int], names: Sequence[str],
+                   colors: Sequence[Sequence[int]]) -> QgsPalettedRasterRenderer:
+    """Paletted renderer of a class raster: one entry per class id, labelled with the class name."""
+    classes = [QgsPalettedRasterRenderer.Class(int(value), QColor(*map(int, rgb)), str(name))
+               for value, name, rgb in zip(ids, names, colors)]
+    return QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
+
+
+def confidence_renderer(layer: QgsRasterLayer) -> QgsSingleBandPseudoColorRenderer:
+    """Pseudocolour ramp fixed to 0–1, so confidence maps of different runs compare by colour."""
+    ramp = QgsColorRampShader(0.0, 1.0)
+    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampItemList([
+        QgsColorRampShader.ColorRampItem(k / (len(_VIRIDIS) - 1), QColor(color), f"{k / (len(_VIRIDIS) - 1):g}")
+        for k, color in enumerate(_VIRIDIS)])
+    shader = QgsRasterShader(0.0, 1.0)
+    shader.setRasterShaderFunction(ramp)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(0.0)
+    renderer.setClassificationMax(1.0)
+    return renderer
+
+
+def cluster_colors(n: int) -> List[QColor]:
+    """``n`` distinct colours: golden-angle hues, alternating brightness so neighbours in id differ."""
+    colors = []
+    for k in range(n):
+        r, g, b = colorsys.hsv_to_rgb((k * 0.6180339887498949) % 1.0, 0.8, 0.95 if k % 2 else 0.7)
+        colors.append(QColor(int(r * 255), int(g * 255), int(b * 255)))
+    return colors
+
+
+def cluster_renderer(layer: QgsRasterLayer, n: int,
+                     class_names: Optional[Sequence[str]] = None) -> QgsPalettedRasterRenderer:
+    """Paletted renderer of a cluster raster (value = cluster id + 1, 0 = nodata) with ``n`` clusters.
+
+    CSSMamba numbers clusters class by class (cluster id = class index · K + k, K = n / classes), so
+    with ``class_names`` each entry is labelled "<class name> · cluster k" (k from 1).
+    """
+    per_class = n // len(class_names) if class_names else 0
+    classes = []
+    for cluster, color in enumerate(cluster_colors(n)):
+        if per_class:
+            label = f"{class_names[cluster // per_class]} · cluster {cluster % per_class + 1}"
+        else:
+            label = f"cluster {cluster + 1}"
+        classes.append(QgsPalettedRasterRenderer.Class(cluster + 1, color, label))
+    return QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
+
+
+def sidecar_path(path: str) -> str:
+    """Where QGIS looks for a raster's default style: the same folder and basename, ``.qml``."""
+    return os.path.splitext(path)[0] + ".qml"
+
+
+def write_qml_sidecar(path: str, renderer_fn: RendererFn) -> str:
+    """Style the raster at ``path`` with ``renderer_fn`` and save that style as its sidecar; returns
+    the ``.qml`` path. Raises OSError when the raster cannot be opened or the style not written."""
+    layer = QgsRasterLayer(path, os.path.basename(path), "gdal")
+    if not layer.isValid():
+        raise OSError(f"cannot open {path} to write its style")
+    layer.setRenderer(renderer_fn(layer))
+    qml = sidecar_path(path)
+    message, saved = layer.saveNamedStyle(qml, categories=QgsMapLayer.Symbology)
+    if not saved:
+        raise OSError(f"cannot write the style {qml}: {message}")
+    return qml
+
+
+class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
+    """Applies a renderer to an output layer once Processing has loaded it into the project."""
+
+    def __init__(self, renderer_fn: RendererFn) -> None:
+        super().__init__()
+        self.renderer_fn = renderer_fn
+
+    def postProcessLayer(self, layer: QgsMapLayer, context: QgsProcessingContext,  # noqa: N802 (QGIS API)
+                         feedback: QgsProcessingFeedback) -> None:
+        if isinstance(layer, QgsRasterLayer):
+            layer.setRenderer(self.renderer_fn(layer))
+            layer.triggerRepaint()
+
+
+# QGIS calls the post-processor after the algorithm object is gone, and PyQGIS does not keep the
+# Python half of a subclass alive for C++ (the documented trap), so one is kept per output path,
+# replaced when that path is written again.
+_POST_PROCESSORS: Dict[str, StyleOnLoad] = {}
+
+
+def style_on_completion(context: QgsProcessingContext, path: str, renderer_fn: RendererFn, name: str) -> None:
+    """When ``path`` is to be loaded on completion, name its layer ``name`` and style it there."""
+    if not context.willLoadLayerOnCompletion(path):
+        return
+    details = context.layerToLoadOnCompletionDetails(path)
+    details.name = name
+    _POST_PROCESSORS[path] = StyleOnLoad(renderer_fn)
+    details.setPostProcessor(_POST_PROCESSORS[path])

@@ -1,0 +1,478 @@
+"""``cssmamba:train`` and ``cssmamba:classify`` in a real QGIS (offscreen) on the EnMAP Potsdam scene.
+
+The scene is a 96 x 64 px window of the mosaic holding all six classes, so that the several short
+trainings stay fast; one model is trained per module and reused by the classification tests.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QGIS_PROCESS = os.path.join(ROOT, "scripts", "qgis_process.sh")
+CLASS_NAMES = ["roof", "pavement", "low vegetation", "tree", "soil", "water"]
+WINDOW = [64, 96, 96, 64]  # xoff, yoff, cols, rows in the mosaic: all six classes, 263 water pixels
+SMALL = {"EPOCHS": 1, "WIDTH": 8, "BANDS": list(range(20, 40)), "DEVICE": 1}  # quick trainings
+
+pytestmark = pytest.mark.qgis
+
+
+class Feedback:
+    """Factory of a QgsProcessingFeedback that records the log (built lazily: QGIS must be running)."""
+
+    @staticmethod
+    def make(cancel_when=None):
+        from qgis.core import QgsProcessingFeedback
+
+        class Recording(QgsProcessingFeedback):
+            def __init__(self):
+                super().__init__()
+                self.infos, self.warnings, self.progress = [], [], []
+
+            def pushInfo(self, text):  # noqa: N802 (QGIS API)
+                self.infos.append(text)
+                if cancel_when and cancel_when in text:
+                    self.cancel()
+
+            def pushWarning(self, text):  # noqa: N802 (QGIS API)
+                self.warnings.append(text)
+
+            def setProgress(self, value):  # noqa: N802 (QGIS API)
+                self.progress.append(value)
+                super().setProgress(value)
+
+            @property
+            def log(self):
+                return "\n".join(self.infos + self.warnings)
+
+        return Recording()
+
+
+@pytest.fixture(scope="module")
+def plugin(qgis_app, plugin_module):
+    loaded = plugin_module.classFactory(None)
+    loaded.initProcessing()
+    yield loaded
+    loaded.unload()
+
+
+@pytest.fixture(autouse=True)
+def project_layers_removed(qgis_app):
+    """Layers a test adds to the project are removed after it."""
+    from qgis.core import QgsProject
+
+    before = set(QgsProject.instance().mapLayers())
+    yield
+    QgsProject.instance().removeMapLayers(list(set(QgsProject.instance().mapLayers()) - before))
+
+
+@pytest.fixture(scope="module")
+def scene(shared_data, tmp_path_factory):
+    """The EnMAP window (GeoTIFF, band metadata kept) and the scene's ROI GeoPackage."""
+    from osgeo import gdal
+
+    folder = tmp_path_factory.mktemp("scene")
+    raster = str(folder / "potsdam.tif")
+    gdal.Translate(raster, os.path.join(shared_data, "enmap_potsdam", "enmap_potsdam_mosaic.tif"), srcWin=WINDOW)
+    return {"raster": raster, "rois": os.path.join(shared_data, "enmap_potsdam", "enmap_potsdam_rois.gpkg"),
+            "folder": folder}
+
+
+def train(scene, folder, feedback=None, **parameters):
+    import processing
+
+    values = {"INPUT": scene["raster"], "ROIS": scene["rois"], "CLASS_FIELD": "class_id", "NAME_FIELD": "class_name",
+              "OUTPUT_MODEL": str(folder / "model.pt"), **parameters}
+    return processing.run("cssmamba:train", values, feedback=feedback or Feedback.make())
+
+
+def metadata_of(path):
+    from cssmamba.engine.modelfile import load_model
+
+    return load_model(path)[1]
+
+
+@pytest.fixture(scope="module")
+def trained(plugin, scene, tmp_path_factory):
+    """One CSSMamba model trained through processing.run with every output, and its log."""
+    folder = tmp_path_factory.mktemp("trained")
+    feedback = Feedback.make()
+    result = train(scene, folder, feedback, EPOCHS=2, DEVICE=1, OUTPUT_REPORT=str(folder / "report.html"),
+                   OUTPUT_CLASSIFICATION=str(folder / "classes.tif"))
+    return {"result": result, "feedback": feedback, "metadata": metadata_of(result["OUTPUT_MODEL"]),
+            "folder": folder}
+
+
+def grid(path):
+    from osgeo import gdal, osr
+
+    ds = gdal.Open(path)
+    srs = osr.SpatialReference(wkt=ds.GetProjection())
+    return ds.RasterXSize, ds.RasterYSize, ds.GetGeoTransform(), srs.GetAuthorityCode(None)
+
+
+def qml(path):
+    with open(os.path.splitext(path)[0] + ".qml", encoding="utf-8") as handle:
+        return handle.read()
+
+
+def classify(model, raster, folder, feedback=None, **parameters):
+    import processing
+
+    values = {"INPUT": raster, "MODEL": model, "DEVICE": 1, "OUTPUT": str(folder / "classes.tif"), **parameters}
+    return processing.run("cssmamba:classify", values, feedback=feedback or Feedback.make())
+
+
+def memory_copy(scene, keep=lambda feature: True, edit=None):
+    """The scene's ROIs copied into a memory layer (in the project); ``edit`` runs in an open edit session,
+    which is left uncommitted."""
+    from qgis.core import QgsFeature, QgsProject, QgsVectorLayer
+
+    source = QgsVectorLayer(scene["rois"], "rois", "ogr")
+    layer = QgsVectorLayer(f"Polygon?crs={source.crs().authid()}&field=class_id:integer&field=class_name:string",
+                           "memory rois", "memory")
+    copies = []
+    for feature in filter(keep, source.getFeatures()):
+        copy = QgsFeature(layer.fields())
+        copy.setGeometry(feature.geometry())
+        copy.setAttributes([feature["class_id"], feature["class_name"]])
+        copies.append(copy)
+    layer.dataProvider().addFeatures(copies)
+    QgsProject.instance().addMapLayer(layer)
+    if edit is not None:
+        layer.startEditing()
+        edit(layer)
+    return layer
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+def test_train_writes_model_report_and_classification_on_the_input_grid(trained, scene):
+    result, metadata = trained["result"], trained["metadata"]
+    assert metadata["classes"]["names"] == CLASS_NAMES
+    assert metadata["model"]["name"] == "cssmamba" and metadata["provenance"]["epochs_run"] == 2
+    assert grid(result["OUTPUT_CLASSIFICATION"]) == grid(scene["raster"])
+    style = qml(result["OUTPUT_CLASSIFICATION"])
+    assert 'type="paletted"' in style and all(f'label="{name}"' in style for name in CLASS_NAMES)
+
+    with open(result["OUTPUT_REPORT"], encoding="utf-8") as handle:
+        report = handle.read()
+    metrics = metadata["provenance"]["metrics"]
+    assert f"{100 * metrics['overall_accuracy']:.2f} %" in report
+    assert f"{100 * metadata['provenance']['best_validation_oa']:.2f} %" in report
+    assert all(name in report for name in CLASS_NAMES)
+    assert "Parameters of the run" in report and "class_id" in report
+
+
+def test_train_log_shows_device_backend_pixels_per_class_and_epochs(trained):
+    feedback = trained["feedback"]
+    log = feedback.log
+    assert "Training device: cpu" in log and "training on cpu" in log
+    assert "selective scan backend:" in log and "selective-scan backend" in log
+    assert all(f"class {cid} {name}" in log for cid, name in enumerate(CLASS_NAMES, start=1))
+    assert "epoch 1/2: loss" in log and "epoch 2/2: loss" in log and "val OA" in log
+    assert feedback.progress[-1] == pytest.approx(100.0)
+
+
+def test_switch_defaults_are_the_model_defaults(plugin):
+    from qgis.core import QgsApplication
+
+    from cssmamba.engine.models.registry import default_config
+    from cssmamba.provider.algorithms.train import CLUSTER_LOSSES, GATES
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("cssmamba:train")
+    default = {p.name(): p.defaultValue() for p in algorithm.parameterDefinitions()}
+    config = default_config("cssmamba")
+    assert default["CLUSTERS_PER_CLASS"] == config["clusters_per_class"]
+    assert default["TOKEN_SELECTION"] == config["token_selection"]
+    assert default["POOLING"] == config["pooling"]
+    assert CLUSTER_LOSSES[default["CLUSTER_LOSS"]] == config["cluster_loss"]
+    assert GATES[default["GATE"]] == config["gate"]
+
+
+def test_rois_in_another_crs_give_the_same_labels(trained, scene, tmp_path):
+    import processing
+
+    reprojected = processing.run("native:reprojectlayer", {
+        "INPUT": scene["rois"], "TARGET_CRS": "EPSG:4326", "OUTPUT": str(tmp_path / "rois_4326.gpkg")})["OUTPUT"]
+    feedback = Feedback.make()
+    result = train(scene, tmp_path, feedback, ROIS=reprojected, **SMALL)
+    assert "reprojected from EPSG:4326" in feedback.log
+    counts = metadata_of(result["OUTPUT_MODEL"])["provenance"]["split"]["counts"]
+    assert counts == trained["metadata"]["provenance"]["split"]["counts"]
+
+
+def test_memory_layer_with_unsaved_edits_is_used_and_null_class_ids_are_skipped(plugin, scene, tmp_path):
+    def edit(layer):
+        index = layer.fields().lookupField("class_id")
+        features = list(layer.getFeatures())
+        layer.deleteFeatures([f.id() for f in features if f["class_id"] == 6])
+        for feature in features:
+            if feature["class_id"] == 1:
+                layer.changeAttributeValue(feature.id(), index, None)
+
+    layer = memory_copy(scene, edit=edit)
+    assert layer.isModified()
+    feedback = Feedback.make()
+    result = train(scene, tmp_path, feedback, ROIS=layer.id(), **SMALL)
+    assert metadata_of(result["OUTPUT_MODEL"])["classes"]["names"] == CLASS_NAMES[1:5]
+    assert any("have no value in 'class_id'" in text for text in feedback.warnings), feedback.warnings
+
+
+def test_unsaved_edits_of_a_geopackage_layer_are_used(plugin, scene, tmp_path):
+    import shutil
+
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    copy = str(tmp_path / "rois.gpkg")
+    shutil.copy(scene["rois"], copy)
+    layer = QgsVectorLayer(copy, "rois on disk", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    layer.startEditing()
+    layer.deleteFeatures([f.id() for f in layer.getFeatures() if f["class_id"] == 5])
+    feedback = Feedback.make()
+    result = train(scene, tmp_path, feedback, ROIS=layer.id(), **SMALL)
+    assert "has unsaved edits; they are used" in feedback.log
+    assert metadata_of(result["OUTPUT_MODEL"])["classes"]["ids"] == [1, 2, 3, 4, 6]
+
+
+def test_selected_features_only(plugin, scene, tmp_path):
+    from qgis.core import QgsProcessingFeatureSourceDefinition, QgsProject, QgsVectorLayer
+
+    layer = QgsVectorLayer(scene["rois"], "rois", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    layer.selectByExpression('"class_id" IN (2, 4, 6)')
+    result = train(scene, tmp_path, ROIS=QgsProcessingFeatureSourceDefinition(layer.id(), True), **SMALL)
+    assert metadata_of(result["OUTPUT_MODEL"])["classes"]["ids"] == [2, 4, 6]
+
+
+def test_validation_rois_replace_the_split(plugin, scene, tmp_path):
+    from qgis.core import QgsProcessingFeatureSourceDefinition, QgsProject, QgsVectorLayer
+
+    layer = QgsVectorLayer(scene["rois"], "rois", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    layer.selectByExpression('"fid" % 2 = 0')
+    validation = memory_copy(scene, keep=lambda feature: feature.id() % 2 == 1)
+    feedback = Feedback.make()
+    result = train(scene, tmp_path, feedback, ROIS=QgsProcessingFeatureSourceDefinition(layer.id(), True),
+                   VALIDATION_ROIS=validation.id(), **SMALL)
+    assert "SPLIT is not used" in feedback.log
+    split = metadata_of(result["OUTPUT_MODEL"])["provenance"]["split"]
+    assert split["mode"] == "validation-set" and sum(split["counts"]["validation"]) > 0
+
+
+def test_cancel_after_the_first_epoch_leaves_no_model_file(plugin, scene, tmp_path):
+    feedback = Feedback.make(cancel_when="epoch 1/3")
+    result = train(scene, tmp_path, feedback, OUTPUT_REPORT=str(tmp_path / "report.html"),
+                   **dict(SMALL, EPOCHS=3))
+    assert result == {}
+    assert "Training cancelled; no model file was written." in feedback.warnings
+    assert not any("epoch 2/3" in text for text in feedback.infos)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cancel_while_classifying_the_scene_keeps_the_trained_model(plugin, scene, tmp_path):
+    feedback = Feedback.make(cancel_when="model written to")
+    result = train(scene, tmp_path, feedback, OUTPUT_REPORT=str(tmp_path / "report.html"),
+                   OUTPUT_CLASSIFICATION=str(tmp_path / "classes.tif"), **SMALL)
+    assert sorted(result) == ["OUTPUT_MODEL", "OUTPUT_REPORT"]
+    assert any("Classification of the training scene cancelled" in text for text in feedback.warnings)
+    assert sorted(os.listdir(tmp_path)) == ["model.pt", "report.html"]
+
+
+def test_mambahsi_ignores_the_cssmamba_switches_and_has_no_cluster_map(plugin, scene, tmp_path):
+    feedback = Feedback.make()
+    result = train(scene, tmp_path, feedback, MODEL=1, CLUSTERS_PER_CLASS=2, POOLING=False, **SMALL)
+    assert any("CLUSTERS_PER_CLASS, POOLING apply to CSSMamba only" in text for text in feedback.warnings)
+    assert metadata_of(result["OUTPUT_MODEL"])["model"]["name"] == "mambahsi"
+
+    feedback = Feedback.make()
+    outputs = classify(result["OUTPUT_MODEL"], scene["raster"], tmp_path, feedback,
+                       OUTPUT_CLUSTERS=str(tmp_path / "clusters.tif"))
+    assert "there is no cluster map" in feedback.log
+    assert "OUTPUT_CLUSTERS" not in outputs and not os.path.exists(tmp_path / "clusters.tif")
+    assert os.path.isfile(outputs["OUTPUT"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Classification
+
+
+def test_classify_writes_styled_outputs_on_the_input_grid(trained, scene, tmp_path):
+    outputs = classify(trained["result"]["OUTPUT_MODEL"], scene["raster"], tmp_path,
+                       OUTPUT_CONFIDENCE=str(tmp_path / "confidence.tif"),
+                       OUTPUT_CLUSTERS=str(tmp_path / "clusters.tif"),
+                       OUTPUT_PROBABILITIES=str(tmp_path / "probabilities.tif"))
+    for name in ("OUTPUT", "OUTPUT_CONFIDENCE", "OUTPUT_CLUSTERS", "OUTPUT_PROBABILITIES"):
+        assert grid(outputs[name]) == grid(scene["raster"]), name
+    assert all(f'label="{name}"' in qml(outputs["OUTPUT"]) for name in CLASS_NAMES)
+    confidence = qml(outputs["OUTPUT_CONFIDENCE"])
+    assert 'type="singlebandpseudocolor"' in confidence
+    assert 'classificationMin="0"' in confidence and 'classificationMax="1"' in confidence
+    clusters = qml(outputs["OUTPUT_CLUSTERS"])
+    assert 'label="roof · cluster 1"' in clusters and 'label="water · cluster 3"' in clusters
+    assert not os.path.exists(tmp_path / "probabilities.qml")
+
+
+def test_outputs_loaded_on_completion_are_styled_and_named(trained, scene, tmp_path):
+    import processing
+    from qgis.core import QgsPalettedRasterRenderer, QgsProject, QgsSingleBandPseudoColorRenderer
+
+    processing.runAndLoadResults("cssmamba:classify", {
+        "INPUT": scene["raster"], "MODEL": trained["result"]["OUTPUT_MODEL"], "DEVICE": 1,
+        "OUTPUT": str(tmp_path / "c.tif"), "OUTPUT_CONFIDENCE": str(tmp_path / "p.tif"),
+        "OUTPUT_CLUSTERS": str(tmp_path / "k.tif")})
+    project = QgsProject.instance()
+    layers = {layer.name(): layer for layer in project.mapLayers().values()
+              if layer.source().startswith(str(tmp_path))}
+    assert sorted(layers) == ["potsdam classes", "potsdam clusters", "potsdam confidence"]
+    classes = layers["potsdam classes"].renderer()
+    assert isinstance(classes, QgsPalettedRasterRenderer)
+    assert [c.label for c in classes.classes()] == CLASS_NAMES
+    assert [c.color.getRgb()[:3] for c in classes.classes()] == [
+        tuple(rgb) for rgb in trained["metadata"]["classes"]["colors"]]
+    confidence = layers["potsdam confidence"].renderer()
+    assert isinstance(confidence, QgsSingleBandPseudoColorRenderer)
+    assert (confidence.classificationMin(), confidence.classificationMax()) == (0.0, 1.0)
+    clusters = layers["potsdam clusters"].renderer()
+    assert len(clusters.classes()) == 3 * len(CLASS_NAMES) and clusters.classes()[3].label == "pavement · cluster 1"
+
+
+def test_cancelled_classification_leaves_no_output(trained, scene, tmp_path):
+    feedback = Feedback.make(cancel_when="Model cssmamba")
+    outputs = classify(trained["result"]["OUTPUT_MODEL"], scene["raster"], tmp_path, feedback,
+                       OUTPUT_CONFIDENCE=str(tmp_path / "confidence.tif"))
+    assert outputs == {} and "Classification cancelled; no output was written." in feedback.warnings
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# qgis_process, end to end
+
+
+def run_qgis_process(*args):
+    return subprocess.run([QGIS_PROCESS, "run", *args], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def test_qgis_process_trains_and_classifies(scene, tmp_path):
+    model = tmp_path / "model.pt"
+    trained = run_qgis_process("cssmamba:train", "--", f"INPUT={scene['raster']}", f"ROIS={scene['rois']}",
+                               "CLASS_FIELD=class_id", "NAME_FIELD=class_name", "EPOCHS=1", "WIDTH=8", "DEVICE=1",
+                               f"OUTPUT_MODEL={model}", f"OUTPUT_REPORT={tmp_path / 'report.html'}")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert model.is_file() and (tmp_path / "report.html").is_file()
+    classified = run_qgis_process("cssmamba:classify", "--", f"INPUT={scene['raster']}", f"MODEL={model}",
+                                  "DEVICE=1", f"OUTPUT={tmp_path / 'classes.tif'}",
+                                  f"OUTPUT_CONFIDENCE={tmp_path / 'confidence.tif'}")
+    assert classified.returncode == 0, classified.stdout + classified.stderr
+    assert grid(str(tmp_path / "classes.tif")) == grid(scene["raster"])
+    assert all(f'label="{name}"' in qml(str(tmp_path / "classes.tif")) for name in CLASS_NAMES)
+    assert (tmp_path / "confidence.qml").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input: each refused with a QgsProcessingException that names the problem
+
+
+def refused(run, *args, **kwargs) -> str:
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException) as error:
+        run(*args, **kwargs)
+    return str(error.value)
+
+
+def test_train_refuses_an_empty_roi_layer(plugin, scene, tmp_path):
+    layer = memory_copy(scene, keep=lambda feature: False)
+    assert "has no features" in refused(train, scene, tmp_path, ROIS=layer.id(), **SMALL)
+
+
+def test_train_refuses_rois_outside_the_raster(plugin, scene, tmp_path):
+    from qgis.core import QgsGeometry
+
+    def move_away(layer):
+        for feature in list(layer.getFeatures()):
+            geometry = QgsGeometry(feature.geometry())
+            geometry.translate(0, -500000)
+            layer.changeGeometry(feature.id(), geometry)
+
+    layer = memory_copy(scene, edit=move_away)
+    message = refused(train, scene, tmp_path, ROIS=layer.id(), **SMALL)
+    assert "no features inside the raster extent" in message
+
+
+def test_train_refuses_a_missing_class_field(plugin, scene, tmp_path):
+    message = refused(train, scene, tmp_path, CLASS_FIELD="klasse", **SMALL)
+    assert "has no field 'klasse'" in message and "class_id, class_name" in message
+
+
+def test_train_refuses_a_text_class_field(plugin, scene, tmp_path):
+    message = refused(train, scene, tmp_path, CLASS_FIELD="class_name", **SMALL)
+    assert "'class_name' holds" in message and "not numbers" in message
+
+
+def test_train_refuses_a_single_class(plugin, scene, tmp_path):
+    layer = memory_copy(scene, keep=lambda feature: feature["class_id"] == 4)
+    message = refused(train, scene, tmp_path, ROIS=layer.id(), **SMALL)
+    assert "only one class (id 4" in message
+
+
+def test_train_refuses_an_output_it_cannot_write(plugin, scene, tmp_path):
+    missing = tmp_path / "no such folder"
+    message = refused(train, scene, tmp_path, OUTPUT_MODEL=str(missing / "model.pt"), **SMALL)
+    assert "model file" in message and "does not exist" in message
+    message = refused(train, scene, tmp_path, OUTPUT_REPORT=str(missing / "report.html"), **SMALL)
+    assert "report" in message and "does not exist" in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_cuda_without_a_gpu_is_refused_and_auto_falls_back_to_the_cpu(trained, scene, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "PyTorch sees no CUDA GPU" in refused(train, scene, tmp_path, **dict(SMALL, DEVICE=2))
+    model = trained["result"]["OUTPUT_MODEL"]
+    assert "PyTorch sees no CUDA GPU" in refused(classify, model, scene["raster"], tmp_path, DEVICE=2)
+    feedback = Feedback.make()
+    classify(model, scene["raster"], tmp_path, feedback, DEVICE=0)
+    assert " on cpu in " in feedback.log
+    feedback = Feedback.make(cancel_when="Training device")  # the device is all this run is for
+    assert train(scene, tmp_path, feedback, **dict(SMALL, DEVICE=0)) == {}
+    assert "Training device: cpu (Auto: PyTorch sees no CUDA GPU)" in feedback.infos
+
+
+def test_classify_refuses_a_raster_with_other_bands(trained, tmp_path):
+    from osgeo import gdal
+
+    raster = str(tmp_path / "ten_bands.tif")
+    gdal.GetDriverByName("GTiff").Create(raster, 8, 8, 10, gdal.GDT_Int16)
+    message = refused(classify, trained["result"]["OUTPUT_MODEL"], raster, tmp_path)
+    assert "has 10 bands" in message and "218 bands" in message
+
+
+def test_classify_refuses_a_file_that_is_not_a_model(trained, scene, tmp_path):
+    model = tmp_path / "notes.pt"
+    model.write_bytes(b"not a model")
+    assert "is not a valid CSSMamba model file" in refused(classify, str(model), scene["raster"], tmp_path)
+
+
+def test_classify_refuses_a_model_from_a_newer_plugin(trained, scene, tmp_path):
+    import torch
+
+    model = str(tmp_path / "future.pt")
+    torch.save({"format": "cssmamba-model", "metadata_json": json.dumps({"format_version": 99}), "state_dict": {}},
+               model)
+    message = refused(classify, model, scene["raster"], tmp_path)
+    assert "newer version of the plugin" in message and "update the plugin" in message
+
+
+def test_classify_refuses_outputs_it_cannot_write(trained, scene, tmp_path):
+    model = trained["result"]["OUTPUT_MODEL"]
+    message = refused(classify, model, scene["raster"], tmp_path, OUTPUT=str(tmp_path / "missing" / "c.tif"))
+    assert "does not exist" in message
+    assert ".tif" in refused(classify, model, scene["raster"], tmp_path, OUTPUT=str(tmp_path / "classes.img"))
