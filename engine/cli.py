@@ -17,6 +17,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_NAMES = ("cssmamba", "mambahsi")  # = engine.models.registry.MODEL_NAMES (a test keeps them equal)
+MULTIMODAL_NAMES = ("m3amba",)          # = engine.models.registry.MULTIMODAL_NAMES
+AUX_RESAMPLING = ("bilinear", "cubic", "nearest", "average")  # = engine.data.auxiliary.RESAMPLING
+HSI_EPOCHS = 200                        # default epochs of the hyperspectral-only models
+MULTIMODAL_EPOCHS = 100                 # = engine.multimodal.EPOCHS (MODELS.md §5.6)
 DEVICES = ("auto", "cpu", "cuda")
 # The demo: CSSMamba at the plugin's defaults (engine/models/registry.py: width 32 with 2 x 2 pooling,
 # chosen by measurement) for 50 epochs on the 128 x 128 sample's ROIs, about a minute on 2 CPU cores.
@@ -135,16 +139,23 @@ def _split_options(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
-    """Run train_from_files with the CLI's options; returns (metadata, result) or None when cancelled."""
+    """Run train_from_files (train_multimodal_from_files for M3amba) with the CLI's options; returns
+    (metadata, result) or None when cancelled."""
     from .pipeline import train_from_files
     from .train import TrainingCancelled
 
+    job = train_from_files
+    if args.model in MULTIMODAL_NAMES:
+        from .multimodal import train_multimodal_from_files as job
+
+        inputs = dict(inputs, aux=args.aux, aux_resampling=args.aux_resampling, clip_weights=args.clip_weights,
+                      use_clip=not args.no_clip)
     with _ctrl_c_cancels() as cancelled:
         try:
-            return train_from_files(args.raster, args.out_model, model=args.model, epochs=args.epochs,
-                                    device=args.device, seed=args.seed, overrides=overrides,
-                                    split=_split_options(args), patience=args.patience, threads=args.threads or None,
-                                    progress=_progress_printer("train"), cancelled=cancelled, **inputs)
+            return job(raster=args.raster, out_model=args.out_model, model=args.model, epochs=args.epochs,
+                       device=args.device, seed=args.seed, overrides=overrides, split=_split_options(args),
+                       patience=args.patience, threads=args.threads or None, progress=_progress_printer("train"),
+                       cancelled=cancelled, **inputs)
         except TrainingCancelled:
             print("training cancelled: no model file written", file=sys.stderr)
             return None
@@ -166,9 +177,22 @@ def _print_training(metadata: Dict[str, Any], result: Any, model_path: str) -> N
     _print_metrics(provenance["metrics"])
 
 
+def _check_modalities(args: argparse.Namespace) -> None:
+    """The multi-modal options go with a multi-modal model and only with one."""
+    if args.model in MULTIMODAL_NAMES:
+        if not args.aux:
+            raise ValueError(f"--model {args.model} needs at least one --aux raster (LiDAR, SAR) of the area of --raster")
+    elif args.aux or args.aux_resampling or args.clip_weights or args.no_clip:
+        raise ValueError(f"--aux, --aux-resampling, --clip-weights and --no-clip are for the multi-modal models "
+                         f"({', '.join(MULTIMODAL_NAMES)}); {args.model} reads the hyperspectral raster only")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import check_writable
 
+    _check_modalities(args)
+    if args.epochs is None:
+        args.epochs = MULTIMODAL_EPOCHS if args.model in MULTIMODAL_NAMES else HSI_EPOCHS
     if args.report:
         check_writable(args.report, "training report")
     args.out_model = args.out
@@ -186,23 +210,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classify(args: argparse.Namespace, model: str, raster: str, out: str, **outputs: Optional[str]) -> Optional[dict]:
+def _classify(args: argparse.Namespace, model: str, raster: str, out: str, aux: Optional[List[str]] = None,
+              **outputs: Optional[str]) -> Optional[dict]:
+    """classify_file, or classify_multimodal_file when auxiliary rasters are given; None when cancelled."""
     from .pipeline import classify_file
     from .predict import PredictionCancelled
 
     with _ctrl_c_cancels() as cancelled:
+        common = dict(device=args.device, threads=args.threads or None, progress=_progress_printer("classify"),
+                      cancelled=cancelled)
         try:
-            return classify_file(model, raster, out, tile=args.tile, overlap=args.overlap, device=args.device,
-                                 threads=args.threads or None, progress=_progress_printer("classify"),
-                                 cancelled=cancelled, **outputs)
+            if aux:
+                from .multimodal import classify_multimodal_file
+
+                return classify_multimodal_file(model, raster, aux, out, **common, **outputs)
+            return classify_file(model, raster, out, tile=args.tile, overlap=args.overlap, **common, **outputs)
         except PredictionCancelled:
             print("classification cancelled: no output raster written", file=sys.stderr)
             return None
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    written = _classify(args, args.model, args.raster, args.out, confidence=args.confidence,
-                        clusters=args.clusters, probabilities=args.probabilities)
+    outputs = dict(confidence=args.confidence, probabilities=args.probabilities)
+    if args.aux:
+        unused = [option for option, value in (("--clusters", args.clusters), ("--tile", args.tile),
+                                               ("--overlap", args.overlap)) if value is not None]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} do not apply to multi-modal models (they give no clusters and "
+                             "predict on overlapping crops); leave them out")
+    else:
+        outputs["clusters"] = args.clusters
+    written = _classify(args, args.model, args.raster, args.out, aux=args.aux, **outputs)
     if written is None:
         return CANCELLED_STATUS
     for kind, path in written.items():
@@ -299,9 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--class-field", help="ROI attribute holding the integer class id (required with --rois)")
         p.add_argument("--name-field", help="ROI attribute holding the class name (optional)")
 
-    def training_options(p: argparse.ArgumentParser, epochs: int, seed: bool = True) -> None:
-        p.add_argument("--model", choices=MODEL_NAMES, default="cssmamba", help="architecture (default cssmamba)")
-        p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+    def training_options(p: argparse.ArgumentParser, epochs: Optional[int], seed: bool = True) -> None:
+        """epochs None: the default depends on the model (the train command, which offers M3amba)."""
+        if epochs is None:
+            p.add_argument("--model", choices=MODEL_NAMES + MULTIMODAL_NAMES, default="cssmamba",
+                           help="architecture (default cssmamba); m3amba fuses the raster with --aux rasters")
+            p.add_argument("--epochs", type=int, help=f"training epochs (default {HSI_EPOCHS}; "
+                                                      f"{MULTIMODAL_EPOCHS} for m3amba)")
+        else:
+            p.add_argument("--model", choices=MODEL_NAMES, default="cssmamba", help="architecture (default cssmamba)")
+            p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
         p.add_argument("--device", choices=DEVICES, default="auto", help="auto = CUDA when available (default)")
         if seed:
             p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and training")
@@ -328,11 +373,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the engine's)")
 
     train = commands.add_parser("train", help="train a model on a raster with label raster or ROIs",
-                                description="Train CSSMamba or MambaHSI on a raster; the model file stores the "
-                                            "weights, class table, band list, stretch and provenance.")
+                                description="Train CSSMamba or MambaHSI on a raster, or M3amba on a raster plus "
+                                            "auxiliary rasters (--aux, with --clip-weights FILE or --no-clip); the "
+                                            "model file stores the weights, class table, band list, stretch and "
+                                            "provenance.")
     train.add_argument("--raster", required=True, help="hyperspectral raster (any GDAL format)")
     reference_options(train, "training")
-    training_options(train, epochs=200)
+    training_options(train, epochs=None)
+    train.add_argument("--aux", action="append", metavar="FILE",
+                       help="m3amba: auxiliary raster (LiDAR DSM/intensity, SAR), repeatable; resampled onto the "
+                            "--raster grid, reprojected when its CRS differs; classify takes the same, in this order")
+    train.add_argument("--aux-resampling", action="append", choices=AUX_RESAMPLING,
+                       help="m3amba: resampling of the --aux rasters, once for all or once per --aux (default "
+                            "bilinear, for continuous data; nearest for classes; average for much finer rasters)")
+    clip = train.add_mutually_exclusive_group()
+    clip.add_argument("--clip-weights", metavar="FILE",
+                      help="m3amba: local CLIP ViT-B/32 image-encoder weights (OpenAI's ViT-B-32.pt, an open_clip or "
+                           "safetensors file); the plugin never downloads them")
+    clip.add_argument("--no-clip", action="store_true",
+                      help="m3amba: the documented ablation without the CLIP branch (no weights needed)")
     train.add_argument("--out", required=True, help="model file to write (written only when training ends)")
     train.add_argument("--report", help="JSON report: metadata, test metrics and the per-epoch history")
     train.set_defaults(run=_cmd_train)
@@ -342,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "share the input's grid and CRS.")
     classify.add_argument("--model", required=True, help="model file written by 'train'")
     classify.add_argument("--raster", required=True, help="raster with the training raster's bands")
+    classify.add_argument("--aux", action="append", metavar="FILE",
+                          help="auxiliary raster of a multi-modal (m3amba) model, repeatable, in the training order")
     classify.add_argument("--out", required=True, help="class raster (GeoTIFF, 0 = nodata, colour table)")
     classify.add_argument("--confidence", help="confidence raster (max softmax probability, float32)")
     classify.add_argument("--clusters", help="cluster-map raster (CSSMamba's cluster of each pixel)")

@@ -17,7 +17,19 @@ Metadata (FORMAT_VERSION 1)::
     provenance      {raster, labels | rois, class_field, split, seed, epochs, best_epoch, metrics,
                      software {engine, torch, numpy, gdal}, created}   # free-form record, not checked
 
-Per-band lists have one entry per model input band and per-class lists one per output class. A file
+Per-band lists have one entry per model input band and per-class lists one per output class.
+
+Multi-modal models (config ``hsi_bands``/``aux_bands`` instead of ``in_bands``, e.g. M3amba) use the same
+layout: ``bands`` and ``normalisation`` describe the hyperspectral raster, ``modalities`` every input (so
+classification reads and scales the auxiliary rasters as in training) and ``clip`` the CLIP file::
+
+    modalities      [{name, role: "hsi" | "aux", path, bands: int, band_names: [str], nodata: [float | None],
+                      normalisation {low, high}, resampling: str | None, crs: str | None,
+                      reprojected: bool}]                 # the hsi first, then the auxiliary rasters in order
+    clip            {sha256, path, known_as} | None   # the CLIP image-encoder file, when the model uses one
+
+The addition leaves single-modal files unchanged, so both kinds stay at format version 1 (a reader
+older than the addition refuses a multi-modal file as invalid: it cannot rebuild the model). A file
 with a newer format_version is refused with a message to update the plugin; any file that does not
 load, does not match this layout or does not fit the architecture it names is refused as "not a valid
 CSSMamba model file". No GDAL here: this module also runs on GPU machines without it.
@@ -34,7 +46,7 @@ from typing import Any, Dict, Tuple, Union
 import numpy as np
 import torch
 
-from .models.base import HSIClassifier
+from torch import nn
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "load_model", "validate_metadata", "check_raster_matches"]
 
@@ -98,10 +110,11 @@ def validate_metadata(metadata: Dict[str, Any]) -> None:
     config = model.get("config")
     if not isinstance(config, dict):
         raise ValueError("metadata 'model.config' must be an object")
-    for key in ("in_bands", "n_classes"):
+    multimodal = "aux_bands" in config
+    for key in ("hsi_bands", "aux_bands", "n_classes") if multimodal else ("in_bands", "n_classes"):
         if not _is_int(config.get(key)) or config[key] < 1:
             raise ValueError(f"metadata 'model.config.{key}' must be an integer >= 1, got {config.get(key)!r}")
-    n_bands, n_classes = config["in_bands"], config["n_classes"]
+    n_bands, n_classes = config["hsi_bands" if multimodal else "in_bands"], config["n_classes"]
 
     bands = _section(metadata, "bands")
     _list(bands, "bands", "indices", lambda v: _is_int(v) and v >= 1, "band numbers >= 1", n_bands)
@@ -125,13 +138,40 @@ def validate_metadata(metadata: Dict[str, Any]) -> None:
           lambda v: isinstance(v, list) and len(v) == 3 and all(_is_int(c) and 0 <= c <= 255 for c in v),
           "[r, g, b] triples of 0..255", n_classes)
     _section(metadata, "provenance")
+    if multimodal:
+        _validate_modalities(metadata, n_bands, config["aux_bands"])
+
+
+def _validate_modalities(metadata: Dict[str, Any], hsi_bands: int, aux_bands: int) -> None:
+    """The multi-modal entries: the HSI first, then auxiliary rasters whose bands add up to aux_bands."""
+    modalities = metadata.get("modalities")
+    if not isinstance(modalities, list) or len(modalities) < 2 or not all(isinstance(m, dict) for m in modalities):
+        raise ValueError("metadata 'modalities' must list the hyperspectral raster and at least one auxiliary raster")
+    roles = [m.get("role") for m in modalities]
+    if roles[0] != "hsi" or any(role != "aux" for role in roles[1:]):
+        raise ValueError(f"metadata 'modalities' must be one 'hsi' entry followed by 'aux' entries, got roles {roles}")
+    for i, m in enumerate(modalities):
+        where = f"modalities[{i}]"
+        if not isinstance(m.get("name"), str) or not _is_int(m.get("bands")) or m["bands"] < 1:
+            raise ValueError(f"metadata '{where}' needs a 'name' string and a 'bands' count >= 1")
+        norm = _section(m, "normalisation")
+        for key in ("low", "high"):
+            values = _list(norm, f"{where}.normalisation", key, _is_number, "numbers", m["bands"])
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"metadata '{where}.normalisation' holds NaN or Inf")
+    if modalities[0]["bands"] != hsi_bands:
+        raise ValueError(f"metadata 'modalities[0].bands' is {modalities[0]['bands']} but the model has {hsi_bands} "
+                         f"hyperspectral bands")
+    if sum(m["bands"] for m in modalities[1:]) != aux_bands:
+        raise ValueError(f"metadata 'modalities' auxiliary bands add up to {sum(m['bands'] for m in modalities[1:])} "
+                         f"but the model has {aux_bands}")
 
 
 # ------------------------------------------------------------------------------------------------
 # Save and load
 
 
-def save_model(path: str, model: HSIClassifier, metadata: Dict[str, Any]) -> None:
+def save_model(path: str, model: nn.Module, metadata: Dict[str, Any]) -> None:
     """Write ``model`` (state dict) and ``metadata`` to ``path`` atomically.
 
     ``format_version`` and ``model`` {name, config} are filled in from the model; the rest comes from
@@ -172,11 +212,11 @@ def save_model(path: str, model: HSIClassifier, metadata: Dict[str, Any]) -> Non
         raise
 
 
-def _build(name: str, config: Dict[str, Any]) -> HSIClassifier:
+def _build(name: str, config: Dict[str, Any]) -> nn.Module:
     """The architecture named in the file (lazy import: the registry pulls in every model)."""
-    from .models.registry import build_model
+    from .models.registry import MULTIMODAL_NAMES, build_model, build_multimodal_model
 
-    return build_model(name, **config)
+    return (build_multimodal_model if name in MULTIMODAL_NAMES else build_model)(name, **config)
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
@@ -184,7 +224,7 @@ def _short(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
-def load_model(path: str, map_location: Union[str, torch.device] = "cpu") -> Tuple[HSIClassifier, Dict[str, Any]]:
+def load_model(path: str, map_location: Union[str, torch.device] = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
     """Read a model file: (model in eval mode on ``map_location``, metadata).
 
     ``torch.load(weights_only=True)`` only rebuilds tensors and plain containers, so a tampered file

@@ -69,17 +69,17 @@ class SplitOptions:
 
     def describe(self) -> Dict[str, Any]:
         if self.val_labels or self.val_rois:
-            return {"mode": "validation-set", "val_labels": _abs(self.val_labels), "val_rois": _abs(self.val_rois)}
+            return {"mode": "validation-set", "val_labels": absolute_or_none(self.val_labels), "val_rois": absolute_or_none(self.val_rois)}
         if self.mode == "fixed":
             return {"mode": "fixed", "train_per_class": self.train_per_class, "val_per_class": self.val_per_class}
         return {"mode": "ratio", "train_ratio": self.train_ratio, "val_ratio": self.val_ratio}
 
 
-def _abs(path: Optional[str]) -> Optional[str]:
+def absolute_or_none(path: Optional[str]) -> Optional[str]:
     return os.path.abspath(path) if path else None
 
 
-def _phase(progress: Optional[Progress], start: float, end: float) -> Progress:
+def phase_progress(progress: Optional[Progress], start: float, end: float) -> Progress:
     """A progress callback mapping 0..1 of one phase onto start..end of the whole job."""
     def report(fraction: float, text: str = "") -> None:
         if progress is not None:
@@ -98,7 +98,7 @@ def check_writable(path: str, what: str = "output") -> None:
         raise ValueError(f"cannot write the {what} {path}: it is a folder; give a file name")
 
 
-def _read_reference(info: RasterInfo, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
+def read_reference(info: RasterInfo, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
                     name_field: Optional[str], what: str = "training",
                     valid: Optional[np.ndarray] = None) -> Tuple[np.ndarray, ClassTable]:
     """Class ids (H, W) int64 (0 = unlabelled) and the ClassTable, from a label raster or ROI vector.
@@ -116,11 +116,11 @@ def _read_reference(info: RasterInfo, labels: Optional[str], rois: Optional[str]
     return rasterize_rois(rois, info, class_field, name_field, valid=valid)
 
 
-def _make_split(info: RasterInfo, index: np.ndarray, table: ClassTable, valid: np.ndarray, seed: int,
+def make_split(info: RasterInfo, index: np.ndarray, table: ClassTable, valid: np.ndarray, seed: int,
                 options: SplitOptions, class_field: Optional[str]) -> Split:
     """Train / validation / test maps of class indices (H, W), -1 outside each set; nodata never used."""
     if options.val_labels or options.val_rois:
-        val_ids, _ = _read_reference(info, options.val_labels, options.val_rois,
+        val_ids, _ = read_reference(info, options.val_labels, options.val_rois,
                                      options.val_class_field or class_field, None, what="validation")
         val_index = class_indices(val_ids, table)
         unknown = sorted(set(np.unique(val_ids[(val_ids > 0) & (val_index < 0)]).tolist()))
@@ -146,7 +146,7 @@ def _make_split(info: RasterInfo, index: np.ndarray, table: ClassTable, valid: n
     raise ValueError(f"unknown split mode {options.mode!r}; use one of {', '.join(SPLIT_MODES)}")
 
 
-def _counts(split_map: np.ndarray, n_classes: int) -> List[int]:
+def pixels_per_class(split_map: np.ndarray, n_classes: int) -> List[int]:
     return np.bincount(split_map[split_map >= 0], minlength=n_classes).astype(int).tolist()
 
 
@@ -156,7 +156,7 @@ def software_versions() -> Dict[str, Optional[str]]:
             "scikit-learn": sklearn.__version__, "gdal": gdal.__version__, "python": platform.python_version()}
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -176,9 +176,9 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
              name_field: Optional[str], seed: int, options: SplitOptions,
              bands: Optional[List[int]] = None) -> _Scene:
     info, raw, valid = load_training_raster(raster, bands=bands)
-    ids, table = _read_reference(info, labels, rois, class_field, name_field, valid=valid)
-    split = _make_split(info, class_indices(ids, table), table, valid, seed, options, class_field)
-    counts = {name: _counts(getattr(split, name), len(table.ids)) for name in ("train", "validation", "test")}
+    ids, table = read_reference(info, labels, rois, class_field, name_field, valid=valid)
+    split = make_split(info, class_indices(ids, table), table, valid, seed, options, class_field)
+    counts = {name: pixels_per_class(getattr(split, name), len(table.ids)) for name in ("train", "validation", "test")}
     for cid, name, n_train, n_val, n_test in zip(table.ids, table.names, *counts.values()):
         LOG.info("class %s %-20s train %5d  validation %5d  test %6d", cid, name, n_train, n_val, n_test)
     if not any(counts["validation"]):
@@ -216,9 +216,9 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     defaults); on a busy machine an oversubscribed OpenMP pool is many times slower than one thread.
     """
     split = split or SplitOptions()
-    started = _now()
+    started = utc_now()
     check_writable(out_model, "model file")
-    load = _phase(progress, 0.0, 0.05)
+    load = phase_progress(progress, 0.0, 0.05)
     load(0.0, f"reading {raster}")
     with threadpool_limits(limits=threads):
         scene = _prepare(raster, labels, rois, class_field, name_field, seed, split, bands)
@@ -231,8 +231,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads,
                              memory_budget_mb=memory_budget_mb)
         result = train_model(net, image, scene.raw, scene.valid, scene.split, config,
-                             progress=_phase(progress, 0.05, 0.95), cancelled=cancelled)
-        assess = _phase(progress, 0.95, 1.0)
+                             progress=phase_progress(progress, 0.05, 0.95), cancelled=cancelled)
+        assess = phase_progress(progress, 0.95, 1.0)
         assess(0.0, "assessing the kept model")
         evaluated_on, metrics = _assess(net, image, scene, result)
 
@@ -247,13 +247,13 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         "classes": {"ids": [int(c) for c in table.ids], "names": list(table.names),
                     "colors": [list(map(int, c)) for c in table.colors]},
         "provenance": {
-            "raster": os.path.abspath(raster), "labels": _abs(labels), "rois": _abs(rois),
+            "raster": os.path.abspath(raster), "labels": absolute_or_none(labels), "rois": absolute_or_none(rois),
             "class_field": class_field, "name_field": name_field,
             "split": dict(split.describe(), counts=scene.counts, seed=seed),
             "seed": seed, "epochs": epochs, "learning_rate": lr, "epochs_run": len(result.history), "best_epoch": result.best_epoch,
             "best_validation_oa": result.best_val_oa, "evaluated_on": evaluated_on, "metrics": metrics,
             "device": result.device, "backend": result.backend, "threads": result.threads,
-            "train_seconds": result.seconds, "software": software_versions(), "started": started, "created": _now(),
+            "train_seconds": result.seconds, "software": software_versions(), "started": started, "created": utc_now(),
         },
     }
     save_model(out_model, net, metadata)
@@ -306,7 +306,7 @@ def evaluate_files(pred: str, labels: Optional[str] = None, rois: Optional[str] 
     if json_out:
         check_writable(json_out, "JSON report")
     predicted, info = read_class_map(pred)
-    reference, table = _read_reference(info, labels, rois, class_field, name_field, what="reference")
+    reference, table = read_reference(info, labels, rois, class_field, name_field, what="reference")
     present = [int(c) for c in np.unique(reference) if c > 0]
     if not present:
         raise ValueError("the reference labels/ROIs have no labelled pixel on the class raster's grid")

@@ -29,7 +29,7 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -47,10 +47,11 @@ gdal.UseExceptions()
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "CONFIDENCE_NODATA", "PROBABILITY_NODATA", "PredictionCancelled",
-           "predict_raster"]
+           "TilePrediction", "classify_tiles", "open_input", "predict_raster"]
 
 Progress = Callable[[float, str], None]
 Cancelled = Callable[[], bool]
+TilePrediction = Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]  # keep, probabilities, clusters
 
 CONFIDENCE_NODATA = -1.0
 PROBABILITY_NODATA = -1.0
@@ -81,7 +82,7 @@ class _Output:
         return [p for p in (self.raw, self.raw + ".aux.xml", self.final, self.final + ".aux.xml") if p]
 
 
-def _open_input(raster_path: str, metadata: dict) -> RasterInfo:
+def open_input(raster_path: str, metadata: dict) -> RasterInfo:
     """The input raster, described for the bands the model reads; a raster without those bands, or
     with other wavelengths, -> ValueError saying what the model needs."""
     indices = [int(b) for b in metadata["bands"]["indices"]]
@@ -189,10 +190,57 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
     overlapping tiles of ``tile`` px with ``overlap`` px of context, stitched by centre-crop (engine.tiling).
     ``progress(fraction, text)`` is called after each tile; ``cancelled()`` is polled before each tile and
     before each compression and raises PredictionCancelled. Bad output paths, a raster whose bands do not
-    match the model, and a cluster output for a model without clusters raise ValueError.
+    match the model, a multi-modal model (it needs its auxiliary rasters) and a cluster output for a model
+    without clusters raise ValueError.
     """
+    if metadata.get("modalities"):
+        aux = [m["name"] for m in metadata["modalities"] if m["role"] == "aux"]
+        raise ValueError(f"the model is multi-modal ({metadata['model']['name']}: the hyperspectral raster plus "
+                         f"{len(aux)} auxiliary raster(s), trained with {', '.join(aux)}); give its auxiliary "
+                         f"rasters in the training order (CLI: classify --aux FILE; toolbox: AUX_RASTERS)")
     if not out_classes:
         raise ValueError("no path for the class raster; give one (the other outputs are optional)")
+    info = open_input(raster_path, metadata)
+    stretch = Stretch.from_dict(metadata["normalisation"])
+    tiles = plan_tiles(info.rows, info.cols, tile, overlap)
+    torch_device = resolve_device(device)
+    log.info("classifying %s (%d x %d px, %d bands) on %s in %d tiles of up to %d x %d px with %d px overlap",
+             raster_path, info.rows, info.cols, info.bands, torch_device, len(tiles),
+             max(t.rows for t in tiles), max(t.cols for t in tiles), overlap)
+
+    def predict_tile(t: Tile) -> TilePrediction:
+        data, valid = read_window(info, t.row0, t.col0, t.rows, t.cols)
+        keep = valid[t.crop_in_window]
+        if not keep.any():
+            return keep, None, None
+        image = apply_stretch(data, valid, stretch)
+        del data                                        # the model's activations need the memory more
+        probabilities, clusters = predict_window(model, image, torch_device)
+        return keep, probabilities[(slice(None),) + t.crop_in_window], clusters
+
+    was_training = model.training
+    model.to(torch_device).eval()
+    try:
+        with torch.inference_mode():
+            return classify_tiles(metadata, info, tiles, predict_tile, out_classes, out_confidence=out_confidence,
+                                  out_clusters=out_clusters, out_probabilities=out_probabilities,
+                                  progress=progress, cancelled=cancelled)
+    finally:
+        model.train(was_training)
+
+
+def classify_tiles(metadata: dict, info: RasterInfo, tiles: List[Tile], predict_tile: Callable[[Tile], TilePrediction],
+                   out_classes: str, out_confidence: Optional[str] = None, out_clusters: Optional[str] = None,
+                   out_probabilities: Optional[str] = None, progress: Optional[Progress] = None,
+                   cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
+    """Write the requested outputs on ``info``'s grid, tile by tile: the writing half of classification,
+    shared by every model family (``predict_tile`` is the model half). Returns {kind: path written}.
+
+    ``tiles``' crops must partition the raster. ``predict_tile(tile)`` gives (keep, probabilities,
+    clusters) for the tile's crop: keep bool (crop_rows, crop_cols), probabilities float32 (Ncls, crop_rows,
+    crop_cols) or None when no pixel is kept, clusters int64 over the tile's window or None. Paths are
+    checked and reserved before the first tile; on cancel or error every temporary is deleted.
+    """
     ids = [int(v) for v in metadata["classes"]["ids"]]
     names = [str(v) for v in metadata["classes"]["names"]]
     colors = [list(c) for c in metadata["classes"]["colors"]]
@@ -206,29 +254,32 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
         ("probabilities", out_probabilities, gdal.GDT_Float32, len(ids), PROBABILITY_NODATA),
     ) if path]
     try:
-        _reserve(outputs, raster_path)
-        return _predict(model, metadata, raster_path, outputs, ids, names, colors, tile, overlap, device,
-                        progress, cancelled)
+        _reserve(outputs, info.path)
+        by_kind = _open_outputs(outputs, info, ids, names, colors)
+        lookup = np.asarray(ids, dtype=np.uint16)
+        for i, t in enumerate(tiles):
+            if cancelled is not None and cancelled():
+                raise PredictionCancelled(f"classification of {info.path} cancelled; no output written")
+            keep, probabilities, clusters = predict_tile(t)
+            if "clusters" in by_kind and probabilities is not None and clusters is None:
+                raise ValueError(f"the {metadata['model']['name']} model gives no cluster map; "
+                                 f"leave out the cluster output")
+            _write_tile(by_kind, t, keep, probabilities, clusters, lookup)
+            if progress is not None:
+                progress(_TILE_SHARE * (i + 1) / len(tiles), f"classified tile {i + 1} of {len(tiles)}")
+        return _finish(outputs, ids, names, colors, progress, cancelled, info.path)
     except BaseException:
         _cleanup(outputs)
         raise
 
 
-def _predict(model: HSIClassifier, metadata: dict, raster_path: str, outputs: List[_Output], ids: List[int],
-             names: List[str], colors: List[List[int]], tile: int, overlap: int, device: str,
-             progress: Optional[Progress], cancelled: Optional[Cancelled]) -> Dict[str, str]:
-    info = _open_input(raster_path, metadata)
-    stretch = Stretch.from_dict(metadata["normalisation"])
-    tiles = plan_tiles(info.rows, info.cols, tile, overlap)
-    torch_device = resolve_device(device)
-    log.info("classifying %s (%d x %d px, %d bands) on %s in %d tiles of up to %d x %d px with %d px overlap",
-             raster_path, info.rows, info.cols, info.bands, torch_device, len(tiles),
-             max(t.rows for t in tiles), max(t.cols for t in tiles), overlap)
+def _open_outputs(outputs: List[_Output], info: RasterInfo, ids: List[int], names: List[str],
+                  colors: List[List[int]]) -> Dict[str, _Output]:
+    """Create every output's uncompressed stage and describe its bands; {kind: output}."""
     by_kind = {out.kind: out for out in outputs}
     for out in outputs:
         _create(out, info)
-    classes_band = by_kind["classes"].dataset.GetRasterBand(1)
-    _describe_classes(classes_band, ids, names, colors)
+    _describe_classes(by_kind["classes"].dataset.GetRasterBand(1), ids, names, colors)
     if "confidence" in by_kind:
         by_kind["confidence"].dataset.GetRasterBand(1).SetDescription("confidence (max softmax probability)")
     if "clusters" in by_kind:
@@ -238,34 +289,7 @@ def _predict(model: HSIClassifier, metadata: dict, raster_path: str, outputs: Li
             band = by_kind["probabilities"].dataset.GetRasterBand(k + 1)
             band.SetDescription(name)
             band.SetMetadataItem("class_id", str(class_id))
-    lookup = np.asarray(ids, dtype=np.uint16)
-
-    was_training = model.training
-    model.to(torch_device).eval()
-    try:
-        with torch.inference_mode():
-            for i, t in enumerate(tiles):
-                if cancelled is not None and cancelled():
-                    raise PredictionCancelled(f"classification of {raster_path} cancelled; no output written")
-                data, valid = read_window(info, t.row0, t.col0, t.rows, t.cols)
-                keep = valid[t.crop_in_window]
-                crop = (slice(None),) + t.crop_in_window
-                image = apply_stretch(data, valid, stretch) if keep.any() else None
-                del data                                # the model's activations need the memory more
-                probabilities = clusters = None
-                if image is not None:
-                    probabilities, clusters = predict_window(model, image, torch_device)
-                    del image
-                    probabilities = probabilities[crop]
-                    if "clusters" in by_kind and clusters is None:
-                        raise ValueError(f"the {metadata['model']['name']} model gives no cluster map; "
-                                         f"leave out the cluster output")
-                _write_tile(by_kind, t, keep, probabilities, clusters, lookup)
-                if progress is not None:
-                    progress(_TILE_SHARE * (i + 1) / len(tiles), f"classified tile {i + 1} of {len(tiles)}")
-    finally:
-        model.train(was_training)
-    return _finish(outputs, ids, names, colors, progress, cancelled, raster_path)
+    return by_kind
 
 
 def _write_tile(by_kind: Dict[str, _Output], t: Tile, keep: np.ndarray, probabilities: Optional[np.ndarray],

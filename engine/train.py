@@ -243,7 +243,7 @@ def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Op
             torch.cuda.synchronize(x.device)
             torch.cuda.reset_peak_memory_stats(x.device)
             base = torch.cuda.memory_allocated(x.device)
-            with _autocast(x.device, amp):
+            with autocast(x.device, amp):
                 out = model(crop, guide_crop)
                 loss = out.logits.float().square().mean() + (0 if out.aux_loss is None else out.aux_loss)
             loss.backward()
@@ -284,7 +284,7 @@ def seed_everything(seed: int) -> None:
 
 
 @contextmanager
-def _deterministic(device: torch.device, threads: Optional[int]) -> Iterator[None]:
+def deterministic(device: torch.device, threads: Optional[int]) -> Iterator[None]:
     """Deterministic kernels and the thread count for the run; the process-wide settings are restored.
 
     CPU: ``torch.use_deterministic_algorithms`` (warn-only, so an op without a deterministic variant does
@@ -313,7 +313,7 @@ def _deterministic(device: torch.device, threads: Optional[int]) -> Iterator[Non
         torch.utils.deterministic.fill_uninitialized_memory = saved[5]
 
 
-def _autocast(device: torch.device, amp: bool):
+def autocast(device: torch.device, amp: bool):
     """bf16 autocast on CUDA when asked; the model keeps its fp32 weights. No-op on CPU."""
     if amp and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -361,7 +361,7 @@ def _validation_oa(model: HSIClassifier, x: Tensor, image: np.ndarray,
     prediction, it needs no labels: no guide is passed."""
     model.eval()
     try:
-        with torch.no_grad(), _autocast(device, amp):
+        with torch.no_grad(), autocast(device, amp):
             if not tiling:
                 predicted = model(x).logits[0].argmax(0).cpu().numpy()
             else:
@@ -402,7 +402,7 @@ def _step(model: HSIClassifier, optimizer: torch.optim.Optimizer, x: Tensor, y: 
     """One optimizer step on one window: CE on its training pixels + the model's auxiliary loss.
     Returns (total loss, auxiliary loss or None)."""
     crop = (slice(None), slice(None)) + window.slices
-    with _autocast(device, amp):
+    with autocast(device, amp):
         out = model(x[crop], None if guide is None else guide[crop])
         if out.logits.shape[1] < n_labels:
             raise ValueError(f"the model predicts {out.logits.shape[1]} classes but the labels hold {n_labels}; "
@@ -443,7 +443,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
         if stop():
             raise TrainingCancelled(f"training cancelled {where}")
 
-    with _deterministic(device, config.threads):
+    with deterministic(device, config.threads):
         seed_everything(config.seed)
         check_cancel("before it started")
         report(0.0, "preparing training")

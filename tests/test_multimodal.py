@@ -1,0 +1,541 @@
+"""Multi-modal data and jobs (issue 5 items 3-4): auxiliary rasters resampled onto the HSI grid, crop
+planning, averaged-logit prediction, the M3amba model file, bad inputs, and train → classify → evaluate
+on the MUUFL crop through the CLI.
+
+Exact checks use generated rasters and a dummy model whose logits are known in closed form; the
+realistic ones use ../shared/data/muufl_crop (64-band HSI + 2 LiDAR bands, and the LiDAR of the full scene).
+"""
+
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal, osr
+from torch import nn
+
+from engine import multimodal
+from engine.cli import AUX_RESAMPLING, MULTIMODAL_EPOCHS, MULTIMODAL_NAMES, main
+from engine.crops import average_logits, crop_starts, crops_covering, plan_crops
+from engine.data.auxiliary import RESAMPLING, open_aux, read_aux
+from engine.data.normalize import Stretch, apply_stretch
+from engine.data.raster import open_raster, read_raster
+from engine.modelfile import load_model, save_model
+from engine.models.clip import ClipVisionConfig, ClipVisionEncoder
+from engine.models.m3amba import M3amba
+from engine.multimodal import (CLIP_MISSING, classify_multimodal_file, predict_multimodal_raster,
+                               train_multimodal_from_files)
+from engine.pipeline import classify_file
+from engine.predict import PredictionCancelled
+from engine.train import TrainingCancelled
+
+gdal.UseExceptions()
+
+UTM = 32633
+ORIGIN = (364000.0, 5810000.0)    # top-left of the generated HSI, UTM 33N
+PIXEL = 10.0
+ROWS, COLS = 36, 40
+TINY = dict(dim=8, depth=1, d_state=4)
+TINY_CLIP = dict(width=64, layers=2, heads=1, patch_size=32, image_size=64, output_dim=32)
+
+
+def srs_wkt(epsg):
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    return srs.ExportToWkt()
+
+
+def write_tif(path, data, geotransform, epsg=UTM, nodata=None):
+    """Float32 GeoTIFF of data (bands, rows, cols)."""
+    data = np.asarray(data, np.float32).reshape((-1,) + np.shape(data)[-2:])
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), data.shape[2], data.shape[1], data.shape[0], gdal.GDT_Float32)
+    ds.SetGeoTransform(geotransform)
+    if epsg:
+        ds.SetProjection(srs_wkt(epsg))
+    for k, band in enumerate(data):
+        ds.GetRasterBand(k + 1).WriteArray(band)
+        if nodata is not None:
+            ds.GetRasterBand(k + 1).SetNoDataValue(nodata)
+    ds = None
+    return str(path)
+
+
+def hsi_grid(tmp_path, bands=3, epsg=UTM):
+    """A generated HSI on ROWS x COLS pixels of 10 m; returns its RasterInfo."""
+    rng = np.random.default_rng(0)
+    path = write_tif(tmp_path / "hsi.tif", rng.random((bands, ROWS, COLS)),
+                     (ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL), epsg)
+    return open_raster(path)
+
+
+def ramp(x, y):
+    """A plane in map coordinates: bilinear resampling reproduces it exactly."""
+    return 0.01 * (x - ORIGIN[0]) + 0.02 * (ORIGIN[1] - y)
+
+
+def centres(info):
+    cols, rows = np.meshgrid(np.arange(info.cols) + 0.5, np.arange(info.rows) + 0.5)
+    gt = info.geotransform
+    return gt[0] + cols * gt[1], gt[3] + rows * gt[5]
+
+
+# ---- auxiliary rasters on the HSI grid ---------------------------------------------------------------
+
+def test_aux_of_the_whole_scene_is_cut_to_the_hsi_crop_exactly(shared_data):
+    folder = os.path.join(shared_data, "muufl_crop")
+    info = open_raster(os.path.join(folder, "muufl_hsi.tif"))
+    data, valid = read_aux(open_aux(os.path.join(folder, "muufl_full_lidar.tif"), info), info)
+    expected = gdal.Open(os.path.join(folder, "muufl_lidar.tif")).ReadAsArray()
+    assert valid.all()
+    np.testing.assert_array_equal(data, expected)
+
+
+def test_coarser_aux_is_resampled_bilinearly_and_the_method_is_logged(tmp_path, caplog):
+    info = hsi_grid(tmp_path)
+    # 25 m pixels over a larger area than the HSI: another resolution and another extent
+    gt = (ORIGIN[0] - 100, 25.0, 0, ORIGIN[1] + 100, 0, -25.0)
+    cols, rows = np.meshgrid(np.arange(30) + 0.5, np.arange(30) + 0.5)
+    path = write_tif(tmp_path / "dsm.tif", ramp(gt[0] + 25 * cols, gt[3] - 25 * rows), gt)
+    with caplog.at_level(logging.INFO, logger="engine.data.auxiliary"):
+        aux = open_aux(path, info)
+    assert "resampled onto the hyperspectral grid (40 x 36 px of 10 units) with bilinear" in caplog.text
+    data, valid = read_aux(aux, info)
+    assert valid.all() and data.shape == (1, ROWS, COLS)
+    np.testing.assert_allclose(data[0], ramp(*centres(info)), rtol=0, atol=1e-4)
+
+
+def test_finer_aux_with_average_resampling_is_the_block_mean_and_bilinear_warns(tmp_path, caplog):
+    info = hsi_grid(tmp_path)
+    fine = np.random.default_rng(1).random((ROWS * 5, COLS * 5))
+    path = write_tif(tmp_path / "fine.tif", fine, (ORIGIN[0], 2.0, 0, ORIGIN[1], 0, -2.0))
+    data, valid = read_aux(open_aux(path, info, "average"), info)
+    expected = fine.reshape(ROWS, 5, COLS, 5).mean(axis=(1, 3))
+    assert valid.all()
+    np.testing.assert_allclose(data[0], expected, atol=1e-6)
+    with caplog.at_level(logging.WARNING, logger="engine.data.auxiliary"):
+        open_aux(path, info)
+    assert "5 times finer" in caplog.text and "'average'" in caplog.text
+
+
+def test_aux_in_another_crs_is_reprojected(tmp_path, caplog):
+    info = hsi_grid(tmp_path)
+    # the same plane, sampled on a WGS84 grid that covers the HSI with a margin
+    utm = osr.SpatialReference(srs_wkt(UTM))
+    geo = osr.SpatialReference(srs_wkt(4326))
+    for s in (utm, geo):
+        s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_geo, to_utm = osr.CoordinateTransformation(utm, geo), osr.CoordinateTransformation(geo, utm)
+    (lon0, lat0, _), (lon1, lat1, _) = (to_geo.TransformPoint(ORIGIN[0] - 200, ORIGIN[1] + 200),
+                                        to_geo.TransformPoint(ORIGIN[0] + 600, ORIGIN[1] - 560))
+    n = 120
+    step_x, step_y = (lon1 - lon0) / n, (lat0 - lat1) / n
+    lons, lats = np.meshgrid(lon0 + (np.arange(n) + 0.5) * step_x, lat0 - (np.arange(n) + 0.5) * step_y)
+    xy = np.array(to_utm.TransformPoints(np.c_[lons.ravel(), lats.ravel()].tolist()))
+    values = ramp(xy[:, 0], xy[:, 1]).reshape(n, n)
+    path = write_tif(tmp_path / "geo.tif", values, (lon0, step_x, 0, lat0, 0, -step_y), epsg=4326)
+    with caplog.at_level(logging.INFO, logger="engine.data.auxiliary"):
+        aux = open_aux(path, info)
+    assert aux.reprojected and aux.crs == "EPSG:4326"
+    assert "reprojected from EPSG:4326 to the hyperspectral raster's EPSG:32633" in caplog.text
+    data, valid = read_aux(aux, info)
+    assert valid.all()
+    # the plane is not a plane in lon/lat, but over 7 m source pixels the difference is far below 0.05
+    np.testing.assert_allclose(data[0], ramp(*centres(info)), atol=0.05)
+
+
+def test_aux_nodata_is_masked_and_never_blended_into_its_neighbours(tmp_path):
+    info = hsi_grid(tmp_path)
+    values = np.full((ROWS // 2, COLS // 2), 7.0)
+    values[4:8, 5:9] = -9999
+    path = write_tif(tmp_path / "holes.tif", values, (ORIGIN[0], 20.0, 0, ORIGIN[1], 0, -20.0), nodata=-9999)
+    data, valid = read_aux(open_aux(path, info), info)
+    hole = np.zeros((ROWS, COLS), bool)
+    hole[8:16, 10:18] = True                               # the nodata source pixels on the 10 m grid
+    assert not valid[hole].any()
+    assert np.all(data[0][valid] == 7.0) and np.all(data[0][~valid] == 0)
+
+
+def test_partial_overlap_masks_the_rest_and_warns(tmp_path, caplog):
+    info = hsi_grid(tmp_path)
+    path = write_tif(tmp_path / "half.tif", np.ones((ROWS, COLS // 2)), (ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL))
+    with caplog.at_level(logging.WARNING, logger="engine.data.auxiliary"):
+        aux = open_aux(path, info)
+    assert "covers 50.0 % of the hyperspectral raster's extent" in caplog.text
+    _, valid = read_aux(aux, info)
+    assert valid[:, :COLS // 2].all() and not valid[:, COLS // 2:].any()
+
+
+def test_aux_that_does_not_overlap_names_both_extents_and_the_fix(tmp_path):
+    info = hsi_grid(tmp_path)
+    path = write_tif(tmp_path / "far.tif", np.ones((10, 10)), (ORIGIN[0] + 5000, PIXEL, 0, ORIGIN[1], 0, -PIXEL))
+    with pytest.raises(ValueError) as error:
+        open_aux(path, info)
+    text = str(error.value)
+    assert "does not overlap the hyperspectral raster" in text
+    assert "auxiliary:     x 369000 … 369100, y 5.8099e+06 … 5.81e+06 (EPSG:32633)" in text
+    assert "hyperspectral: x 364000 … 364400" in text and "Give an auxiliary raster of the same area" in text
+
+
+def test_aux_without_crs_beside_an_hsi_with_one_is_used_as_is_with_a_warning(tmp_path, caplog):
+    info = hsi_grid(tmp_path)
+    path = write_tif(tmp_path / "nocrs.tif", np.ones((ROWS, COLS)), info.geotransform, epsg=None)
+    with caplog.at_level(logging.WARNING, logger="engine.data.auxiliary"):
+        aux = open_aux(path, info)
+    assert "has no CRS and the hyperspectral raster EPSG:32633" in caplog.text and not aux.reprojected
+    assert read_aux(aux, info)[1].all()
+
+
+def test_a_window_reads_exactly_that_part_of_the_whole_grid(tmp_path):
+    info = hsi_grid(tmp_path)
+    path = write_tif(tmp_path / "noise.tif", np.random.default_rng(2).random((2, 11, 13)),
+                     (ORIGIN[0] + 3, 33.0, 0, ORIGIN[1] - 4, 0, -33.0))
+    aux = open_aux(path, info, "cubic")
+    whole, whole_valid = read_aux(aux, info)
+    part, part_valid = read_aux(aux, info, 5, 7, 20, 21)
+    np.testing.assert_array_equal(part, whole[:, 5:25, 7:28])
+    np.testing.assert_array_equal(part_valid, whole_valid[5:25, 7:28])
+
+
+def test_unknown_resampling_method_lists_the_valid_ones(tmp_path):
+    info = hsi_grid(tmp_path)
+    with pytest.raises(ValueError, match="unknown resampling method 'lanczos'.*bilinear, cubic, nearest, average"):
+        open_aux(info.path, info, "lanczos")
+
+
+def test_cli_constants_match_the_engine():
+    from engine.models.registry import MULTIMODAL_NAMES as registry_names
+
+    assert tuple(AUX_RESAMPLING) == tuple(RESAMPLING) and tuple(MULTIMODAL_NAMES) == tuple(registry_names)
+    assert MULTIMODAL_EPOCHS == multimodal.EPOCHS
+
+
+# ---- crops --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("length", [1, 5, 31, 32, 33, 90, 100])
+@pytest.mark.parametrize("stride", [8, 16, 32])
+def test_crop_grid_covers_every_pixel_with_centres_on_the_stride(length, stride):
+    starts = crop_starts(length, 32, stride)
+    covered = np.zeros(length, int)
+    for s in starts:
+        covered[max(s, 0):max(min(s + 32, length), 0)] += 1
+    assert covered.min() >= 1
+    assert [s + 16 for s in starts[: len(range(0, length, stride))]] == list(range(0, length, stride))
+    if stride == 8:                                      # §5.5: only centres inside the raster
+        assert starts[-1] + 16 < length
+
+
+def test_crop_stride_beyond_the_crop_would_leave_gaps_and_is_refused():
+    with pytest.raises(ValueError, match="stride must lie in 1..32"):
+        crop_starts(100, 32, 33)
+
+
+def test_only_crops_holding_a_labelled_pixel_are_kept():
+    rng = np.random.default_rng(3)
+    mask = np.zeros((70, 50), bool)
+    mask[rng.integers(0, 70, 6), rng.integers(0, 50, 6)] = True
+    grid = plan_crops(70, 50, 32, 8)
+    kept = crops_covering(grid, mask, 32)
+    brute = [(r, c) for r, c in grid if mask[max(r, 0):r + 32, max(c, 0):c + 32].any()]
+    assert kept == brute and 0 < len(kept) < len(grid)
+    # a window elsewhere in the raster: the same crops, found from the window's own mask
+    assert crops_covering(grid, mask[20:, 10:], 32, origin=(20, 10)) == [
+        (r, c) for r, c in grid if mask[max(r, 20):r + 32, max(c, 10):c + 32].any()]
+
+
+class PositionDummy(nn.Module):
+    """Logits known in closed form that depend on the position inside the crop, so averaging matters:
+    M_f[k, i, j] = x_hsi[k, i, j]·(1 + i) + x_aux[0, i, j]·j; M₁ and M₂ are not used by prediction."""
+
+    crop = 8
+
+    def forward(self, x_hsi, x_aux):
+        i = torch.arange(self.crop, dtype=x_hsi.dtype).view(1, 1, -1, 1)
+        j = torch.arange(self.crop, dtype=x_hsi.dtype).view(1, 1, 1, -1)
+        fused = x_hsi * (1 + i) + x_aux[:, :1] * j
+        return torch.zeros_like(fused), fused, torch.zeros_like(fused)
+
+
+def direct_average(hsi, aux, crop, stride):
+    """For every pixel, the mean over every crop of the grid that covers it of the dummy's logit there,
+    and the number of those crops."""
+    rows, cols = hsi.shape[1:]
+    total = np.zeros(hsi.shape, np.float64)
+    count = np.zeros((rows, cols))
+    for r0 in crop_starts(rows, crop, stride):
+        for c0 in crop_starts(cols, crop, stride):
+            for r in range(max(r0, 0), min(r0 + crop, rows)):
+                for c in range(max(c0, 0), min(c0 + crop, cols)):
+                    total[:, r, c] += hsi[:, r, c] * (1 + r - r0) + aux[0, r, c] * (c - c0)
+                    count[r, c] += 1
+    return total / count, count
+
+
+def test_averaged_logits_equal_the_direct_mean_over_covering_crops():
+    rng = np.random.default_rng(4)
+    hsi, aux = rng.random((3, 21, 19)).astype(np.float32), rng.random((1, 21, 19)).astype(np.float32)
+    with torch.no_grad():
+        logits, count = average_logits(PositionDummy(), hsi, aux, plan_crops(21, 19, 8, 4), 8, batch_size=5)
+    expected, expected_count = direct_average(hsi, aux, 8, 4)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5)
+    np.testing.assert_array_equal(count, expected_count)
+    assert count[:16, :15].min() == 4                      # stride = crop/2: 2 x 2 crops (fewer at the far edges)
+
+
+def dummy_metadata(aux_bands=1, crop=8):
+    return {
+        "format_version": 1,
+        "model": {"name": "m3amba", "config": {"hsi_bands": 3, "aux_bands": aux_bands, "n_classes": 3}},
+        "bands": {"indices": [1, 2, 3], "names": ["b1", "b2", "b3"], "wavelengths": None, "nodata": [None] * 3},
+        "normalisation": Stretch(np.zeros(3), np.ones(3)).to_dict(),
+        "classes": {"ids": [1, 2, 5], "names": ["a", "b", "c"], "colors": [[255, 0, 0], [0, 255, 0], [0, 0, 255]]},
+        "modalities": [{"name": "hsi.tif", "role": "hsi", "bands": 3,
+                        "normalisation": Stretch(np.zeros(3), np.ones(3)).to_dict()},
+                       {"name": "dsm.tif", "role": "aux", "bands": aux_bands, "resampling": "bilinear",
+                        "normalisation": Stretch(np.zeros(aux_bands), np.ones(aux_bands)).to_dict()}],
+        "provenance": {},
+    }
+
+
+def test_raster_prediction_in_blocks_equals_the_whole_scene_average(tmp_path):
+    """Blocks of 16 px with their crop context give exactly the one-pass average (stretch quantisation
+    included), softmaxed; nodata in the aux raster is nodata in the outputs."""
+    rng = np.random.default_rng(5)
+    hsi, aux = rng.random((3, 37, 29)), rng.random((1, 37, 29))
+    aux[0, :3, :4] = -1
+    gt = (ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL)
+    raster = write_tif(tmp_path / "hsi.tif", hsi, gt)
+    dsm = write_tif(tmp_path / "dsm.tif", aux, gt, nodata=-1)
+    written = predict_multimodal_raster(PositionDummy(), dummy_metadata(), raster, [dsm], str(tmp_path / "c.tif"),
+                                        out_probabilities=str(tmp_path / "p.tif"), stride=4, block=16)
+    assert set(written) == {"classes", "probabilities"}
+    # the inputs as the predictor sees them: read, masked where either modality is nodata, stretched
+    info = open_raster(raster)
+    hsi, hsi_valid = read_raster(info)
+    aux, aux_valid = read_aux(open_aux(dsm, info), info)
+    valid = hsi_valid & aux_valid
+    assert valid.sum() == 37 * 29 - 12 and not valid[:3, :4].any()
+    unit = Stretch(np.zeros(1), np.ones(1))
+    hsi = apply_stretch(hsi, valid, Stretch(np.zeros(3), np.ones(3)))
+    aux = apply_stretch(aux, valid, unit)
+    expected = torch.softmax(torch.from_numpy(direct_average(hsi, aux, 8, 4)[0]), dim=0).numpy()
+    probabilities = gdal.Open(str(tmp_path / "p.tif")).ReadAsArray()
+    np.testing.assert_allclose(probabilities[:, valid], expected[:, valid], atol=2e-6)
+    assert np.all(probabilities[:, ~valid] == -1)
+    classes = gdal.Open(str(tmp_path / "c.tif")).ReadAsArray()
+    np.testing.assert_array_equal(classes[valid], np.array([1, 2, 5])[expected.argmax(0)][valid])
+    assert np.all(classes[~valid] == 0)
+
+
+def test_raster_prediction_cancelled_between_batches_leaves_no_file(tmp_path):
+    gt = (ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL)
+    raster = write_tif(tmp_path / "hsi.tif", np.ones((3, 20, 20)), gt)
+    dsm = write_tif(tmp_path / "dsm.tif", np.ones((1, 20, 20)), gt)
+    polls = []
+    (tmp_path / "out").mkdir()
+    with pytest.raises(PredictionCancelled):
+        predict_multimodal_raster(PositionDummy(), dummy_metadata(), raster, [dsm], str(tmp_path / "out" / "c.tif"),
+                                  stride=4, batch_size=2, cancelled=lambda: polls.append(1) or len(polls) > 3)
+    assert len(polls) == 4 and os.listdir(tmp_path / "out") == []
+
+
+# ---- model file -----------------------------------------------------------------------------------
+
+def tiny_m3amba(use_clip=False, seed=0):
+    torch.manual_seed(seed)
+    return M3amba(3, 1, 3, **TINY, use_clip=use_clip, clip=TINY_CLIP if use_clip else None).eval()
+
+
+def write_clip(path, seed=0):
+    torch.manual_seed(seed)
+    encoder = ClipVisionEncoder(ClipVisionConfig(**TINY_CLIP))
+    torch.save({f"visual.{k}": v for k, v in encoder.state_dict().items()}, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("use_clip", [False, True])
+def test_m3amba_model_file_round_trips_weights_clip_hash_and_modalities(tmp_path, use_clip):
+    model = tiny_m3amba(use_clip)
+    if use_clip:
+        model.load_clip_weights(write_clip(tmp_path / "clip.pt"))
+    path = str(tmp_path / "m.pt")
+    metadata = dummy_metadata()
+    save_model(path, model, metadata)
+    loaded, stored = load_model(path)
+    assert isinstance(loaded, M3amba) and stored["modalities"] == json.loads(json.dumps(metadata["modalities"]))
+    assert loaded.config == model.config and loaded.clip_sha256 == model.clip_sha256
+    assert (model.clip_sha256 is not None) == use_clip
+    x, a = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        for got, want in zip(loaded(x, a), model(x, a)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.pop("modalities"), "must list the hyperspectral raster and at least one auxiliary"),
+    (lambda m: m["modalities"][1].update(bands=2, normalisation=Stretch(np.zeros(2), np.ones(2)).to_dict()),
+     "auxiliary bands add up to 2 but the model has 1"),
+    (lambda m: m["modalities"].reverse(), "one 'hsi' entry followed by 'aux' entries"),
+    (lambda m: m["modalities"][1]["normalisation"].update(low=[0.0, 1.0]), "has 2 entries but the model has 1"),
+])
+def test_model_file_with_inconsistent_modalities_is_refused(tmp_path, change, message):
+    metadata = dummy_metadata()
+    change(metadata)
+    with pytest.raises(ValueError, match=message):
+        save_model(str(tmp_path / "m.pt"), tiny_m3amba(), metadata)
+
+
+def test_m3amba_file_in_the_single_modal_classify_path_asks_for_the_aux_rasters(tmp_path):
+    path = str(tmp_path / "m.pt")
+    save_model(path, tiny_m3amba(), dummy_metadata())
+    raster = write_tif(tmp_path / "hsi.tif", np.ones((3, 8, 8)), (0, 1, 0, 0, 0, -1))
+    with pytest.raises(ValueError, match=r"multi-modal \(m3amba: the hyperspectral raster plus 1 auxiliary raster\(s\), "
+                                         r"trained with dsm.tif\); give its auxiliary rasters .*--aux"):
+        classify_file(path, raster, str(tmp_path / "c.tif"))
+
+
+# ---- the file jobs on a small generated scene --------------------------------------------------------
+
+@pytest.fixture
+def scene(tmp_path):
+    """3-band HSI (10 m) whose first band separates two classes, a DSM (20 m, larger extent) that separates
+    a third, and a label raster on the HSI grid."""
+    rng = np.random.default_rng(6)
+    rows, cols = np.mgrid[:ROWS, :COLS]
+    truth = np.where(cols < COLS // 2, 1, 2) + 2 * ((rows // 6) % 2 == 1) * (cols >= COLS // 2)
+    hsi = rng.random((3, ROWS, COLS)) * 0.2
+    hsi[0] += (truth == 2) * 0.8 + (truth == 4) * 0.8
+    gt = (ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL)
+    dsm = 10.0 * ((np.arange(ROWS // 2 + 4) - 2) // 3 % 2 == 1)[:, None] * np.ones(COLS // 2 + 4)  # the stripes
+    labels = np.where(rng.random((ROWS, COLS)) < 0.5, truth, 0)
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    paths = {"hsi": write_tif(folder / "hsi.tif", hsi, gt),
+             "dsm": write_tif(folder / "dsm.tif", dsm, (ORIGIN[0] - 40, 20.0, 0, ORIGIN[1] + 40, 0, -20.0)),
+             "labels": str(folder / "labels.tif"), "out": tmp_path}
+    ds = gdal.GetDriverByName("GTiff").Create(paths["labels"], COLS, ROWS, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform(gt)
+    ds.SetProjection(srs_wkt(UTM))
+    ds.GetRasterBand(1).WriteArray(labels.astype(np.uint8))
+    ds = None
+    return paths
+
+
+def train_tiny(scene, **options):
+    options = {"use_clip": False, "epochs": 1, "device": "cpu", "threads": 1, "overrides": TINY, **options}
+    return train_multimodal_from_files(scene["hsi"], [scene["dsm"]], str(scene["out"] / "m.pt"),
+                                       labels=scene["labels"], **options)
+
+
+def test_training_with_clip_weights_records_the_clip_file_and_classifies(scene):
+    clip = write_clip(scene["out"] / "clip.pt")
+    _, result = train_tiny(scene, use_clip=True, clip_weights=clip)
+    net, stored = load_model(str(scene["out"] / "m.pt"))
+    assert stored["clip"]["sha256"] == net.clip_sha256 and stored["clip"]["path"] == os.path.abspath(clip)
+    assert stored["model"]["config"]["clip"] == TINY_CLIP and stored["model"]["config"]["use_clip"] is True
+    roles = [(m["role"], m["bands"], m["resampling"]) for m in stored["modalities"]]
+    assert roles == [("hsi", 3, None), ("aux", 1, "bilinear")] and stored["modalities"][1]["crs"] == "EPSG:32633"
+    assert len(result.history) == 1 and result.history[0]["steps"] >= 1
+    written = classify_multimodal_file(str(scene["out"] / "m.pt"), scene["hsi"], [scene["dsm"]],
+                                       str(scene["out"] / "c.tif"), confidence=str(scene["out"] / "p.tif"),
+                                       device="cpu", threads=1)
+    classes = gdal.Open(written["classes"]).ReadAsArray()
+    assert classes.shape == (ROWS, COLS) and set(np.unique(classes)) <= {1, 2, 3, 4}
+
+
+def test_training_without_clip_weights_says_where_to_get_them_before_reading_data(scene, monkeypatch):
+    monkeypatch.setattr(multimodal, "load_training_raster", lambda *a, **k: pytest.fail("data read"))
+    with pytest.raises(ValueError) as error:
+        train_tiny(scene, use_clip=True)
+    assert str(error.value) == CLIP_MISSING
+    for part in ("ViT-B-32.pt", "openaipublic", "--clip-weights FILE", "--no-clip", "cannot download"):
+        assert part in CLIP_MISSING
+    assert not os.path.exists(scene["out"] / "m.pt")
+
+
+def test_a_clip_file_that_is_not_a_vit_image_encoder_is_refused(scene):
+    other = str(scene["out"] / "resnet.pt")
+    torch.save({"visual.layer1.0.conv1.weight": torch.zeros(4, 3, 3, 3)}, other)
+    with pytest.raises(ValueError, match="resnet.pt is not a CLIP ViT image encoder: missing visual.conv1.weight"):
+        train_tiny(scene, use_clip=True, clip_weights=other)
+    with pytest.raises(ValueError, match="CLIP weights were given together with the ablation without CLIP"):
+        train_tiny(scene, use_clip=False, clip_weights=other)
+
+
+def test_classify_with_the_wrong_aux_rasters_names_what_the_model_needs(scene):
+    train_tiny(scene)
+    model = str(scene["out"] / "m.pt")
+    with pytest.raises(ValueError, match=r"trained with 1 auxiliary raster\(s\): dsm.tif \(1 band\); 2 given"):
+        classify_multimodal_file(model, scene["hsi"], [scene["dsm"], scene["dsm"]], str(scene["out"] / "c.tif"))
+    two_bands = write_tif(scene["out"] / "two.tif", np.ones((2, 5, 5)), (ORIGIN[0], 100.0, 0, ORIGIN[1], 0, -100.0))
+    with pytest.raises(ValueError, match="has 2 band\\(s\\) but the model's auxiliary raster 1 \\(dsm.tif\\) had 1"):
+        classify_multimodal_file(model, scene["hsi"], [two_bands], str(scene["out"] / "c.tif"))
+    assert not os.path.exists(scene["out"] / "c.tif")
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(aux_resampling=["bilinear", "nearest"]), "2 resampling methods for 1 auxiliary rasters"),
+    (dict(overrides={"use_clip": True}), "use_clip cannot be set as model options; use --clip-weights FILE or --no-clip"),
+])
+def test_training_options_that_contradict_the_inputs_are_refused(scene, options, message):
+    with pytest.raises(ValueError, match=message):
+        train_tiny(scene, **options)
+
+
+def test_a_single_modal_model_refuses_auxiliary_rasters(tmp_path):
+    metadata = dummy_metadata()
+    del metadata["modalities"]
+    with pytest.raises(ValueError, match="reads the hyperspectral raster only; classify without auxiliary rasters"):
+        predict_multimodal_raster(PositionDummy(), metadata, "hsi.tif", ["dsm.tif"], str(tmp_path / "c.tif"))
+
+
+def test_training_cancelled_between_batches_writes_no_model(scene):
+    polls = []
+    with pytest.raises(TrainingCancelled):
+        train_tiny(scene, cancelled=lambda: polls.append(1) or len(polls) > 2)
+    assert len(polls) == 3 and not os.path.exists(scene["out"] / "m.pt")
+
+
+# ---- end to end through the CLI on the MUUFL crop ----------------------------------------------------
+
+def test_cli_train_classify_evaluate_on_muufl_without_clip(shared_data, tmp_path, capsys):
+    folder = os.path.join(shared_data, "muufl_crop")
+    hsi, labels = os.path.join(folder, "muufl_hsi.tif"), os.path.join(folder, "muufl_labels.tif")
+    model, report = str(tmp_path / "m3amba.pt"), str(tmp_path / "report.json")
+    assert main(["-q", "train", "--model", "m3amba", "--raster", hsi, "--aux", os.path.join(folder, "muufl_lidar.tif"),
+                 "--no-clip", "--labels", labels, "--epochs", "1", "--set", "dim=8", "--set", "depth=1",
+                 "--set", "d_state=4", "--device", "cpu", "--threads", "1", "--out", model, "--report", report]) == 0
+    metadata = json.load(open(report))["metadata"]
+    assert [m["bands"] for m in metadata["modalities"]] == [64, 2] and metadata["clip"] is None
+    assert metadata["provenance"]["epochs"] == 1 and metadata["model"]["config"]["use_clip"] is False
+    # the LiDAR of the whole scene, cut to the crop on the fly, classifies exactly like the crop's own
+    outputs = {}
+    for name, lidar in (("crop", "muufl_lidar.tif"), ("full", "muufl_full_lidar.tif")):
+        outputs[name] = str(tmp_path / f"classes_{name}.tif")
+        assert main(["-q", "classify", "--model", model, "--raster", hsi, "--aux", os.path.join(folder, lidar),
+                     "--out", outputs[name], "--device", "cpu", "--threads", "1"]) == 0
+    np.testing.assert_array_equal(gdal.Open(outputs["crop"]).ReadAsArray(), gdal.Open(outputs["full"]).ReadAsArray())
+    assert main(["-q", "evaluate", "--pred", outputs["crop"], "--labels", labels, "--json",
+                 str(tmp_path / "acc.json")]) == 0
+    accuracy = json.load(open(tmp_path / "acc.json"))
+    assert accuracy["pixels"] == 6970                      # every labelled pixel counted exactly once
+    capsys.readouterr()
+    assert main(["-q", "classify", "--model", model, "--raster", hsi, "--out", str(tmp_path / "x.tif")]) == 2
+    assert "give its auxiliary rasters in the training order (CLI: classify --aux FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "m3amba", "--no-clip"], "--model m3amba needs at least one --aux raster"),
+    (["--model", "cssmamba", "--aux", "x.tif"], "--aux, --aux-resampling, --clip-weights and --no-clip are for"),
+    (["--model", "mambahsi", "--no-clip"], "mambahsi reads the hyperspectral raster only"),
+])
+def test_cli_refuses_multimodal_options_with_the_wrong_model(tmp_path, capsys, argv, message):
+    assert main(["train", "--raster", "r.tif", "--labels", "l.tif", "--out", str(tmp_path / "m.pt"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_classify_refuses_clusters_and_tiles_for_multimodal_models(tmp_path, capsys):
+    assert main(["classify", "--model", "m.pt", "--raster", "r.tif", "--aux", "a.tif", "--out", "c.tif",
+                 "--clusters", "k.tif", "--tile", "64"]) == 2
+    assert "--clusters, --tile do not apply to multi-modal models" in capsys.readouterr().err
