@@ -26,7 +26,7 @@ from osgeo import gdal
 from threadpoolctl import threadpool_limits
 
 from . import __version__
-from .data.labels import ClassTable, class_indices, rasterize_rois, read_label_raster
+from .data.labels import ClassTable, Color, class_indices, rasterize_rois, read_label_raster
 from .data.normalize import apply_stretch, fit_stretch
 from .data.raster import RasterInfo, load_training_raster, open_raster
 from .data.splits import Split, fixed_count_split, ratio_split
@@ -198,18 +198,36 @@ def _assess(net: Any, image: np.ndarray, scene: _Scene, result: TrainResult) -> 
     return evaluated_on, metrics.as_dict(dict(zip(scene.table.ids, scene.table.names)))
 
 
+def restyle_classes(table: ClassTable, style: Dict[int, Tuple[Optional[str], Color]],
+                    keep_names: bool) -> ClassTable:
+    """``table`` with the colours (and, unless ``keep_names``, the names) that ``style`` gives by class id."""
+    names, colors = list(table.names), list(table.colors)
+    for i, cid in enumerate(table.ids):
+        name, color = style.get(int(cid), (None, None))
+        if name and not keep_names:
+            names[i] = name
+        if color is not None:
+            colors[i] = tuple(int(c) for c in color[:3])
+    return ClassTable(list(table.ids), names, colors)
+
+
 def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, rois: Optional[str] = None,
                      class_field: Optional[str] = None, name_field: Optional[str] = None,
                      model: str = "cssmamba", epochs: int = 200, device: str = "auto", seed: int = 0,
                      bands: Optional[List[int]] = None, lr: float = 3e-4,
                      overrides: Optional[Dict[str, Any]] = None, split: Optional[SplitOptions] = None,
                      patience: Optional[int] = None, threads: Optional[int] = None,
-                     memory_budget_mb: Optional[int] = None, progress: Optional[Progress] = None,
+                     memory_budget_mb: Optional[int] = None,
+                     class_style: Optional[Dict[int, Tuple[Optional[str], Color]]] = None,
+                     progress: Optional[Progress] = None,
                      cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
     """Train ``model`` on ``raster`` with labels (raster) or ROIs (vector + class field); save it to ``out_model``.
 
     ``bands``: 1-based file bands to train on (None: every band but alpha and bbl=0 bands); the model
-    file records them, so classification reads the same ones. Returns (metadata, TrainResult). The model file is written only when training finished: a cancel
+    file records them, so classification reads the same ones. ``class_style``: {class id: (name or None,
+    (r, g, b))}, e.g. from the ROI layer's categorised style in QGIS, so the class map keeps the colours
+    the analyst chose; it replaces the generated colours, and the names where the labels carry none.
+    Returns (metadata, TrainResult). The model file is written only when training finished: a cancel
     (``TrainingCancelled``) or an error leaves no file. The kept (best-validation) model is assessed on
     the split's test pixels; those metrics go into the metadata's provenance. ``threads`` caps torch's
     and the native libraries' thread pools (CSSMamba's k-means prior) for the whole job (None: their
@@ -222,6 +240,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     load(0.0, f"reading {raster}")
     with threadpool_limits(limits=threads):
         scene = _prepare(raster, labels, rois, class_field, name_field, seed, split, bands)
+        if class_style:
+            scene.table = restyle_classes(scene.table, class_style, keep_names=name_field is not None)
         stretch = fit_stretch(scene.raw, scene.valid)
         image = apply_stretch(scene.raw, scene.valid, stretch)
         torch.manual_seed(seed)  # model initialisation is part of the seeded run

@@ -2,7 +2,7 @@
 
 import logging
 from contextlib import contextmanager
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 from qgis.core import (
     QgsProcessingAlgorithm,
@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeatureSourceDefinition,
     QgsProcessingFeedback,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
@@ -60,6 +61,13 @@ class CSSMambaAlgorithm(QgsProcessingAlgorithm):
                 return False, self.tr(problem)
         return True, ""
 
+    def vector_layer(self, parameters: dict, name: str, context: QgsProcessingContext) -> Optional[QgsVectorLayer]:
+        """The layer behind the feature-source parameter ``name`` (its style, edit state), or None."""
+        value = parameters.get(name)
+        if isinstance(value, QgsProcessingFeatureSourceDefinition):
+            value = value.source.staticValue()
+        return self.parameterAsVectorLayer({name: value}, name, context)
+
     def vector_file(self, parameters: dict, name: str, context: QgsProcessingContext,
                     feedback: QgsProcessingFeedback) -> str:
         """A file GDAL can read holding the features of the vector parameter ``name``, as the user sees them.
@@ -68,10 +76,7 @@ class CSSMambaAlgorithm(QgsProcessingAlgorithm):
         GeoPackage. A file layer with unsaved edits is exported too: QGIS 3.22 would otherwise hand
         back the file on disk and the edits would be silently lost.
         """
-        value = parameters[name]
-        if isinstance(value, QgsProcessingFeatureSourceDefinition):
-            value = value.source.staticValue()
-        layer = self.parameterAsVectorLayer({name: value}, name, context)
+        layer = self.vector_layer(parameters, name, context)
         unsaved = layer is not None and layer.isModified()
         if unsaved:
             feedback.pushInfo(self.tr("{} has unsaved edits; they are used.").format(layer.name()))

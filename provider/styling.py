@@ -7,19 +7,23 @@ applied by a post-processor when Processing loads the output into the project on
 
 import colorsys
 import os
-from typing import Callable, Dict, List, Optional, Sequence
+import re
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from qgis.core import (
+    QgsCategorizedSymbolRenderer,
     QgsColorRampShader,
     QgsMapLayer,
     QgsPalettedRasterRenderer,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProject,
     QgsRasterLayer,
     QgsRasterRenderer,
     QgsRasterShader,
     QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
 
@@ -77,6 +81,39 @@ def cluster_renderer(layer: QgsRasterLayer, n: int,
             label = f"cluster {cluster + 1}"
         classes.append(QgsPalettedRasterRenderer.Class(cluster + 1, color, label))
     return QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
+
+
+def roi_class_style(layer: Optional[QgsVectorLayer],
+                    class_field: str) -> Dict[int, Tuple[Optional[str], Tuple[int, int, int]]]:
+    """{class id: (name or None, (r, g, b))} of an ROI layer styled by category on ``class_field``, so the
+    class map keeps the colours (and names) the analyst already gave the classes; {} otherwise.
+
+    A layer Processing opened from a path ("qgis_process … ROIS=rois.gpkg") comes without its default
+    style, so that style (a .qml sidecar or the one stored in the GeoPackage) is read from a fresh copy.
+    Labels such as "3 low vegetation" give the name "low vegetation"; a label that only repeats the id
+    is no name.
+    """
+    if layer is None:
+        return {}
+    if not _categorised_on(layer.renderer(), class_field) and QgsProject.instance().mapLayer(layer.id()) is None:
+        layer = QgsVectorLayer(layer.source(), layer.name(), layer.providerType())  # owns the renderer: keep it
+    renderer = layer.renderer()
+    if not _categorised_on(renderer, class_field):
+        return {}
+    style = {}
+    for category in renderer.categories():
+        try:
+            class_id = int(category.value())
+        except (TypeError, ValueError):  # the catch-all category, or a value that is no class id
+            continue
+        color = category.symbol().color()
+        name = re.sub(rf"^{class_id}\b\s*[:=,;.-]?\s*", "", category.label().strip())
+        style[class_id] = (name or None, (color.red(), color.green(), color.blue()))
+    return style
+
+
+def _categorised_on(renderer, field: str) -> bool:
+    return isinstance(renderer, QgsCategorizedSymbolRenderer) and renderer.classAttribute() == field
 
 
 def sidecar_path(path: str) -> str:

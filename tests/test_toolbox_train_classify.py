@@ -13,6 +13,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QGIS_PROCESS = os.path.join(ROOT, "scripts", "qgis_process.sh")
 CLASS_NAMES = ["roof", "pavement", "low vegetation", "tree", "soil", "water"]
+# The colours of enmap_potsdam_rois.qml, the categorised style beside the ROI GeoPackage
+ROI_STYLE_COLORS = [[230, 0, 0], [156, 156, 156], [152, 230, 0], [38, 115, 0], [168, 112, 0], [0, 100, 255]]
 WINDOW = [64, 96, 96, 64]  # xoff, yoff, cols, rows in the mosaic: all six classes, 263 water pixels
 SMALL = {"EPOCHS": 1, "WIDTH": 8, "BANDS": list(range(20, 40)), "DEVICE": 1}  # quick trainings
 
@@ -158,6 +160,7 @@ def test_train_writes_model_report_and_classification_on_the_input_grid(trained,
     assert grid(result["OUTPUT_CLASSIFICATION"]) == grid(scene["raster"])
     style = qml(result["OUTPUT_CLASSIFICATION"])
     assert 'type="paletted"' in style and all(f'label="{name}"' in style for name in CLASS_NAMES)
+    assert metadata["classes"]["colors"] == ROI_STYLE_COLORS  # the analyst's colours, read from the ROI style
 
     with open(result["OUTPUT_REPORT"], encoding="utf-8") as handle:
         report = handle.read()
@@ -176,6 +179,25 @@ def test_train_log_shows_device_backend_pixels_per_class_and_epochs(trained):
     assert all(f"class {cid} {name}" in log for cid, name in enumerate(CLASS_NAMES, start=1))
     assert "epoch 1/2: loss" in log and "epoch 2/2: loss" in log and "val OA" in log
     assert feedback.progress[-1] == pytest.approx(100.0)
+
+
+def test_class_names_and_colours_come_from_a_categorised_roi_style(plugin, scene, tmp_path):
+    """Without a name field, the category labels ("3 low vegetation") name the classes; the
+    colours follow the style, also for a memory layer styled in the project."""
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsRendererCategory, QgsSymbol
+    from qgis.PyQt.QtGui import QColor
+
+    layer = memory_copy(scene)
+    categories = []
+    for cid in range(1, 7):
+        symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+        symbol.setColor(QColor(10 * cid, 20 * cid, 30 * cid))
+        categories.append(QgsRendererCategory(cid, symbol, f"{cid}: Klasse {cid}"))
+    layer.setRenderer(QgsCategorizedSymbolRenderer("class_id", categories))
+    result = train(scene, tmp_path, ROIS=layer.id(), NAME_FIELD=None, **SMALL)
+    classes = metadata_of(result["OUTPUT_MODEL"])["classes"]
+    assert classes["names"] == [f"Klasse {cid}" for cid in range(1, 7)]
+    assert classes["colors"] == [[10 * cid, 20 * cid, 30 * cid] for cid in range(1, 7)]
 
 
 def test_switch_defaults_are_the_model_defaults(plugin):

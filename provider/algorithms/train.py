@@ -20,7 +20,7 @@ from qgis.core import (
 )
 
 from ..algorithm import CSSMambaAlgorithm, engine_callbacks, engine_run
-from ..styling import style_on_completion
+from ..styling import roi_class_style, style_on_completion
 from .classify import DEVICES, MODEL_FILTER, advanced, device_parameter, geotiff_output, raster_file, write_styles
 
 MODELS = ("cssmamba", "mambahsi")
@@ -165,6 +165,10 @@ class TrainAlgorithm(CSSMambaAlgorithm):
             train_ratio=self.parameterAsDouble(parameters, self.TRAIN_RATIO, context),
             val_ratio=self.parameterAsDouble(parameters, self.VAL_RATIO, context),
             val_rois=validation or None)
+        class_style = roi_class_style(self.vector_layer(parameters, self.ROIS, context), class_field)
+        if class_style:
+            feedback.pushInfo(self.tr("Class colours{} taken from the categorised style of the ROI layer.").format(
+                "" if name_field else self.tr(" and names")))
         overrides = self._model_options(parameters, model, default_config(model), context, feedback)
         run = {
             self.INPUT: raster, self.BANDS: self.parameterAsInts(parameters, self.BANDS, context) or None,
@@ -194,7 +198,7 @@ class TrainAlgorithm(CSSMambaAlgorithm):
                     raster, model_path, rois=rois, class_field=class_field, name_field=name_field, model=model,
                     epochs=run[self.EPOCHS], device=device, seed=run[self.SEED], bands=run[self.BANDS],
                     lr=run[self.LEARNING_RATE], overrides=overrides, split=split,
-                    memory_budget_mb=run[self.MEMORY_BUDGET],
+                    memory_budget_mb=run[self.MEMORY_BUDGET], class_style=class_style,
                     progress=lambda fraction, text="": progress(share * fraction, text), cancelled=cancelled)
             except TrainingCancelled:
                 feedback.pushWarning(self.tr("Training cancelled; no model file was written."))
