@@ -2,8 +2,11 @@
 
 import argparse
 import configparser
+import glob
 import os
+import sys
 import zipfile
+from typing import List
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INCLUDED_FILES = ["metadata.txt", "__init__.py", "plugin.py", "LICENSE", "README.md"]
@@ -26,10 +29,21 @@ def plugin_files():
                 yield path, os.path.join("cssmamba", os.path.relpath(path, ROOT))
 
 
+def stale_translations() -> List[str]:
+    """The .ts files whose compiled .qm is missing or older: a zip without them would be silently English."""
+    return [ts for ts in sorted(glob.glob(os.path.join(ROOT, "i18n", "*.ts")))
+            if not os.path.exists(ts[:-3] + ".qm") or os.path.getmtime(ts[:-3] + ".qm") < os.path.getmtime(ts)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="dist", help="output folder (default dist)")
     args = parser.parse_args()
+    stale = stale_translations()
+    if stale:
+        print(f"make_zip: the translations {', '.join(map(os.path.basename, stale))} are not compiled or out of "
+              "date: run 'make i18n' (or 'make zip', which does)", file=sys.stderr)
+        return 1
     metadata = configparser.ConfigParser()
     metadata.read(os.path.join(ROOT, "metadata.txt"))
     version = metadata["general"]["version"]

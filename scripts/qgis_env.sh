@@ -6,7 +6,9 @@ mkdir -p "$plugin_dir"
 # QGIS names a plugin after its folder; the repository root is the plugin folder, so link it.
 [ -L "$plugin_dir/cssmamba" ] || ln -sfn "$root" "$plugin_dir/cssmamba"
 export QGIS_PLUGINPATH="$plugin_dir"
-export QGIS_CUSTOM_CONFIG_PATH="$root/.qgis-profile"
+# qgis_process and the tests use .qgis-profile; QGIS desktop (run_qgis.sh) passes its own profile, since
+# a desktop start switches on QGIS's GRASS and SAGA plugins, which then make every qgis_process run warn.
+export QGIS_CUSTOM_CONFIG_PATH="${profile_dir:-$root/.qgis-profile}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$root/.qgis-profile/runtime}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 if [ ! -x "$root/.venv/bin/python" ]; then

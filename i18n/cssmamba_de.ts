@@ -1,0 +1,685 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1" language="de_DE" sourcelanguage="en">
+<context>
+    <name>CSSMamba</name>
+    <message>
+        <source>Accuracy assessment</source>
+        <translation>Genauigkeitsbewertung</translation>
+    </message>
+    <message>
+        <source>Accuracy</source>
+        <translation>Genauigkeit</translation>
+    </message>
+    <message>
+        <source>Compares a classification raster with reference data the model did not train on and reports how good it is: the confusion matrix (reference in rows, classification in columns), overall accuracy (OA), average accuracy (AA, the mean of the per-class producer's accuracies), Cohen's kappa (κ), and per class the producer's accuracy (PA, recall), user's accuracy (UA, precision) and F1.
+
+INPUT: the classification raster (one band of class ids, 0 = unclassified), e.g. the output of 'Classify raster'. Reference pixels it leaves at 0 count as errors (class -1, 'unclassified').
+Give the reference either as a vector or as a raster, not both:
+REFERENCE_VECTOR: polygons or points with the true class, in any CRS (reprojected to the raster's); a polygon labels the pixels whose centres it contains. Unsaved edits and 'selected features only' are honoured.
+CLASS_FIELD: the field of REFERENCE_VECTOR holding the class ids (whole numbers from 1), with the same ids as the classification.
+NAME_FIELD (optional): a field of REFERENCE_VECTOR with class names for the report.
+REFERENCE_RASTER: a label raster on exactly the classification's grid (0 = unlabelled).
+OUTPUT_REPORT: the HTML report.
+OUTPUT_CSV (optional): the per-class table with each class's row of the confusion matrix, one row per class and a 'total' row.
+OUTPUT_JSON (optional): every number of the assessment, for scripts.
+The OA, AA and κ are also outputs (OVERALL_ACCURACY, AVERAGE_ACCURACY, KAPPA) for models.</source>
+        <translation>Vergleicht ein Klassifikationsraster mit Referenzdaten, auf denen das Modell nicht trainiert wurde, und zeigt, wie gut es ist: die Konfusionsmatrix (Referenz in den Zeilen, Klassifikation in den Spalten), die Gesamtgenauigkeit (OA), die durchschnittliche Genauigkeit (AA, der Mittelwert der Herstellergenauigkeiten der Klassen), Cohens Kappa (κ) und je Klasse die Herstellergenauigkeit (PA, Recall), die Nutzergenauigkeit (UA, Präzision) und F1.
+
+INPUT: das Klassifikationsraster (ein Band mit Klassen-IDs, 0 = nicht klassifiziert), z. B. die Ausgabe von „Raster klassifizieren“. Referenzpixel, die es auf 0 lässt, zählen als Fehler (Klasse -1, „nicht klassifiziert“).
+Die Referenz entweder als Vektor oder als Raster angeben, nicht beides:
+REFERENCE_VECTOR: Polygone oder Punkte mit der wahren Klasse, in beliebigem KBS (auf das des Rasters umprojiziert); ein Polygon kennzeichnet die Pixel, deren Mittelpunkte es enthält. Ungespeicherte Änderungen und „Nur gewählte Objekte“ werden berücksichtigt.
+CLASS_FIELD: das Feld von REFERENCE_VECTOR mit den Klassen-IDs (ganze Zahlen ab 1), mit denselben IDs wie die Klassifikation.
+NAME_FIELD (optional): ein Feld von REFERENCE_VECTOR mit Klassennamen für den Bericht.
+REFERENCE_RASTER: ein Label-Raster auf genau dem Gitter der Klassifikation (0 = ohne Label).
+OUTPUT_REPORT: der HTML-Bericht.
+OUTPUT_CSV (optional): die Tabelle je Klasse mit der Zeile der Konfusionsmatrix jeder Klasse, eine Zeile je Klasse und eine Zeile „total“.
+OUTPUT_JSON (optional): alle Zahlen der Bewertung, für Skripte.
+OA, AA und κ sind auch Ausgaben (OVERALL_ACCURACY, AVERAGE_ACCURACY, KAPPA), für Modelle.</translation>
+    </message>
+    <message>
+        <source>Classification raster</source>
+        <translation>Klassifikationsraster</translation>
+    </message>
+    <message>
+        <source>Reference ROIs (vector)</source>
+        <translation>Referenz-ROIs (Vektor)</translation>
+    </message>
+    <message>
+        <source>Class id field of the reference ROIs</source>
+        <translation>Klassen-ID-Feld der Referenz-ROIs</translation>
+    </message>
+    <message>
+        <source>Class name field of the reference ROIs</source>
+        <translation>Klassennamen-Feld der Referenz-ROIs</translation>
+    </message>
+    <message>
+        <source>Reference label raster</source>
+        <translation>Referenz-Label-Raster</translation>
+    </message>
+    <message>
+        <source>Accuracy report (HTML)</source>
+        <translation>Genauigkeitsbericht (HTML)</translation>
+    </message>
+    <message>
+        <source>HTML files (*.html)</source>
+        <translation>HTML-Dateien (*.html)</translation>
+    </message>
+    <message>
+        <source>Per-class table (CSV)</source>
+        <translation>Tabelle je Klasse (CSV)</translation>
+    </message>
+    <message>
+        <source>CSV files (*.csv)</source>
+        <translation>CSV-Dateien (*.csv)</translation>
+    </message>
+    <message>
+        <source>All results (JSON)</source>
+        <translation>Alle Ergebnisse (JSON)</translation>
+    </message>
+    <message>
+        <source>JSON files (*.json)</source>
+        <translation>JSON-Dateien (*.json)</translation>
+    </message>
+    <message>
+        <source>Overall accuracy (OA)</source>
+        <translation>Gesamtgenauigkeit (OA)</translation>
+    </message>
+    <message>
+        <source>Average accuracy (AA)</source>
+        <translation>Durchschnittliche Genauigkeit (AA)</translation>
+    </message>
+    <message>
+        <source>Cohen's kappa</source>
+        <translation>Cohens Kappa</translation>
+    </message>
+    <message>
+        <source>Check installation</source>
+        <translation>Installation prüfen</translation>
+    </message>
+    <message>
+        <source>Tools</source>
+        <translation>Werkzeuge</translation>
+    </message>
+    <message>
+        <source>Checks that the plugin's Mamba engine computes correctly on this computer and shows how fast it is. The selective scan (the core of every Mamba model) runs over the pixels of the chosen raster and is compared with a slow, exact float64 reference; then each available scan backend (pure PyTorch, the optional compiled CPU kernel, CUDA) is timed on the whole image.
+
+INPUT: any raster; its pixels, in raster order, form the scan sequence (one token per pixel).
+DEVICE: Auto uses the GPU when PyTorch sees one.
+The log lists the device, PyTorch version, thread count, backend and timings.</source>
+        <translation>Prüft, ob die Mamba-Engine der Erweiterung auf diesem Rechner richtig rechnet, und zeigt, wie schnell sie ist. Der Selective Scan (der Kern jedes Mamba-Modells) läuft über die Pixel des gewählten Rasters und wird mit einer langsamen, exakten float64-Referenz verglichen; danach wird jedes verfügbare Scan-Backend (reines PyTorch, der optionale kompilierte CPU-Kernel, CUDA) auf dem ganzen Bild gemessen.
+
+INPUT: ein beliebiges Raster; seine Pixel bilden in Rasterreihenfolge die Scan-Sequenz (ein Token je Pixel).
+DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet.
+Das Protokoll nennt Gerät, PyTorch-Version, Anzahl der Threads, Backend und Zeiten.</translation>
+    </message>
+    <message>
+        <source>Raster</source>
+        <translation>Raster</translation>
+    </message>
+    <message>
+        <source>Device</source>
+        <translation>Gerät</translation>
+    </message>
+    <message>
+        <source>Auto</source>
+        <translation>Automatisch</translation>
+    </message>
+    <message>
+        <source>CPU</source>
+        <translation>CPU</translation>
+    </message>
+    <message>
+        <source>CUDA</source>
+        <translation>CUDA</translation>
+    </message>
+    <message>
+        <source>Self-check passed</source>
+        <translation>Selbsttest bestanden</translation>
+    </message>
+    <message>
+        <source>Report</source>
+        <translation>Bericht</translation>
+    </message>
+    <message>
+        <source>Classify raster</source>
+        <translation>Raster klassifizieren</translation>
+    </message>
+    <message>
+        <source>Classification</source>
+        <translation>Klassifikation</translation>
+    </message>
+    <message>
+        <source>Classifies a raster with a model trained by 'Train CSSMamba'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.
+
+INPUT: the raster to classify; it needs the bands the model was trained on (same count and wavelengths).
+MODEL: a model file (.pt) written by 'Train CSSMamba'.
+DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
+TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.
+OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's default.
+OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.
+OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the model hesitates, often at class boundaries.
+OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect boundaries; a MambaHSI model has no clusters, so it is then left out.
+OUTPUT_PROBABILITIES: optional, one band per class with its probability.</source>
+        <translation>Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf Gitter und KBS der Eingabe (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
+
+INPUT: das zu klassifizierende Raster; es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
+MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“.
+DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
+TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = Vorgabe der Engine.
+OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = Vorgabe der Engine.
+OUTPUT: das Klassenraster (Klassen-IDs, 0 = NoData) mit den Klassennamen und -farben des Modells.
+OUTPUT_CONFIDENCE: die Wahrscheinlichkeit der gewählten Klasse, 0–1 (-1 = NoData); niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
+OUTPUT_CLUSTERS: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen jedes Pixel zugeordnet wurde), um Grenzen zu prüfen; ein MambaHSI-Modell hat keine Cluster, dann entfällt sie.
+OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.</translation>
+    </message>
+    <message>
+        <source>Raster to classify</source>
+        <translation>Zu klassifizierendes Raster</translation>
+    </message>
+    <message>
+        <source>Model file</source>
+        <translation>Modelldatei</translation>
+    </message>
+    <message>
+        <source>CSSMamba model (*.pt)</source>
+        <translation>CSSMamba-Modell (*.pt)</translation>
+    </message>
+    <message>
+        <source>Tile size in pixels (0 = default)</source>
+        <translation>Kachelgröße in Pixeln (0 = Vorgabe)</translation>
+    </message>
+    <message>
+        <source>Tile overlap in pixels (0 = default)</source>
+        <translation>Kachelüberlappung in Pixeln (0 = Vorgabe)</translation>
+    </message>
+    <message>
+        <source>Classes</source>
+        <translation>Klassen</translation>
+    </message>
+    <message>
+        <source>Confidence</source>
+        <translation>Konfidenz</translation>
+    </message>
+    <message>
+        <source>Clusters</source>
+        <translation>Cluster</translation>
+    </message>
+    <message>
+        <source>Class probabilities</source>
+        <translation>Klassenwahrscheinlichkeiten</translation>
+    </message>
+    <message>
+        <source>Create training ROI layer</source>
+        <translation>Trainings-ROI-Layer erstellen</translation>
+    </message>
+    <message>
+        <source>Training data</source>
+        <translation>Trainingsdaten</translation>
+    </message>
+    <message>
+        <source>Creates an empty GeoPackage polygon layer for drawing training regions (ROIs) over a raster, ready for 'Train CSSMamba': fields class_id (integer, the class) and class_name (text), in the raster's CRS, styled by class and added to the project. Toggle editing, draw polygons over pixels of known class and pick their class.
+
+INPUT: the raster the ROIs are for; the layer gets its CRS.
+CLASSES (optional): one class per line, as '1 water', '1: water' or '1,water' (id and name), or names only ('water'), numbered 1, 2, 3 … in line order. Class ids are whole numbers from 1 (0 means unlabelled). Each class gets a colour in the style and an entry in the class drop-down of the attribute form, and class_name is filled in from class_id. Without a list, type the ids yourself; every feature is drawn in grey until the style is reclassified (Layer Properties &gt; Symbology &gt; Classify).
+OUTPUT: the GeoPackage (.gpkg) to write. Its style is saved inside it as the default style, so it comes back whenever the file is opened.</source>
+        <translation>Erstellt einen leeren GeoPackage-Polygonlayer zum Zeichnen von Trainingsgebieten (ROIs) über einem Raster, bereit für „CSSMamba trainieren“: Felder class_id (Ganzzahl, die Klasse) und class_name (Text), im KBS des Rasters, nach Klassen gestylt und dem Projekt hinzugefügt. Bearbeitungsstatus umschalten, Polygone über Pixel bekannter Klasse zeichnen und ihre Klasse wählen.
+
+INPUT: das Raster, für das die ROIs gedacht sind; der Layer erhält sein KBS.
+CLASSES (optional): eine Klasse je Zeile, als „1 water“, „1: water“ oder „1,water“ (ID und Name) oder nur Namen („water“), in Zeilenreihenfolge mit 1, 2, 3 … nummeriert. Klassen-IDs sind ganze Zahlen ab 1 (0 bedeutet ohne Label). Jede Klasse erhält eine Farbe im Stil und einen Eintrag in der Klassen-Auswahlliste des Attributformulars, und class_name wird aus class_id ausgefüllt. Ohne Liste die IDs selbst eingeben; jedes Objekt wird grau gezeichnet, bis der Stil neu klassifiziert wird (Layereigenschaften &gt; Symbologie &gt; Klassifizieren).
+OUTPUT: das zu schreibende GeoPackage (.gpkg). Sein Stil wird darin als Standardstil gespeichert und kehrt so bei jedem Öffnen der Datei zurück.</translation>
+    </message>
+    <message>
+        <source>Raster to draw ROIs on</source>
+        <translation>Raster, auf dem die ROIs gezeichnet werden</translation>
+    </message>
+    <message>
+        <source>Classes (one per line: '1 water', or names only)</source>
+        <translation>Klassen (eine je Zeile: „1 water“ oder nur Namen)</translation>
+    </message>
+    <message>
+        <source>Training ROI layer</source>
+        <translation>Trainings-ROI-Layer</translation>
+    </message>
+    <message>
+        <source>Create sample dataset</source>
+        <translation>Beispieldatensatz erstellen</translation>
+    </message>
+    <message>
+        <source>Writes the plugin's built-in synthetic hyperspectral scene, to try the tools without data of your own: an EnMAP-like GeoTIFF (EPSG:32633, 30 m, reflectance x 10,000, wavelengths and bad-band list in the metadata), a label raster with the true classes, and a GeoPackage of training ROIs with the fields class_id and class_name.
+
+ROWS, COLUMNS: scene size in pixels.
+BANDS: number of spectral bands between 418 and 2446 nm.
+SEED: the same seed writes the same files.
+OUTPUT_FOLDER: where sample.tif, sample_labels.tif, sample_rois.gpkg and classes.csv are written.</source>
+        <translation>Schreibt die eingebaute synthetische Hyperspektralszene der Erweiterung, um die Werkzeuge ohne eigene Daten auszuprobieren: ein EnMAP-ähnliches GeoTIFF (EPSG:32633, 30 m, Reflexion × 10.000, Wellenlängen und Liste schlechter Bänder in den Metadaten), ein Label-Raster mit den wahren Klassen und ein GeoPackage mit Trainings-ROIs mit den Feldern class_id und class_name.
+
+ROWS, COLUMNS: Größe der Szene in Pixeln.
+BANDS: Anzahl der Spektralbänder zwischen 418 und 2446 nm.
+SEED: derselbe Startwert schreibt dieselben Dateien.
+OUTPUT_FOLDER: wohin sample.tif, sample_labels.tif, sample_rois.gpkg und classes.csv geschrieben werden.</translation>
+    </message>
+    <message>
+        <source>Rows</source>
+        <translation>Zeilen</translation>
+    </message>
+    <message>
+        <source>Columns</source>
+        <translation>Spalten</translation>
+    </message>
+    <message>
+        <source>Bands</source>
+        <translation>Bänder</translation>
+    </message>
+    <message>
+        <source>Random seed</source>
+        <translation>Zufallsstartwert</translation>
+    </message>
+    <message>
+        <source>Output folder</source>
+        <translation>Ausgabeordner</translation>
+    </message>
+    <message>
+        <source>Sample raster</source>
+        <translation>Beispielraster</translation>
+    </message>
+    <message>
+        <source>Sample labels</source>
+        <translation>Beispiel-Labels</translation>
+    </message>
+    <message>
+        <source>Sample training ROIs</source>
+        <translation>Beispiel-Trainings-ROIs</translation>
+    </message>
+    <message>
+        <source>Class table</source>
+        <translation>Klassentabelle</translation>
+    </message>
+    <message>
+        <source>Train CSSMamba</source>
+        <translation>CSSMamba trainieren</translation>
+    </message>
+    <message>
+        <source>Training</source>
+        <translation>Training</translation>
+    </message>
+    <message>
+        <source>Trains a pixel classifier on a raster from training ROIs and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.
+
+INPUT: the raster to learn from (e.g. a hyperspectral scene); bad bands (bbl=0) and nodata are left out.
+BANDS: optional subset of bands to train on; the model remembers them. Empty = every good band.
+ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres they cover are the labels. 'Selected features only' and unsaved edits are honoured.
+CLASS_FIELD: numeric field with the class id (integers &gt;= 1). Features with NULL are skipped.
+NAME_FIELD: optional text field with the class names shown in the legend and the report.
+VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS trains. Without them the labelled pixels are split (SPLIT).
+MODEL: CSSMamba (clustering-guided Mamba) or MambaHSI (the baseline without clustering).
+CLUSTERS_PER_CLASS: CSSMamba's sub-clusters per class (1–5).
+EPOCHS: training passes over the scene; the epoch with the best validation accuracy is kept.
+LEARNING_RATE: Adam's step size.
+DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
+SEED: the same seed gives the same split and the same model.
+SPLIT (advanced): 'Pixels per class' takes TRAIN_PER_CLASS training and VAL_PER_CLASS validation pixels per class (the papers' 30 / 10); 'Ratio' takes the fractions TRAIN_RATIO and VAL_RATIO. The rest are test pixels, on which the report's accuracy is measured.
+WIDTH (advanced): hidden width of the model; 0 = the model's default.
+TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (advanced, CSSMamba only; the paper's ablations): TOKEN_SELECTION weights the pixels inside each cluster by relevance; CLUSTER_LOSS keeps the clusters compact and apart (La), makes them follow the k-means prior (Lb) or is off; GATE mixes the attention and prior scores of the token selection (learned, prior only, attention only); POOLING halves the resolution between stages, which makes training several times faster.
+MEMORY_BUDGET (advanced): MB a training step may use; a scene that needs more is trained in overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.
+TILE_SIZE (advanced): tile size for OUTPUT_CLASSIFICATION; 0 = the default.
+OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.
+OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the parameters, the device and timings.
+OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours.</source>
+        <translation>Trainiert einen Pixelklassifikator auf einem Raster anhand von Trainings-ROIs und schreibt eine Modelldatei für „Raster klassifizieren“, einen HTML-Trainingsbericht und auf Wunsch die klassifizierte Trainingsszene.
+
+INPUT: das Raster, aus dem gelernt wird (z. B. eine Hyperspektralszene); schlechte Bänder (bbl=0) und NoData bleiben außen vor.
+BANDS: optionale Auswahl der Bänder für das Training; das Modell merkt sie sich. Leer = alle guten Bänder.
+ROIS: Trainingspolygone oder -punkte in beliebigem KBS (auf das des Rasters umprojiziert); die Pixel, deren Mittelpunkte sie abdecken, sind die Labels. „Nur gewählte Objekte“ und ungespeicherte Änderungen werden berücksichtigt.
+CLASS_FIELD: numerisches Feld mit der Klassen-ID (ganze Zahlen &gt;= 1). Objekte mit NULL werden übersprungen.
+NAME_FIELD: optionales Textfeld mit den Klassennamen für Legende und Bericht.
+VALIDATION_ROIS: optionale ROIs (gleiches Klassenfeld), die die beste Epoche bestimmen; dann trainiert jedes Pixel von ROIS. Ohne sie werden die gelabelten Pixel aufgeteilt (SPLIT).
+MODEL: CSSMamba (clustergeführtes Mamba) oder MambaHSI (die Vergleichsbasis ohne Clusterbildung).
+CLUSTERS_PER_CLASS: Unter-Cluster je Klasse bei CSSMamba (1–5).
+EPOCHS: Trainingsdurchläufe über die Szene; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
+LEARNING_RATE: die Schrittweite von Adam.
+DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
+SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
+SPLIT (erweitert): „Pixel je Klasse“ nimmt TRAIN_PER_CLASS Trainings- und VAL_PER_CLASS Validierungspixel je Klasse (30 / 10 wie in den Veröffentlichungen); „Anteil“ nimmt die Anteile TRAIN_RATIO und VAL_RATIO. Der Rest sind Testpixel, auf denen die Genauigkeit im Bericht gemessen wird.
+WIDTH (erweitert): versteckte Breite des Modells; 0 = Vorgabe des Modells.
+TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (erweitert, nur CSSMamba; die Ablationen der Veröffentlichung): TOKEN_SELECTION gewichtet die Pixel in jedem Cluster nach Relevanz; CLUSTER_LOSS hält die Cluster kompakt und getrennt (La), lässt sie dem k-Means-Prior folgen (Lb) oder ist aus; GATE mischt die Attention- und Prior-Werte der Token-Auswahl (gelernt, nur Prior, nur Attention); POOLING halbiert die Auflösung zwischen den Stufen, was das Training um ein Mehrfaches beschleunigt.
+MEMORY_BUDGET (erweitert): MB, die ein Trainingsschritt belegen darf; eine Szene, die mehr braucht, wird in überlappenden Fenstern trainiert. 0 = halber Arbeitsspeicher (CPU) oder 80 % des freien GPU-Speichers.
+TILE_SIZE (erweitert): Kachelgröße für OUTPUT_CLASSIFICATION; 0 = Vorgabe.
+OUTPUT_MODEL: die Modelldatei (.pt), erst geschrieben, wenn das Training fertig ist: Ein abgebrochener Lauf hinterlässt keine.
+OUTPUT_REPORT: HTML-Bericht mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
+OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klassenfarben gestylt.</translation>
+    </message>
+    <message>
+        <source>Bands (empty = every good band)</source>
+        <translation>Bänder (leer = alle guten Bänder)</translation>
+    </message>
+    <message>
+        <source>Training ROIs</source>
+        <translation>Trainings-ROIs</translation>
+    </message>
+    <message>
+        <source>Class id field</source>
+        <translation>Klassen-ID-Feld</translation>
+    </message>
+    <message>
+        <source>Class name field</source>
+        <translation>Klassennamen-Feld</translation>
+    </message>
+    <message>
+        <source>Validation ROIs</source>
+        <translation>Validierungs-ROIs</translation>
+    </message>
+    <message>
+        <source>Model</source>
+        <translation>Modell</translation>
+    </message>
+    <message>
+        <source>CSSMamba</source>
+        <translation>CSSMamba</translation>
+    </message>
+    <message>
+        <source>MambaHSI</source>
+        <translation>MambaHSI</translation>
+    </message>
+    <message>
+        <source>Clusters per class (CSSMamba)</source>
+        <translation>Cluster je Klasse (CSSMamba)</translation>
+    </message>
+    <message>
+        <source>Epochs</source>
+        <translation>Epochen</translation>
+    </message>
+    <message>
+        <source>Learning rate</source>
+        <translation>Lernrate</translation>
+    </message>
+    <message>
+        <source>Sample split without validation ROIs</source>
+        <translation>Stichprobenaufteilung ohne Validierungs-ROIs</translation>
+    </message>
+    <message>
+        <source>Pixels per class</source>
+        <translation>Pixel je Klasse</translation>
+    </message>
+    <message>
+        <source>Ratio</source>
+        <translation>Anteil</translation>
+    </message>
+    <message>
+        <source>Training pixels per class</source>
+        <translation>Trainingspixel je Klasse</translation>
+    </message>
+    <message>
+        <source>Validation pixels per class</source>
+        <translation>Validierungspixel je Klasse</translation>
+    </message>
+    <message>
+        <source>Training ratio</source>
+        <translation>Trainingsanteil</translation>
+    </message>
+    <message>
+        <source>Validation ratio</source>
+        <translation>Validierungsanteil</translation>
+    </message>
+    <message>
+        <source>Hidden width (0 = model default)</source>
+        <translation>Versteckte Breite (0 = Vorgabe des Modells)</translation>
+    </message>
+    <message>
+        <source>Token selection (CSSMamba)</source>
+        <translation>Token-Auswahl (CSSMamba)</translation>
+    </message>
+    <message>
+        <source>Cluster loss (CSSMamba)</source>
+        <translation>Cluster-Verlust (CSSMamba)</translation>
+    </message>
+    <message>
+        <source>La (compact, separated clusters)</source>
+        <translation>La (kompakte, getrennte Cluster)</translation>
+    </message>
+    <message>
+        <source>Lb (follow the k-means prior)</source>
+        <translation>Lb (dem k-Means-Prior folgen)</translation>
+    </message>
+    <message>
+        <source>None</source>
+        <translation>Keiner</translation>
+    </message>
+    <message>
+        <source>Gate (CSSMamba)</source>
+        <translation>Gate (CSSMamba)</translation>
+    </message>
+    <message>
+        <source>Sigmoid (learned)</source>
+        <translation>Sigmoid (gelernt)</translation>
+    </message>
+    <message>
+        <source>Prior only</source>
+        <translation>Nur Prior</translation>
+    </message>
+    <message>
+        <source>Attention only</source>
+        <translation>Nur Attention</translation>
+    </message>
+    <message>
+        <source>Pooling between stages (CSSMamba)</source>
+        <translation>Pooling zwischen den Stufen (CSSMamba)</translation>
+    </message>
+    <message>
+        <source>Memory budget in MB (0 = auto)</source>
+        <translation>Speicherbudget in MB (0 = automatisch)</translation>
+    </message>
+    <message>
+        <source>Tile size for the classification (0 = default)</source>
+        <translation>Kachelgröße für die Klassifikation (0 = Vorgabe)</translation>
+    </message>
+    <message>
+        <source>Training report</source>
+        <translation>Trainingsbericht</translation>
+    </message>
+    <message>
+        <source>Classified training scene</source>
+        <translation>Klassifizierte Trainingsszene</translation>
+    </message>
+    <message>
+        <source>CSSMamba in the Processing Toolbox</source>
+        <translation>CSSMamba in den Verarbeitungswerkzeugen</translation>
+    </message>
+    <message>
+        <source>Show the CSSMamba tools in the Processing Toolbox</source>
+        <translation>Die CSSMamba-Werkzeuge in den Verarbeitungswerkzeugen zeigen</translation>
+    </message>
+    <message>
+        <source>Classify raster with CSSMamba…</source>
+        <translation>Raster mit CSSMamba klassifizieren …</translation>
+    </message>
+    <message>
+        <source>The Processing plugin is disabled: enable it in Plugins ▸ Manage and Install Plugins.</source>
+        <translation>Die Erweiterung „Processing“ ist deaktiviert: Aktivieren Sie sie unter Erweiterungen ▸ Erweiterungen verwalten und installieren.</translation>
+    </message>
+    <message>
+        <source>{} has unsaved edits; they are used.</source>
+        <translation>{} hat ungespeicherte Änderungen; sie werden verwendet.</translation>
+    </message>
+    <message>
+        <source>Choose the CLASS_FIELD of the reference ROIs: the field holding the class ids.</source>
+        <translation>Wählen Sie das CLASS_FIELD der Referenz-ROIs: das Feld mit den Klassen-IDs.</translation>
+    </message>
+    <message>
+        <source>OA {:.2f} %, AA {:.2f} %, kappa {:.4f} on {:,} reference pixels</source>
+        <translation>OA {:.2f} %, AA {:.2f} %, Kappa {:.4f} auf {:,} Referenzpixeln</translation>
+    </message>
+    <message>
+        <source>Give the reference either as ROIs (REFERENCE_VECTOR with CLASS_FIELD) or as a label raster (REFERENCE_RASTER), {}.</source>
+        <translation>Geben Sie die Referenz entweder als ROIs (REFERENCE_VECTOR mit CLASS_FIELD) oder als Label-Raster (REFERENCE_RASTER) an, {}.</translation>
+    </message>
+    <message>
+        <source>not both</source>
+        <translation>nicht beides</translation>
+    </message>
+    <message>
+        <source>one of them is needed</source>
+        <translation>eines davon ist nötig</translation>
+    </message>
+    <message>
+        <source>The class field '{}' of the reference ROIs is of type {}, not a number; choose the field holding the class ids (whole numbers from 1).</source>
+        <translation>Das Klassenfeld „{}“ der Referenz-ROIs hat den Typ {}, keine Zahl; wählen Sie das Feld mit den Klassen-IDs (ganze Zahlen ab 1).</translation>
+    </message>
+    <message>
+        <source>The reference ROIs have no field '{}' ({}); their fields: {}</source>
+        <translation>Die Referenz-ROIs haben kein Feld „{}“ ({}); ihre Felder: {}</translation>
+    </message>
+    <message>
+        <source>The selective scan does not match the reference: please report this.</source>
+        <translation>Der Selective Scan stimmt nicht mit der Referenz überein: Bitte melden Sie das.</translation>
+    </message>
+    <message>
+        <source>classes</source>
+        <translation>Klassen</translation>
+    </message>
+    <message>
+        <source>confidence</source>
+        <translation>Konfidenz</translation>
+    </message>
+    <message>
+        <source>clusters</source>
+        <translation>Cluster</translation>
+    </message>
+    <message>
+        <source>{}: the raster layer cannot be opened; choose a raster file</source>
+        <translation>{}: Der Rasterlayer lässt sich nicht öffnen; wählen Sie eine Rasterdatei</translation>
+    </message>
+    <message>
+        <source>{}: the layer '{}' comes from the '{}' provider, not from a file; save it as a GeoTIFF first (Raster ▸ Conversion ▸ Translate) and use that file</source>
+        <translation>{}: Der Layer „{}“ stammt vom Datenanbieter „{}“, nicht aus einer Datei; speichern Sie ihn zuerst als GeoTIFF (Raster ▸ Konvertierung ▸ Übersetzen) und verwenden Sie diese Datei</translation>
+    </message>
+    <message>
+        <source>{}: the outputs are written as GeoTIFF; give a file name ending in .tif (got {})</source>
+        <translation>{}: Die Ausgaben werden als GeoTIFF geschrieben; geben Sie einen Dateinamen mit der Endung .tif an (erhalten: {})</translation>
+    </message>
+    <message>
+        <source>Model {}: {} classes ({})</source>
+        <translation>Modell {}: {} Klassen ({})</translation>
+    </message>
+    <message>
+        <source>Classification cancelled; no output was written.</source>
+        <translation>Klassifikation abgebrochen; es wurde keine Ausgabe geschrieben.</translation>
+    </message>
+    <message>
+        <source>The {} model has no clustering, so there is no cluster map; OUTPUT_CLUSTERS is not written.</source>
+        <translation>Das Modell {} hat keine Clusterbildung und damit keine Clusterkarte; OUTPUT_CLUSTERS wird nicht geschrieben.</translation>
+    </message>
+    <message>
+        <source>ROI layer written to {} ({})</source>
+        <translation>ROI-Layer geschrieben nach {} ({})</translation>
+    </message>
+    <message>
+        <source>no CRS</source>
+        <translation>kein KBS</translation>
+    </message>
+    <message>
+        <source>The ROI layer is written as a GeoPackage, which keeps its style inside the file, but {} is not a .gpkg file name; give a file name ending in .gpkg</source>
+        <translation>Der ROI-Layer wird als GeoPackage geschrieben, das seinen Stil in der Datei behält, aber {} ist kein .gpkg-Dateiname; geben Sie einen Dateinamen mit der Endung .gpkg an</translation>
+    </message>
+    <message>
+        <source>The raster {} has no CRS; draw the ROIs on its pixel grid (x = column, y = -row), as the training reads them that way</source>
+        <translation>Das Raster {} hat kein KBS; zeichnen Sie die ROIs auf seinem Pixelgitter (x = Spalte, y = -Zeile), denn so liest das Training sie</translation>
+    </message>
+    <message>
+        <source>Cannot save the style into {}: {}</source>
+        <translation>Der Stil lässt sich nicht in {} speichern: {}</translation>
+    </message>
+    <message>
+        <source>class {}: {}</source>
+        <translation>Klasse {}: {}</translation>
+    </message>
+    <message>
+        <source>Cannot write the ROI layer {}: {}; choose a writable folder and a file that is not open elsewhere</source>
+        <translation>Der ROI-Layer {} lässt sich nicht schreiben: {}; wählen Sie einen beschreibbaren Ordner und eine Datei, die nicht anderswo geöffnet ist</translation>
+    </message>
+    <message>
+        <source>The ROI layer {} was written but cannot be opened again</source>
+        <translation>Der ROI-Layer {} wurde geschrieben, lässt sich aber nicht wieder öffnen</translation>
+    </message>
+    <message>
+        <source>The training ROI layer</source>
+        <translation>Der Trainings-ROI-Layer</translation>
+    </message>
+    <message>
+        <source>The validation ROI layer</source>
+        <translation>Der Validierungs-ROI-Layer</translation>
+    </message>
+    <message>
+        <source>(none)</source>
+        <translation>(keine)</translation>
+    </message>
+    <message>
+        <source>class ids</source>
+        <translation>Klassen-IDs</translation>
+    </message>
+    <message>
+        <source>class names</source>
+        <translation>Klassennamen</translation>
+    </message>
+    <message>
+        <source>The validation ROIs choose the epoch: every training ROI pixel trains and SPLIT is not used.</source>
+        <translation>Die Validierungs-ROIs bestimmen die Epoche: Jedes Pixel der Trainings-ROIs trainiert, und SPLIT wird nicht verwendet.</translation>
+    </message>
+    <message>
+        <source>Model {}: {}</source>
+        <translation>Modell {}: {}</translation>
+    </message>
+    <message>
+        <source>Class colours{} taken from the categorised style of the ROI layer.</source>
+        <translation>Klassenfarben{} aus dem kategorisierten Stil des ROI-Layers übernommen.</translation>
+    </message>
+    <message>
+        <source> and names</source>
+        <translation> und -namen</translation>
+    </message>
+    <message>
+        <source> (Auto: PyTorch sees no CUDA GPU)</source>
+        <translation> (Automatisch: PyTorch findet keine CUDA-GPU)</translation>
+    </message>
+    <message>
+        <source>Training cancelled; no model file was written.</source>
+        <translation>Training abgebrochen; es wurde keine Modelldatei geschrieben.</translation>
+    </message>
+    <message>
+        <source>Trained on {} with the '{}' selective-scan backend in {:.1f} s; kept epoch {} (validation OA {:.4f}); {} OA {:.4f}, kappa {:.4f}</source>
+        <translation>Trainiert auf {} mit dem Selective-Scan-Backend „{}“ in {:.1f} s; behalten: Epoche {} (Validierungs-OA {:.4f}); {} OA {:.4f}, Kappa {:.4f}</translation>
+    </message>
+    <message>
+        <source>Classification of the training scene cancelled; the model and the report were kept: classify later with 'Classify raster'.</source>
+        <translation>Klassifikation der Trainingsszene abgebrochen; Modell und Bericht bleiben erhalten: Klassifizieren Sie später mit „Raster klassifizieren“.</translation>
+    </message>
+    <message>
+        <source>{} ({}): the class field '{}' holds {} values, not numbers; class ids must be integers &gt;= 1. Choose a numeric field, or add one with the Field Calculator, e.g. to_int("{}").</source>
+        <translation>{} ({}): Das Klassenfeld „{}“ enthält {}-Werte, keine Zahlen; Klassen-IDs müssen ganze Zahlen &gt;= 1 sein. Wählen Sie ein numerisches Feld oder legen Sie eines mit dem Feldrechner an, z. B. to_int("{}").</translation>
+    </message>
+    <message>
+        <source>{} ({}) has no features (or none is selected while 'Selected features only' is on); digitise ROIs first, e.g. in a layer made by 'Create training ROI layer'.</source>
+        <translation>{} ({}) hat keine Objekte (oder keines ist gewählt, während „Nur gewählte Objekte“ aktiv ist); digitalisieren Sie zuerst ROIs, z. B. in einem Layer aus „Trainings-ROI-Layer erstellen“.</translation>
+    </message>
+    <message>
+        <source>{} ({}): every feature has NULL in the class field '{}'; fill in the class ids.</source>
+        <translation>{} ({}): Jedes Objekt hat NULL im Klassenfeld „{}“; tragen Sie die Klassen-IDs ein.</translation>
+    </message>
+    <message>
+        <source>{} ({}) has only one class (id {} in '{}'); a classifier needs at least two: digitise ROIs of the other classes too.</source>
+        <translation>{} ({}) hat nur eine Klasse (ID {} in „{}“); ein Klassifikator braucht mindestens zwei: Digitalisieren Sie auch ROIs der anderen Klassen.</translation>
+    </message>
+    <message>
+        <source>Training device: {}</source>
+        <translation>Trainingsgerät: {}</translation>
+    </message>
+    <message>
+        <source>{} ({}) has no field '{}'; its fields: {}. Choose the field that holds the {} in {}.</source>
+        <translation>{} ({}) hat kein Feld „{}“; seine Felder: {}. Wählen Sie das Feld, das die {} in {} enthält.</translation>
+    </message>
+    <message>
+        <source>{} has no clustering: {} apply to CSSMamba only and are ignored.</source>
+        <translation>{} hat keine Clusterbildung: {} gelten nur für CSSMamba und werden ignoriert.</translation>
+    </message>
+</context>
+</TS>
