@@ -14,7 +14,8 @@ from .provider.provider import ICON_PATH, CSSMambaProvider
 I18N_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "i18n")
 MENU = "&CSSMamba"
 # The tools the menu and the toolbar button's drop-down open, in the order of the workflow.
-DIALOG_ALGORITHMS = ("cssmamba:createroilayer", "cssmamba:train", "cssmamba:classify", "cssmamba:accuracy")
+DIALOG_ALGORITHMS = ("cssmamba:createroilayer", "cssmamba:train", "cssmamba:trainmultimodal", "cssmamba:classify",
+                     "cssmamba:accuracy")
 CLASSIFY_ALGORITHM = "cssmamba:classify"
 
 

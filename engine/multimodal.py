@@ -30,7 +30,7 @@ from torch import nn
 
 from .crops import PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crop_starts, crops_covering, cut, pad, plan_crops
 from .data.auxiliary import DEFAULT_RESAMPLING, AuxRaster, crs_name, open_aux, read_aux
-from .data.labels import class_indices
+from .data.labels import Color, class_indices
 from .data.normalize import Stretch, apply_stretch, fit_stretch
 from .data.raster import RasterInfo, load_training_raster, read_window
 from .data.splits import Split
@@ -40,8 +40,8 @@ from .modelfile import FORMAT_VERSION, load_model, save_model
 from .models.clip import KNOWN_CHECKPOINTS, VIT_B_32, config_from_state_dict, read_clip_state_dict
 from .models.m3amba import m3amba_loss
 from .models.registry import build_multimodal_model
-from .pipeline import (SplitOptions, absolute_or_none, pixels_per_class, make_split, utc_now, phase_progress, read_reference, check_writable,
-                       software_versions)
+from .pipeline import (SplitOptions, absolute_or_none, pixels_per_class, make_split, utc_now, phase_progress,
+                       read_reference, check_writable, restyle_classes, software_versions)
 from .predict import PredictionCancelled, TilePrediction, classify_tiles, open_input
 from .ssm import scan
 from .tiling import Tile, plan_tiles
@@ -71,7 +71,7 @@ CLIP_MISSING = (
     "M3amba needs the weights of the CLIP ViT-B/32 image encoder, which the plugin cannot download: get OpenAI's "
     f"ViT-B-32.pt ({_CLIP_URL.format(sha=KNOWN_CHECKPOINTS[VIT_B_32][1])}; an open_clip or safetensors ViT-B/32 "
     "file works too) and pass its local path with --clip-weights FILE (toolbox: CLIP_WEIGHTS), or train the "
-    "documented ablation without the CLIP branch with --no-clip")
+    "documented ablation without the CLIP branch with --no-clip (toolbox: NO_CLIP)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -375,16 +375,20 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
                                 aux_resampling: Optional[Sequence[str]] = None,
                                 overrides: Optional[Dict[str, Any]] = None, split: Optional[SplitOptions] = None,
                                 patience: Optional[int] = None, threads: Optional[int] = None,
-                                batch_size: int = BATCH_SIZE, progress: Optional[Progress] = None,
+                                batch_size: int = BATCH_SIZE,
+                                class_style: Optional[Dict[int, Tuple[Optional[str], Color]]] = None,
+                                progress: Optional[Progress] = None,
                                 cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
     """Train M3amba on an HSI ``raster`` and auxiliary rasters ``aux`` with labels or ROIs; save ``out_model``.
 
     Each auxiliary raster is resampled onto the HSI grid (``aux_resampling``: one method for all or one
     per raster; default bilinear) and stretched on its own; all auxiliary bands form the auxiliary
     modality, in the given order. ``clip_weights``: a local CLIP ViT image-encoder file (required unless
-    ``use_clip`` is False, the documented ablation). Returns (metadata, TrainResult) as
-    ``pipeline.train_from_files``; the model file is written only when training finished (a cancel,
-    TrainingCancelled, leaves none). ValueError for bad input, before the data is read where possible.
+    ``use_clip`` is False, the documented ablation). ``class_style``: {class id: (name or None, (r, g, b))},
+    the ROI layer's colours (and names where the labels carry none) as in ``pipeline.train_from_files``.
+    Returns (metadata, TrainResult) as ``pipeline.train_from_files``; the model file is written only when
+    training finished (a cancel, TrainingCancelled, leaves none). ValueError for bad input, before the
+    data is read where possible.
     """
     split = split or SplitOptions()
     started = utc_now()
@@ -407,6 +411,8 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
     with threadpool_limits(limits=threads):
         info, hsi_raw, auxes, aux_raw, valid = _read_scene(raster, aux, methods)
         ids, table = read_reference(info, labels, rois, class_field, name_field, valid=valid)
+        if class_style:
+            table = restyle_classes(table, class_style, keep_names=name_field is not None)
         scene_split = make_split(info, class_indices(ids, table), table, valid, seed, split, class_field)
         counts = {name: pixels_per_class(getattr(scene_split, name), len(table.ids)) for name in ("train", "validation", "test")}
         for cid, name, n_train, n_val, n_test in zip(table.ids, table.names, *counts.values()):

@@ -279,7 +279,8 @@ def training_report_html(metadata: Dict[str, Any], history: List[Dict[str, Any]]
                          parameters: Dict[str, Any]) -> str:
     """The HTML report of a training run: what was trained on what, how training went, how good it is.
 
-    ``metadata``: the model metadata of ``train_from_files``; ``history``: ``TrainResult.history``;
+    ``metadata``: the model metadata of ``train_from_files`` (or of ``train_multimodal_from_files``:
+    its auxiliary rasters and CLIP file join the summary); ``history``: ``TrainResult.history``;
     ``parameters``: the run's parameters as the user gave them (shown as given, escaped).
     """
     provenance = metadata.get("provenance", {})
@@ -296,7 +297,7 @@ def training_report_html(metadata: Dict[str, Any], history: List[Dict[str, Any]]
     marker = (float(best_epoch), f"best epoch {best_epoch}") if _is_number(best_epoch) else None
 
     summary = _kv_table([
-        ("model", model.get("name")), ("raster", provenance.get("raster")),
+        ("model", model.get("name")), ("raster", provenance.get("raster")), *_modality_rows(metadata),
         ("reference", provenance.get("labels") or provenance.get("rois")),
         ("class field", provenance.get("class_field")),
         ("bands used", len(metadata.get("bands", {}).get("indices", [])) or None),
@@ -341,6 +342,18 @@ def training_report_html(metadata: Dict[str, Any], history: List[Dict[str, Any]]
         "<h2>Timings</h2>" + timings,
         "<h2>Software</h2>" + _kv_table(sorted(provenance.get("software", {}).items())),
     ])
+
+
+def _modality_rows(metadata: Dict[str, Any]) -> List[Tuple[str, Any]]:
+    """Summary rows of a multi-modal model (modelfile.py 'modalities', 'clip'); none for the others."""
+    modalities = metadata.get("modalities")
+    if not modalities:
+        return []
+    aux = "; ".join(f"{m['path']} ({m['bands']} band(s), {m['resampling']})" for m in modalities[1:])
+    clip = metadata.get("clip")
+    encoder = (f"{clip['known_as'] or clip['path']} (sha256 {clip['sha256']})" if clip
+               else "not used (the ablation without the CLIP branch)")
+    return [("auxiliary rasters, in order", aux), ("CLIP image encoder", encoder)]
 
 
 def accuracy_report_html(result: Dict[str, Any], title: str = "Accuracy assessment") -> str:

@@ -150,27 +150,29 @@ Das Protokoll nennt Gerät, PyTorch-Version, Anzahl der Threads, Backend und Zei
         <translation>Klassifikation</translation>
     </message>
     <message>
-        <source>Classifies a raster with a model trained by 'Train CSSMamba'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.
+        <source>Classifies a raster with a model trained by 'Train CSSMamba' or 'Train M3amba (multi-modal)'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.
 
 INPUT: the raster to classify; it needs the bands the model was trained on (same count and wavelengths).
-MODEL: a model file (.pt) written by 'Train CSSMamba'.
+MODEL: a model file (.pt) written by 'Train CSSMamba' or 'Train M3amba (multi-modal)'.
+AUX_RASTERS: required for a multi-modal (M3amba) model, ignored otherwise: its auxiliary rasters (LiDAR, SAR) of the same area, the same kinds in the same order as in training; they are resampled onto INPUT's grid as in training.
 DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
 TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.
-OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's default.
+OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's default. Multi-modal models predict on overlapping crops of their own and ignore both.
 OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.
 OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the model hesitates, often at class boundaries.
-OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect boundaries; a MambaHSI model has no clusters, so it is then left out.
+OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect boundaries; MambaHSI and M3amba models have no clusters, so it is then left out.
 OUTPUT_PROBABILITIES: optional, one band per class with its probability.</source>
-        <translation>Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf Gitter und KBS der Eingabe (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
+        <translation>Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf Gitter und KBS der Eingabe (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
 
 INPUT: das zu klassifizierende Raster; es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
-MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“.
+MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“.
+AUX_RASTERS: nötig für ein multimodales Modell (M3amba), sonst ignoriert: seine Zusatzraster (LiDAR, SAR) desselben Gebiets, dieselben Arten in derselben Reihenfolge wie im Training; sie werden wie im Training auf das Gitter von INPUT umgerechnet.
 DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
 TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = Vorgabe der Engine.
-OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = Vorgabe der Engine.
+OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = Vorgabe der Engine. Multimodale Modelle sagen auf eigenen, überlappenden Ausschnitten vorher und ignorieren beide.
 OUTPUT: das Klassenraster (Klassen-IDs, 0 = NoData) mit den Klassennamen und -farben des Modells.
 OUTPUT_CONFIDENCE: die Wahrscheinlichkeit der gewählten Klasse, 0–1 (-1 = NoData); niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
-OUTPUT_CLUSTERS: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen jedes Pixel zugeordnet wurde), um Grenzen zu prüfen; ein MambaHSI-Modell hat keine Cluster, dann entfällt sie.
+OUTPUT_CLUSTERS: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen jedes Pixel zugeordnet wurde), um Grenzen zu prüfen; MambaHSI- und M3amba-Modelle haben keine Cluster, dann entfällt sie.
 OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.</translation>
     </message>
     <message>
@@ -184,6 +186,10 @@ OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.
     <message>
         <source>CSSMamba model (*.pt)</source>
         <translation>CSSMamba-Modell (*.pt)</translation>
+    </message>
+    <message>
+        <source>Auxiliary rasters of a multi-modal model (in the training order)</source>
+        <translation>Zusatzraster eines multimodalen Modells (in der Reihenfolge des Trainings)</translation>
     </message>
     <message>
         <source>Tile size in pixels (0 = default)</source>
@@ -482,6 +488,94 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Klassifizierte Trainingsszene</translation>
     </message>
     <message>
+        <source>Train M3amba (multi-modal)</source>
+        <translation>M3amba trainieren (multimodal)</translation>
+    </message>
+    <message>
+        <source>Trains M3amba, a CLIP-driven multi-modal Mamba classifier, on a hyperspectral raster together with auxiliary rasters of the same area (LiDAR DSM or intensity, SAR), and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.
+
+INPUT: the hyperspectral raster; its grid is the grid of the outputs. Bad bands (bbl=0) and nodata are left out.
+AUX_RASTERS: one or more auxiliary rasters. Each is resampled onto INPUT's grid with GDAL (another resolution, extent or CRS is fine; they must overlap INPUT); pixels that are nodata in any raster are left out. The order matters: the model file records it, and 'Classify raster' needs the same kinds of rasters in the same order.
+ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres they cover are the labels. 'Selected features only' and unsaved edits are honoured.
+CLASS_FIELD: numeric field with the class id (integers &gt;= 1). Features with NULL are skipped.
+NAME_FIELD: optional text field with the class names shown in the legend and the report.
+VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS trains. Without them 30 training and 10 validation pixels per class are drawn and the rest are test pixels, on which the report's accuracy is measured.
+CLIP_WEIGHTS: the weights of the CLIP ViT-B/32 image encoder, which the plugin cannot download: OpenAI's ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt), or an open_clip or safetensors ViT-B/32 file, saved on this computer. The model file records its checksum.
+NO_CLIP: train the documented ablation without the CLIP branch instead; then leave CLIP_WEIGHTS empty.
+EPOCHS: training passes over the crops holding training pixels; the epoch with the best validation accuracy is kept.
+LEARNING_RATE: AdamW's step size.
+DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
+SEED: the same seed gives the same split and the same model.
+WIDTH, DEPTH (advanced): hidden width and blocks per stream; 0 = the plugin's CPU-friendly defaults (the paper: width 384, 9 blocks).
+AUX_RESAMPLING (advanced): how every auxiliary raster is resampled onto INPUT's grid: bilinear for continuous data such as a DSM, nearest for classes or codes, average for rasters much finer than INPUT.
+OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.
+OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the parameters, the device and timings.
+OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours.</source>
+        <translation>Trainiert M3amba, einen CLIP-gestützten multimodalen Mamba-Klassifikator, auf einem Hyperspektralraster zusammen mit Zusatzrastern desselben Gebiets (LiDAR-DSM oder -Intensität, SAR) und schreibt eine Modelldatei für „Raster klassifizieren“, einen HTML-Trainingsbericht und auf Wunsch die klassifizierte Trainingsszene.
+
+INPUT: das Hyperspektralraster; sein Gitter ist das Gitter der Ausgaben. Schlechte Bänder (bbl=0) und NoData bleiben außen vor.
+AUX_RASTERS: ein oder mehrere Zusatzraster. Jedes wird mit GDAL auf das Gitter von INPUT umgerechnet (andere Auflösung, Ausdehnung oder ein anderes KBS sind kein Problem; sie müssen INPUT überlappen); Pixel, die in einem der Raster NoData sind, bleiben außen vor. Die Reihenfolge zählt: Die Modelldatei hält sie fest, und „Raster klassifizieren“ braucht dieselben Arten von Rastern in derselben Reihenfolge.
+ROIS: Trainingspolygone oder -punkte in beliebigem KBS (auf das des Rasters umprojiziert); die Pixel, deren Mittelpunkte sie abdecken, sind die Labels. „Nur gewählte Objekte“ und ungespeicherte Änderungen werden berücksichtigt.
+CLASS_FIELD: numerisches Feld mit der Klassen-ID (ganze Zahlen &gt;= 1). Objekte mit NULL werden übersprungen.
+NAME_FIELD: optionales Textfeld mit den Klassennamen für Legende und Bericht.
+VALIDATION_ROIS: optionale ROIs (gleiches Klassenfeld), die die beste Epoche bestimmen; dann trainiert jedes Pixel von ROIS. Ohne sie werden je Klasse 30 Trainings- und 10 Validierungspixel gezogen; der Rest sind Testpixel, auf denen die Genauigkeit im Bericht gemessen wird.
+CLIP_WEIGHTS: die Gewichte des CLIP-ViT-B/32-Bildencoders, die das Plugin nicht herunterladen kann: OpenAIs ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt) oder eine open_clip- bzw. safetensors-Datei von ViT-B/32, gespeichert auf diesem Rechner. Die Modelldatei hält ihre Prüfsumme fest.
+NO_CLIP: stattdessen die dokumentierte Ablation ohne den CLIP-Zweig trainieren; CLIP_WEIGHTS dann leer lassen.
+EPOCHS: Trainingsdurchläufe über die Ausschnitte mit Trainingspixeln; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
+LEARNING_RATE: die Schrittweite von AdamW.
+DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
+SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
+WIDTH, DEPTH (erweitert): versteckte Breite und Blöcke je Strom; 0 = die CPU-freundlichen Vorgaben des Plugins (in der Veröffentlichung: Breite 384, 9 Blöcke).
+AUX_RESAMPLING (erweitert): wie jedes Zusatzraster auf das Gitter von INPUT umgerechnet wird: bilinear für kontinuierliche Daten wie ein DSM, nächster Nachbar für Klassen oder Codes, Mittelwert für Raster, die viel feiner als INPUT sind.
+OUTPUT_MODEL: die Modelldatei (.pt), erst geschrieben, wenn das Training fertig ist: Ein abgebrochener Lauf hinterlässt keine.
+OUTPUT_REPORT: HTML-Bericht mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
+OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klassenfarben gestylt.</translation>
+    </message>
+    <message>
+        <source>Hyperspectral raster</source>
+        <translation>Hyperspektralraster</translation>
+    </message>
+    <message>
+        <source>Auxiliary rasters (LiDAR DSM/intensity, SAR), in this order</source>
+        <translation>Zusatzraster (LiDAR-DSM/-Intensität, SAR) in dieser Reihenfolge</translation>
+    </message>
+    <message>
+        <source>CLIP ViT-B/32 image-encoder weights</source>
+        <translation>Gewichte des CLIP-ViT-B/32-Bildencoders</translation>
+    </message>
+    <message>
+        <source>CLIP ViT weights (*.pt *.pth *.bin *.safetensors);;All files (*.*)</source>
+        <translation>CLIP-ViT-Gewichte (*.pt *.pth *.bin *.safetensors);;Alle Dateien (*.*)</translation>
+    </message>
+    <message>
+        <source>Without the CLIP branch (ablation, no weights needed)</source>
+        <translation>Ohne den CLIP-Zweig (Ablation, keine Gewichte nötig)</translation>
+    </message>
+    <message>
+        <source>Blocks per stream (0 = model default)</source>
+        <translation>Blöcke je Strom (0 = Vorgabe des Modells)</translation>
+    </message>
+    <message>
+        <source>Resampling of the auxiliary rasters</source>
+        <translation>Resampling der Zusatzraster</translation>
+    </message>
+    <message>
+        <source>Bilinear</source>
+        <translation>Bilinear</translation>
+    </message>
+    <message>
+        <source>Cubic</source>
+        <translation>Kubisch</translation>
+    </message>
+    <message>
+        <source>Nearest neighbour</source>
+        <translation>Nächster Nachbar</translation>
+    </message>
+    <message>
+        <source>Average</source>
+        <translation>Mittelwert</translation>
+    </message>
+    <message>
         <source>CSSMamba in the Processing Toolbox</source>
         <translation>CSSMamba in den Verarbeitungswerkzeugen</translation>
     </message>
@@ -566,8 +660,24 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Klassifikation abgebrochen; es wurde keine Ausgabe geschrieben.</translation>
     </message>
     <message>
+        <source>The {} model is multi-modal: besides the hyperspectral raster (INPUT) it needs {} auxiliary raster(s) in AUX_RASTERS, in the training order: {}. Add them to AUX_RASTERS.</source>
+        <translation>Das Modell {} ist multimodal: Neben dem Hyperspektralraster (INPUT) braucht es {} Zusatzraster in AUX_RASTERS, in der Reihenfolge des Trainings: {}. Fügen Sie sie AUX_RASTERS hinzu.</translation>
+    </message>
+    <message>
+        <source>AUX_RASTERS holds {} raster(s), but the {} model was trained with {} auxiliary raster(s), in this order: {}. Give the same kinds of rasters in the same order.</source>
+        <translation>AUX_RASTERS enthält {} Raster, aber das Modell {} wurde mit {} Zusatzraster(n) trainiert, in dieser Reihenfolge: {}. Geben Sie dieselben Arten von Rastern in derselben Reihenfolge an.</translation>
+    </message>
+    <message>
+        <source>{}: not used by multi-modal models, which predict on overlapping crops of their own.</source>
+        <translation>{}: wird von multimodalen Modellen nicht verwendet, da sie auf eigenen, überlappenden Ausschnitten vorhersagen.</translation>
+    </message>
+    <message>
         <source>The {} model has no clustering, so there is no cluster map; OUTPUT_CLUSTERS is not written.</source>
         <translation>Das Modell {} hat keine Clusterbildung und damit keine Clusterkarte; OUTPUT_CLUSTERS wird nicht geschrieben.</translation>
+    </message>
+    <message>
+        <source>The {} model reads the hyperspectral raster only, so the {} raster(s) in AUX_RASTERS are ignored; to use them, train a model with 'Train M3amba (multi-modal)'.</source>
+        <translation>Das Modell {} liest nur das Hyperspektralraster, daher werden die {} Raster in AUX_RASTERS ignoriert; um sie zu nutzen, trainieren Sie ein Modell mit „M3amba trainieren (multimodal)“.</translation>
     </message>
     <message>
         <source>ROI layer written to {} ({})</source>
@@ -622,12 +732,12 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Klassennamen</translation>
     </message>
     <message>
-        <source>The validation ROIs choose the epoch: every training ROI pixel trains and SPLIT is not used.</source>
-        <translation>Die Validierungs-ROIs bestimmen die Epoche: Jedes Pixel der Trainings-ROIs trainiert, und SPLIT wird nicht verwendet.</translation>
+        <source> (Auto: PyTorch sees no CUDA GPU)</source>
+        <translation> (Automatisch: PyTorch findet keine CUDA-GPU)</translation>
     </message>
     <message>
-        <source>Model {}: {}</source>
-        <translation>Modell {}: {}</translation>
+        <source>Trained on {} with the '{}' selective-scan backend in {:.1f} s; kept epoch {} (validation OA {:.4f}); {} OA {:.4f}, kappa {:.4f}</source>
+        <translation>Trainiert auf {} mit dem Selective-Scan-Backend „{}“ in {:.1f} s; behalten: Epoche {} (Validierungs-OA {:.4f}); {} OA {:.4f}, Kappa {:.4f}</translation>
     </message>
     <message>
         <source>Class colours{} taken from the categorised style of the ROI layer.</source>
@@ -636,22 +746,6 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
     <message>
         <source> and names</source>
         <translation> und -namen</translation>
-    </message>
-    <message>
-        <source> (Auto: PyTorch sees no CUDA GPU)</source>
-        <translation> (Automatisch: PyTorch findet keine CUDA-GPU)</translation>
-    </message>
-    <message>
-        <source>Training cancelled; no model file was written.</source>
-        <translation>Training abgebrochen; es wurde keine Modelldatei geschrieben.</translation>
-    </message>
-    <message>
-        <source>Trained on {} with the '{}' selective-scan backend in {:.1f} s; kept epoch {} (validation OA {:.4f}); {} OA {:.4f}, kappa {:.4f}</source>
-        <translation>Trainiert auf {} mit dem Selective-Scan-Backend „{}“ in {:.1f} s; behalten: Epoche {} (Validierungs-OA {:.4f}); {} OA {:.4f}, Kappa {:.4f}</translation>
-    </message>
-    <message>
-        <source>Classification of the training scene cancelled; the model and the report were kept: classify later with 'Classify raster'.</source>
-        <translation>Klassifikation der Trainingsszene abgebrochen; Modell und Bericht bleiben erhalten: Klassifizieren Sie später mit „Raster klassifizieren“.</translation>
     </message>
     <message>
         <source>{} ({}): the class field '{}' holds {} values, not numbers; class ids must be integers &gt;= 1. Choose a numeric field, or add one with the Field Calculator, e.g. to_int("{}").</source>
@@ -674,12 +768,60 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Trainingsgerät: {}</translation>
     </message>
     <message>
+        <source>The validation ROIs choose the epoch: every training ROI pixel trains and SPLIT is not used.</source>
+        <translation>Die Validierungs-ROIs bestimmen die Epoche: Jedes Pixel der Trainings-ROIs trainiert, und SPLIT wird nicht verwendet.</translation>
+    </message>
+    <message>
+        <source>Model {}: {}</source>
+        <translation>Modell {}: {}</translation>
+    </message>
+    <message>
         <source>{} ({}) has no field '{}'; its fields: {}. Choose the field that holds the {} in {}.</source>
         <translation>{} ({}) hat kein Feld „{}“; seine Felder: {}. Wählen Sie das Feld, das die {} in {} enthält.</translation>
     </message>
     <message>
+        <source>Training cancelled; no model file was written.</source>
+        <translation>Training abgebrochen; es wurde keine Modelldatei geschrieben.</translation>
+    </message>
+    <message>
+        <source>Classification of the training scene cancelled; the model and the report were kept: classify later with 'Classify raster'.</source>
+        <translation>Klassifikation der Trainingsszene abgebrochen; Modell und Bericht bleiben erhalten: Klassifizieren Sie später mit „Raster klassifizieren“.</translation>
+    </message>
+    <message>
         <source>{} has no clustering: {} apply to CSSMamba only and are ignored.</source>
         <translation>{} hat keine Clusterbildung: {} gelten nur für CSSMamba und werden ignoriert.</translation>
+    </message>
+    <message>
+        <source>Model {}: {}; auxiliary rasters in this order: {}</source>
+        <translation>Modell {}: {}; Zusatzraster in dieser Reihenfolge: {}</translation>
+    </message>
+    <message>
+        <source>The validation ROIs choose the epoch: every training ROI pixel trains.</source>
+        <translation>Die Validierungs-ROIs bestimmen die Epoche: Jedes Pixel der Trainings-ROIs trainiert.</translation>
+    </message>
+    <message>
+        <source>Classifies a raster with a model trained by 'Train CSSMamba'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.
+
+INPUT: the raster to classify; it needs the bands the model was trained on (same count and wavelengths).
+MODEL: a model file (.pt) written by 'Train CSSMamba'.
+DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
+TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.
+OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's default.
+OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.
+OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the model hesitates, often at class boundaries.
+OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect boundaries; a MambaHSI model has no clusters, so it is then left out.
+OUTPUT_PROBABILITIES: optional, one band per class with its probability.</source>
+        <translation type="vanished">Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf Gitter und KBS der Eingabe (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
+
+INPUT: das zu klassifizierende Raster; es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
+MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“.
+DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
+TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = Vorgabe der Engine.
+OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = Vorgabe der Engine.
+OUTPUT: das Klassenraster (Klassen-IDs, 0 = NoData) mit den Klassennamen und -farben des Modells.
+OUTPUT_CONFIDENCE: die Wahrscheinlichkeit der gewählten Klasse, 0–1 (-1 = NoData); niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
+OUTPUT_CLUSTERS: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen jedes Pixel zugeordnet wurde), um Grenzen zu prüfen; ein MambaHSI-Modell hat keine Cluster, dann entfällt sie.
+OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.</translation>
     </message>
 </context>
 </TS>

@@ -11,6 +11,7 @@ from .algorithms.classify import ClassifyAlgorithm
 from .algorithms.create_roi_layer import CreateRoiLayerAlgorithm
 from .algorithms.create_sample import CreateSampleAlgorithm
 from .algorithms.train import TrainAlgorithm
+from .algorithms.train_multimodal import TrainMultimodalAlgorithm
 from .dependencies import INSTALL_HINT, torch_is_installed
 
 ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "cssmamba.svg")
@@ -46,5 +47,5 @@ class CSSMambaProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         for algorithm in (CreateSampleAlgorithm(), CheckInstallationAlgorithm(), CreateRoiLayerAlgorithm(),
-                          AccuracyAlgorithm(), TrainAlgorithm(), ClassifyAlgorithm()):
+                          AccuracyAlgorithm(), TrainAlgorithm(), TrainMultimodalAlgorithm(), ClassifyAlgorithm()):
             self.addAlgorithm(algorithm)

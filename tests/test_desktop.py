@@ -13,7 +13,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TS = os.path.join(ROOT, "i18n", "cssmamba_de.ts")
 QM = os.path.join(ROOT, "i18n", "cssmamba_de.qm")
-DIALOG_IDS = ["cssmamba:createroilayer", "cssmamba:train", "cssmamba:classify", "cssmamba:accuracy"]
+DIALOG_IDS = ["cssmamba:createroilayer", "cssmamba:train", "cssmamba:trainmultimodal", "cssmamba:classify",
+              "cssmamba:accuracy"]
 
 pytestmark = pytest.mark.qgis
 
@@ -110,7 +111,8 @@ def test_menu_toolbar_and_layer_action_are_added_and_removed(desktop, opened_dia
     submenu = iface.plugin_submenu("&CSSMamba")
     names = [QgsApplication.processingRegistry().algorithmById(i).displayName() + "…" for i in DIALOG_IDS]
     assert [a.text() for a in submenu.actions()] == ["CSSMamba in the Processing Toolbox"] + names
-    assert names == ["Create training ROI layer…", "Train CSSMamba…", "Classify raster…", "Accuracy assessment…"]
+    assert names == ["Create training ROI layer…", "Train CSSMamba…", "Train M3amba (multi-modal)…", "Classify raster…",
+                     "Accuracy assessment…"]
     assert all(a.menu() is None for a in submenu.actions())  # plain entries, no submenus
     [button_action] = iface.toolbar.actions()
     assert button_action.toolTip() == "Show the CSSMamba tools in the Processing Toolbox"

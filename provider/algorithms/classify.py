@@ -1,7 +1,7 @@
 """Processing algorithm ``cssmamba:classify``: apply a model file to a raster, outputs styled on loading.
 
-The helpers below are shared with ``cssmamba:train``, whose optional classification of the training
-scene is this algorithm's job done in the same run.
+The helpers below are shared with ``cssmamba:train`` and ``cssmamba:trainmultimodal``, whose optional
+classification of the training scene is this algorithm's job done in the same run.
 """
 
 import os
@@ -9,12 +9,16 @@ from functools import partial
 from typing import Any, Dict, List, Tuple
 
 from qgis.core import (
+    QgsMapLayer,
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingFeedback,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -53,11 +57,21 @@ def raster_file(alg: QgsProcessingAlgorithm, parameters: Dict[str, Any], name: s
     layer = alg.parameterAsRasterLayer(parameters, name, context)
     if layer is None:
         raise QgsProcessingException(alg.tr("{}: the raster layer cannot be opened; choose a raster file").format(name))
+    return _gdal_source(alg, layer, name), layer.name()
+
+
+def raster_files(alg: QgsProcessingAlgorithm, parameters: Dict[str, Any], name: str,
+                 context: QgsProcessingContext) -> List[str]:
+    """The file paths of a multiple-raster parameter, in the order given (empty when unset)."""
+    return [_gdal_source(alg, layer, name) for layer in alg.parameterAsLayerList(parameters, name, context)]
+
+
+def _gdal_source(alg: QgsProcessingAlgorithm, layer: QgsMapLayer, name: str) -> str:
     if layer.providerType() != "gdal":
         raise QgsProcessingException(alg.tr(
             "{}: the layer '{}' comes from the '{}' provider, not from a file; save it as a GeoTIFF first "
             "(Raster ▸ Conversion ▸ Translate) and use that file").format(name, layer.name(), layer.providerType()))
-    return layer.source(), layer.name()
+    return layer.source()
 
 
 def geotiff_output(alg: QgsProcessingAlgorithm, parameters: Dict[str, Any], name: str,
@@ -101,42 +115,69 @@ def write_styles(written: Dict[str, str], metadata: Dict[str, Any], layer_name: 
     return styled
 
 
-class ClassifyAlgorithm(CSSMambaAlgorithm):
+def _aux_listing(metadata: Dict[str, Any]) -> str:
+    """The auxiliary rasters a multi-modal model was trained with, numbered in the training order."""
+    return "; ".join(f"{k}. {m['name']} ({m['bands']} band{'s' if m['bands'] != 1 else ''})"
+                     for k, m in enumerate(metadata["modalities"][1:], start=1))
+
+
+class StylesOnCompletion:
+    """Mixin of the algorithms that write styled rasters: ``processAlgorithm`` sets ``_styled`` to
+    (path, renderer, layer name) tuples, and the styles go to the layers Processing loads."""
+
+    _styled: Tuple[Tuple[str, RendererFn, str], ...] = ()
+
+    def postProcessAlgorithm(self, context: QgsProcessingContext,  # noqa: N802 (QGIS API)
+                             feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+        """Main thread, after processAlgorithm: hand the styles to the layers about to be loaded."""
+        for path, renderer_fn, name in self._styled:
+            style_on_completion(context, path, renderer_fn, name)
+        return {}
+
+
+class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
     ALGORITHM_ID = "classify"
     DISPLAY_NAME = "Classify raster"
     GROUP = "Classification"
     GROUP_ID = "classification"
     HELP = (
-        "Classifies a raster with a model trained by 'Train CSSMamba'. The raster is read and written tile by "
-        "tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are "
-        "loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.\n\n"
+        "Classifies a raster with a model trained by 'Train CSSMamba' or 'Train M3amba (multi-modal)'. The "
+        "raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's "
+        "grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the "
+        "style survives reopening.\n\n"
         "INPUT: the raster to classify; it needs the bands the model was trained on (same count and "
         "wavelengths).\n"
-        "MODEL: a model file (.pt) written by 'Train CSSMamba'.\n"
+        "MODEL: a model file (.pt) written by 'Train CSSMamba' or 'Train M3amba (multi-modal)'.\n"
+        "AUX_RASTERS: required for a multi-modal (M3amba) model, ignored otherwise: its auxiliary rasters "
+        "(LiDAR, SAR) of the same area, the same kinds in the same order as in training; they are resampled "
+        "onto INPUT's grid as in training.\n"
         "DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.\n"
         "TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.\n"
         "OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's "
-        "default.\n"
+        "default. Multi-modal models predict on overlapping crops of their own and ignore both.\n"
         "OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.\n"
         "OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the "
         "model hesitates, often at class boundaries.\n"
         "OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect "
-        "boundaries; a MambaHSI model has no clusters, so it is then left out.\n"
+        "boundaries; MambaHSI and M3amba models have no clusters, so it is then left out.\n"
         "OUTPUT_PROBABILITIES: optional, one band per class with its probability."
     )
 
-    INPUT, MODEL, DEVICE, TILE_SIZE, OVERLAP = "INPUT", "MODEL", "DEVICE", "TILE_SIZE", "OVERLAP"
+    INPUT, MODEL, AUX_RASTERS, DEVICE = "INPUT", "MODEL", "AUX_RASTERS", "DEVICE"
+    TILE_SIZE, OVERLAP = "TILE_SIZE", "OVERLAP"
     OUTPUT, OUTPUT_CONFIDENCE = "OUTPUT", "OUTPUT_CONFIDENCE"
     OUTPUT_CLUSTERS, OUTPUT_PROBABILITIES = "OUTPUT_CLUSTERS", "OUTPUT_PROBABILITIES"
     OUTPUTS = {"classes": OUTPUT, "confidence": OUTPUT_CONFIDENCE, "clusters": OUTPUT_CLUSTERS,
                "probabilities": OUTPUT_PROBABILITIES}
-    _styled: Tuple[Tuple[str, RendererFn, str], ...] = ()  # set by processAlgorithm for postProcessAlgorithm
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         integer = QgsProcessingParameterNumber.Integer
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster to classify")))
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, self.tr("Model file"), QgsProcessingParameterFile.File, fileFilter=self.tr(MODEL_FILTER)))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.AUX_RASTERS, self.tr("Auxiliary rasters of a multi-modal model (in the training order)"),
+            QgsProcessing.TypeRaster, optional=True))
         self.addParameter(device_parameter(self, self.DEVICE))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.TILE_SIZE, self.tr("Tile size in pixels (0 = default)"), integer, 0, minValue=0)))
@@ -152,29 +193,43 @@ class ClassifyAlgorithm(CSSMambaAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.modelfile import load_model
+        from ...engine.multimodal import classify_multimodal_file
         from ...engine.pipeline import classify_file
         from ...engine.predict import PredictionCancelled
 
         raster, layer_name = raster_file(self, parameters, self.INPUT, context)
+        aux = raster_files(self, parameters, self.AUX_RASTERS, context)
         model_path = self.parameterAsFile(parameters, self.MODEL, context)
         paths = {kind: geotiff_output(self, parameters, name, context) for kind, name in self.OUTPUTS.items()}
+        tiling = {"tile": self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
+                  "overlap": self.parameterAsInt(parameters, self.OVERLAP, context) or None}
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         progress, cancelled = engine_callbacks(feedback)
         with engine_run(feedback):
             _, metadata = load_model(model_path)
+            multimodal = bool(metadata.get("modalities"))
+            if multimodal:
+                self._check_aux(metadata, aux, tiling, feedback)
+            elif aux:
+                feedback.pushWarning(self.tr(
+                    "The {} model reads the hyperspectral raster only, so the {} raster(s) in AUX_RASTERS are "
+                    "ignored; to use them, train a model with 'Train M3amba (multi-modal)'.").format(
+                    metadata["model"]["name"], len(aux)))
             if paths["clusters"] and not clusters_per_class(metadata):
                 feedback.pushInfo(self.tr("The {} model has no clustering, so there is no cluster map; "
                                           "OUTPUT_CLUSTERS is not written.").format(metadata["model"]["name"]))
                 paths["clusters"] = ""
             feedback.pushInfo(self.tr("Model {}: {} classes ({})").format(
                 metadata["model"]["name"], len(metadata["classes"]["ids"]), ", ".join(metadata["classes"]["names"])))
+            outputs = {"confidence": paths["confidence"] or None, "probabilities": paths["probabilities"] or None}
             try:
-                written = classify_file(
-                    model_path, raster, paths["classes"], confidence=paths["confidence"] or None,
-                    clusters=paths["clusters"] or None, probabilities=paths["probabilities"] or None,
-                    tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
-                    overlap=self.parameterAsInt(parameters, self.OVERLAP, context) or None,
-                    device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-                    progress=progress, cancelled=cancelled)
+                if multimodal:
+                    written = classify_multimodal_file(model_path, raster, aux, paths["classes"], device=device,
+                                                       progress=progress, cancelled=cancelled, **outputs)
+                else:
+                    written = classify_file(model_path, raster, paths["classes"], clusters=paths["clusters"] or None,
+                                            device=device, progress=progress, cancelled=cancelled, **outputs,
+                                            **tiling)
             except PredictionCancelled:
                 feedback.pushWarning(self.tr("Classification cancelled; no output was written."))
                 return {}
@@ -183,9 +238,23 @@ class ClassifyAlgorithm(CSSMambaAlgorithm):
             self._styled = tuple(write_styles(written, metadata, layer_name, labels))
         return {self.OUTPUTS[kind]: path for kind, path in written.items()}
 
-    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API)
-        """Runs in the main thread once processAlgorithm has finished: hand the styles to the layers
-        Processing is about to load."""
-        for path, renderer_fn, name in self._styled:
-            style_on_completion(context, path, renderer_fn, name)
-        return {}
+    def _check_aux(self, metadata: Dict[str, Any], aux: List[str], tiling: Dict[str, Any],
+                   feedback: QgsProcessingFeedback) -> None:
+        """Refuse a multi-modal model's run before any work when AUX_RASTERS does not hold as many rasters
+        as it was trained with (their bands the engine checks), and say that tiling does not apply."""
+        name, expected = metadata["model"]["name"], len(metadata["modalities"]) - 1
+        if not aux:
+            raise QgsProcessingException(self.tr(
+                "The {} model is multi-modal: besides the hyperspectral raster (INPUT) it needs {} auxiliary "
+                "raster(s) in AUX_RASTERS, in the training order: {}. Add them to AUX_RASTERS.").format(
+                name, expected, _aux_listing(metadata)))
+        if len(aux) != expected:
+            raise QgsProcessingException(self.tr(
+                "AUX_RASTERS holds {} raster(s), but the {} model was trained with {} auxiliary raster(s), in this "
+                "order: {}. Give the same kinds of rasters in the same order.").format(
+                len(aux), name, expected, _aux_listing(metadata)))
+        unused = [parameter for parameter, key in ((self.TILE_SIZE, "tile"), (self.OVERLAP, "overlap"))
+                  if tiling[key]]
+        if unused:
+            feedback.pushWarning(self.tr("{}: not used by multi-modal models, which predict on overlapping crops "
+                                         "of their own.").format(", ".join(unused)))

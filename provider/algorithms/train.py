@@ -1,6 +1,11 @@
-"""Processing algorithm ``cssmamba:train``: train CSSMamba or MambaHSI from a raster and training ROIs."""
+"""Processing algorithm ``cssmamba:train``: train CSSMamba or MambaHSI from a raster and training ROIs.
 
-from typing import Any, Dict, Optional
+The ROI parameters, their checks and the training log lines are module functions, shared with
+``cssmamba:trainmultimodal``, which takes the same ROIs.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 from qgis.core import (
     NULL,
@@ -10,6 +15,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
@@ -20,17 +26,127 @@ from qgis.core import (
 )
 
 from ..algorithm import CSSMambaAlgorithm, engine_callbacks, engine_run
-from ..styling import roi_class_style, style_on_completion
-from .classify import DEVICES, MODEL_FILTER, advanced, device_parameter, geotiff_output, raster_file, write_styles
+from ..styling import roi_class_style
+from .classify import (
+    DEVICES,
+    MODEL_FILTER,
+    StylesOnCompletion,
+    advanced,
+    device_parameter,
+    geotiff_output,
+    raster_file,
+    write_styles,
+)
 
 MODELS = ("cssmamba", "mambahsi")
 SPLITS = ("fixed", "ratio")
 CLUSTER_LOSSES = ("la", "lb", "none")
 GATES = ("sigmoid", "prior", "attention")
 CLASSIFY_SHARE = 0.9  # of the progress bar for training when the training scene is classified too
+ROIS, CLASS_FIELD, NAME_FIELD, VALIDATION_ROIS = "ROIS", "CLASS_FIELD", "NAME_FIELD", "VALIDATION_ROIS"
+ClassStyle = Dict[int, Tuple[Optional[str], Tuple[int, int, int]]]
 
 
-class TrainAlgorithm(CSSMambaAlgorithm):
+def roi_parameters(alg: CSSMambaAlgorithm) -> List[QgsProcessingParameterDefinition]:
+    """ROIS, CLASS_FIELD, NAME_FIELD and VALIDATION_ROIS, as every training algorithm takes them."""
+    types = [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorPoint]
+    return [
+        QgsProcessingParameterFeatureSource(ROIS, alg.tr("Training ROIs"), types),
+        QgsProcessingParameterField(
+            CLASS_FIELD, alg.tr("Class id field"), "class_id", ROIS, QgsProcessingParameterField.Numeric),
+        QgsProcessingParameterField(NAME_FIELD, alg.tr("Class name field"), None, ROIS, optional=True),
+        QgsProcessingParameterFeatureSource(VALIDATION_ROIS, alg.tr("Validation ROIs"), types, optional=True),
+    ]
+
+
+@dataclass(frozen=True)
+class TrainingRois:
+    """The ROI parameters, checked: files the engine reads, the fields, the ROI layer's class style."""
+
+    rois: str
+    validation: str                 # "" without validation ROIs
+    class_field: str
+    name_field: Optional[str]
+    class_style: ClassStyle         # {} when the ROI layer is not styled by category on the class field
+
+
+def training_rois(alg: CSSMambaAlgorithm, parameters: Dict[str, Any], context: QgsProcessingContext,
+                  feedback: QgsProcessingFeedback) -> TrainingRois:
+    """Read and check the ROI parameters; the class colours (and names) come from the ROI layer's
+    categorised style, so the class map looks like the ROIs the analyst drew."""
+    class_field = alg.parameterAsString(parameters, CLASS_FIELD, context)
+    name_field = alg.parameterAsString(parameters, NAME_FIELD, context) or None
+    rois = roi_file(alg, parameters, ROIS, class_field, name_field, context, feedback)
+    validation = roi_file(alg, parameters, VALIDATION_ROIS, class_field, None, context, feedback)
+    class_style = roi_class_style(alg.vector_layer(parameters, ROIS, context), class_field)
+    if class_style:
+        feedback.pushInfo(alg.tr("Class colours{} taken from the categorised style of the ROI layer.").format(
+            "" if name_field else alg.tr(" and names")))
+    return TrainingRois(rois, validation, class_field, name_field, class_style)
+
+
+def roi_file(alg: CSSMambaAlgorithm, parameters: Dict[str, Any], name: str, class_field: str,
+             name_field: Optional[str], context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> str:
+    """A file the engine can read holding the ROI features ("" for an unset optional layer), after
+    the checks QGIS can make better than the engine: fields present, class ids numeric, features
+    present, at least two classes (training ROIs)."""
+    source = alg.parameterAsSource(parameters, name, context)
+    if source is None:
+        return ""
+    what = alg.tr("The training ROI layer") if name == ROIS else alg.tr("The validation ROI layer")
+    fields = source.fields()
+    listing = ", ".join(fields.names()) or alg.tr("(none)")
+    for field, holding, parameter in ((class_field, alg.tr("class ids"), CLASS_FIELD),
+                                      (name_field, alg.tr("class names"), NAME_FIELD)):
+        if field and fields.lookupField(field) < 0:
+            raise QgsProcessingException(alg.tr(
+                "{} ({}) has no field '{}'; its fields: {}. Choose the field that holds the {} in {}.").format(
+                what, name, field, listing, holding, parameter))
+    index = fields.lookupField(class_field)
+    if not fields.at(index).isNumeric():
+        raise QgsProcessingException(alg.tr(
+            "{} ({}): the class field '{}' holds {} values, not numbers; class ids must be integers >= 1. "
+            "Choose a numeric field, or add one with the Field Calculator, e.g. to_int(\"{}\").").format(
+            what, name, class_field, fields.at(index).typeName(), class_field))
+    if source.featureCount() == 0:
+        raise QgsProcessingException(alg.tr(
+            "{} ({}) has no features (or none is selected while 'Selected features only' is on); digitise "
+            "ROIs first, e.g. in a layer made by 'Create training ROI layer'.").format(what, name))
+    ids = sorted(v for v in source.uniqueValues(index) if v != NULL)
+    if not ids:
+        raise QgsProcessingException(alg.tr(
+            "{} ({}): every feature has NULL in the class field '{}'; fill in the class ids.").format(
+            what, name, class_field))
+    if name == ROIS and len(ids) < 2:
+        raise QgsProcessingException(alg.tr(
+            "{} ({}) has only one class (id {} in '{}'); a classifier needs at least two: digitise ROIs of "
+            "the other classes too.").format(what, name, ids[0], class_field))
+    return alg.vector_file(parameters, name, context, feedback)
+
+
+def announce_device(alg: CSSMambaAlgorithm, device: str, feedback: QgsProcessingFeedback) -> None:
+    """Log the device training runs on; Auto says when it fell back to the CPU. Raises ValueError
+    (inside engine_run) for CUDA without a GPU before any data is read."""
+    from ...engine.device import resolve_device
+
+    resolved = resolve_device(device)
+    fallback = device == "auto" and resolved.type == "cpu"
+    feedback.pushInfo(alg.tr("Training device: {}").format(resolved)
+                      + (alg.tr(" (Auto: PyTorch sees no CUDA GPU)") if fallback else ""))
+
+
+def announce_result(alg: CSSMambaAlgorithm, metadata: Dict[str, Any], result: Any,
+                    feedback: QgsProcessingFeedback) -> None:
+    """One log line with how training went: device, scan backend, time, kept epoch, accuracy."""
+    metrics = metadata["provenance"]["metrics"]
+    feedback.pushInfo(alg.tr(
+        "Trained on {} with the '{}' selective-scan backend in {:.1f} s; kept epoch {} (validation OA "
+        "{:.4f}); {} OA {:.4f}, kappa {:.4f}").format(
+        result.device, result.backend, result.seconds, result.best_epoch, result.best_val_oa,
+        metadata["provenance"]["evaluated_on"], metrics["overall_accuracy"], metrics["kappa"]))
+
+
+class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
     ALGORITHM_ID = "train"
     DISPLAY_NAME = "Train CSSMamba"
     GROUP = "Training"
@@ -70,8 +186,7 @@ class TrainAlgorithm(CSSMambaAlgorithm):
         "OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours."
     )
 
-    INPUT, BANDS, ROIS, CLASS_FIELD, NAME_FIELD = "INPUT", "BANDS", "ROIS", "CLASS_FIELD", "NAME_FIELD"
-    VALIDATION_ROIS, MODEL, CLUSTERS_PER_CLASS = "VALIDATION_ROIS", "MODEL", "CLUSTERS_PER_CLASS"
+    INPUT, BANDS, MODEL, CLUSTERS_PER_CLASS = "INPUT", "BANDS", "MODEL", "CLUSTERS_PER_CLASS"
     EPOCHS, LEARNING_RATE, DEVICE, SEED = "EPOCHS", "LEARNING_RATE", "DEVICE", "SEED"
     SPLIT, TRAIN_PER_CLASS, VAL_PER_CLASS = "SPLIT", "TRAIN_PER_CLASS", "VAL_PER_CLASS"
     TRAIN_RATIO, VAL_RATIO, WIDTH = "TRAIN_RATIO", "VAL_RATIO", "WIDTH"
@@ -79,22 +194,14 @@ class TrainAlgorithm(CSSMambaAlgorithm):
     MEMORY_BUDGET, TILE_SIZE = "MEMORY_BUDGET", "TILE_SIZE"
     OUTPUT_MODEL, OUTPUT_REPORT, OUTPUT_CLASSIFICATION = "OUTPUT_MODEL", "OUTPUT_REPORT", "OUTPUT_CLASSIFICATION"
 
-    _styled: tuple = ()  # set by processAlgorithm for postProcessAlgorithm
-
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         integer, double = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
-        rois = [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorPoint]
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster")))
         self.addParameter(QgsProcessingParameterBand(
             self.BANDS, self.tr("Bands (empty = every good band)"), parentLayerParameterName=self.INPUT,
             optional=True, allowMultiple=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(self.ROIS, self.tr("Training ROIs"), rois))
-        self.addParameter(QgsProcessingParameterField(
-            self.CLASS_FIELD, self.tr("Class id field"), "class_id", self.ROIS, QgsProcessingParameterField.Numeric))
-        self.addParameter(QgsProcessingParameterField(
-            self.NAME_FIELD, self.tr("Class name field"), None, self.ROIS, optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.VALIDATION_ROIS, self.tr("Validation ROIs"), rois, optional=True))
+        for parameter in roi_parameters(self):
+            self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterEnum(
             self.MODEL, self.tr("Model"), options=["CSSMamba", "MambaHSI"], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
@@ -141,7 +248,6 @@ class TrainAlgorithm(CSSMambaAlgorithm):
             self.OUTPUT_CLASSIFICATION, self.tr("Classified training scene"), optional=True, createByDefault=False))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        from ...engine.device import resolve_device
         from ...engine.models.registry import default_config
         from ...engine.pipeline import SplitOptions, check_writable, classify_file, train_from_files
         from ...engine.predict import PredictionCancelled
@@ -149,10 +255,7 @@ class TrainAlgorithm(CSSMambaAlgorithm):
         from ...engine.train import TrainingCancelled
 
         raster, layer_name = raster_file(self, parameters, self.INPUT, context)
-        class_field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
-        name_field = self.parameterAsString(parameters, self.NAME_FIELD, context) or None
-        rois = self._roi_file(parameters, self.ROIS, class_field, name_field, context, feedback)
-        validation = self._roi_file(parameters, self.VALIDATION_ROIS, class_field, None, context, feedback)
+        rois = training_rois(self, parameters, context, feedback)
         model = MODELS[self.parameterAsEnum(parameters, self.MODEL, context)]
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
@@ -164,16 +267,12 @@ class TrainAlgorithm(CSSMambaAlgorithm):
             val_per_class=self.parameterAsInt(parameters, self.VAL_PER_CLASS, context),
             train_ratio=self.parameterAsDouble(parameters, self.TRAIN_RATIO, context),
             val_ratio=self.parameterAsDouble(parameters, self.VAL_RATIO, context),
-            val_rois=validation or None)
-        class_style = roi_class_style(self.vector_layer(parameters, self.ROIS, context), class_field)
-        if class_style:
-            feedback.pushInfo(self.tr("Class colours{} taken from the categorised style of the ROI layer.").format(
-                "" if name_field else self.tr(" and names")))
+            val_rois=rois.validation or None)
         overrides = self._model_options(parameters, model, default_config(model), context, feedback)
         run = {
             self.INPUT: raster, self.BANDS: self.parameterAsInts(parameters, self.BANDS, context) or None,
-            self.ROIS: rois, self.CLASS_FIELD: class_field, self.NAME_FIELD: name_field,
-            self.VALIDATION_ROIS: validation or None, self.MODEL: model,
+            ROIS: rois.rois, CLASS_FIELD: rois.class_field, NAME_FIELD: rois.name_field,
+            VALIDATION_ROIS: rois.validation or None, self.MODEL: model,
             self.EPOCHS: self.parameterAsInt(parameters, self.EPOCHS, context),
             self.LEARNING_RATE: self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
             self.DEVICE: device, self.SEED: self.parameterAsInt(parameters, self.SEED, context),
@@ -186,29 +285,21 @@ class TrainAlgorithm(CSSMambaAlgorithm):
             for path, what in ((report_path, "report"), (classification, "classification")):
                 if path:
                     check_writable(path, what)
-            resolved = resolve_device(device)
-            fallback = device == "auto" and resolved.type == "cpu"
-            feedback.pushInfo(self.tr("Training device: {}").format(resolved)
-                              + (self.tr(" (Auto: PyTorch sees no CUDA GPU)") if fallback else ""))
-            if validation:
+            announce_device(self, device, feedback)
+            if rois.validation:
                 feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains "
                                           "and SPLIT is not used."))
             try:
                 metadata, result = train_from_files(
-                    raster, model_path, rois=rois, class_field=class_field, name_field=name_field, model=model,
-                    epochs=run[self.EPOCHS], device=device, seed=run[self.SEED], bands=run[self.BANDS],
+                    raster, model_path, rois=rois.rois, class_field=rois.class_field, name_field=rois.name_field,
+                    model=model, epochs=run[self.EPOCHS], device=device, seed=run[self.SEED], bands=run[self.BANDS],
                     lr=run[self.LEARNING_RATE], overrides=overrides, split=split,
-                    memory_budget_mb=run[self.MEMORY_BUDGET], class_style=class_style,
+                    memory_budget_mb=run[self.MEMORY_BUDGET], class_style=rois.class_style,
                     progress=lambda fraction, text="": progress(share * fraction, text), cancelled=cancelled)
             except TrainingCancelled:
                 feedback.pushWarning(self.tr("Training cancelled; no model file was written."))
                 return {}
-            metrics = metadata["provenance"]["metrics"]
-            feedback.pushInfo(self.tr(
-                "Trained on {} with the '{}' selective-scan backend in {:.1f} s; kept epoch {} (validation OA "
-                "{:.4f}); {} OA {:.4f}, kappa {:.4f}").format(
-                result.device, result.backend, result.seconds, result.best_epoch, result.best_val_oa,
-                metadata["provenance"]["evaluated_on"], metrics["overall_accuracy"], metrics["kappa"]))
+            announce_result(self, metadata, result, feedback)
             outputs = {self.OUTPUT_MODEL: model_path}
             if report_path:
                 shown = {key: value for key, value in run.items() if value is not None}
@@ -229,51 +320,6 @@ class TrainAlgorithm(CSSMambaAlgorithm):
             self._styled = tuple(write_styles(written, metadata, layer_name, {"classes": self.tr("classes")}))
         outputs[self.OUTPUT_CLASSIFICATION] = classification
         return outputs
-
-    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API)
-        """Main thread, after processAlgorithm: style the classified scene Processing is about to load."""
-        for path, renderer_fn, name in self._styled:
-            style_on_completion(context, path, renderer_fn, name)
-        return {}
-
-    def _roi_file(self, parameters: Dict[str, Any], name: str, class_field: str, name_field: Optional[str],
-                  context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> str:
-        """A file the engine can read holding the ROI features ("" for an unset optional layer), after
-        the checks QGIS can make better than the engine: fields present, class ids numeric, features
-        present, at least two classes (training ROIs)."""
-        source = self.parameterAsSource(parameters, name, context)
-        if source is None:
-            return ""
-        what = self.tr("The training ROI layer") if name == self.ROIS else self.tr("The validation ROI layer")
-        fields = source.fields()
-        listing = ", ".join(fields.names()) or self.tr("(none)")
-        for field, holding, parameter in ((class_field, self.tr("class ids"), self.CLASS_FIELD),
-                                          (name_field, self.tr("class names"), self.NAME_FIELD)):
-            if field and fields.lookupField(field) < 0:
-                raise QgsProcessingException(self.tr(
-                    "{} ({}) has no field '{}'; its fields: {}. Choose the field that holds the {} in {}.").format(
-                    what, name, field, listing, holding, parameter))
-        index = fields.lookupField(class_field)
-        if not fields.at(index).isNumeric():
-            raise QgsProcessingException(self.tr(
-                "{} ({}): the class field '{}' holds {} values, not numbers; class ids must be integers >= 1. "
-                "Choose a numeric field, or add one with the Field Calculator, e.g. to_int(\"{}\").").format(
-                what, name, class_field, fields.at(index).typeName(), class_field))
-        if source.featureCount() == 0:
-            raise QgsProcessingException(self.tr(
-                "{} ({}) has no features (or none is selected while 'Selected features only' is on); digitise "
-                "ROIs first, e.g. in a layer made by 'Create training ROI layer'.").format(what, name))
-        ids = sorted(v for v in source.uniqueValues(index) if v != NULL)
-        if not ids:
-            raise QgsProcessingException(self.tr(
-                "{} ({}): every feature has NULL in the class field '{}'; fill in the class ids.").format(
-                what, name, class_field))
-        if name == self.ROIS and len(ids) < 2:
-            raise QgsProcessingException(self.tr(
-                "{} ({}) has only one class (id {} in '{}'); a classifier needs at least two: digitise ROIs of "
-                "the other classes too.").format(what, name, ids[0], class_field))
-
-        return self.vector_file(parameters, name, context, feedback)
 
     def _model_options(self, parameters: Dict[str, Any], model: str, defaults: Dict[str, Any],
                        context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict[str, Any]:

@@ -1,0 +1,205 @@
+"""Processing algorithm ``cssmamba:trainmultimodal``: train M3amba on a hyperspectral raster fused with
+auxiliary rasters (LiDAR, SAR), from the same training ROIs as ``cssmamba:train``.
+
+A thin adapter over ``engine.multimodal.train_multimodal_from_files``: the ROI parameters, their checks
+and the log lines come from ``train.py``, the styled outputs from ``classify.py``.
+"""
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..algorithm import CSSMambaAlgorithm, engine_callbacks, engine_run
+from .classify import (
+    DEVICES,
+    MODEL_FILTER,
+    StylesOnCompletion,
+    advanced,
+    device_parameter,
+    geotiff_output,
+    raster_file,
+    raster_files,
+    write_styles,
+)
+from .train import (
+    CLASSIFY_SHARE,
+    CLASS_FIELD,
+    NAME_FIELD,
+    ROIS,
+    VALIDATION_ROIS,
+    announce_device,
+    announce_result,
+    roi_parameters,
+    training_rois,
+)
+
+MODEL = "m3amba"
+# Defaults of engine/multimodal.py (EPOCHS, LEARNING_RATE) and the methods of engine/data/auxiliary.py
+# (RESAMPLING), repeated so that loading the provider does not import torch; a test keeps them equal.
+EPOCHS = 100
+LEARNING_RATE = 1e-3
+RESAMPLING = ("bilinear", "cubic", "nearest", "average")
+CLIP_FILTER = "CLIP ViT weights (*.pt *.pth *.bin *.safetensors);;All files (*.*)"
+
+
+class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
+    ALGORITHM_ID = "trainmultimodal"
+    DISPLAY_NAME = "Train M3amba (multi-modal)"
+    GROUP = "Training"
+    GROUP_ID = "training"
+    HELP = (
+        "Trains M3amba, a CLIP-driven multi-modal Mamba classifier, on a hyperspectral raster together with "
+        "auxiliary rasters of the same area (LiDAR DSM or intensity, SAR), and writes a model file for "
+        "'Classify raster', an HTML training report and, optionally, the classified training scene.\n\n"
+        "INPUT: the hyperspectral raster; its grid is the grid of the outputs. Bad bands (bbl=0) and nodata are "
+        "left out.\n"
+        "AUX_RASTERS: one or more auxiliary rasters. Each is resampled onto INPUT's grid with GDAL (another "
+        "resolution, extent or CRS is fine; they must overlap INPUT); pixels that are nodata in any raster are "
+        "left out. The order matters: the model file records it, and 'Classify raster' needs the same kinds "
+        "of rasters in the same order.\n"
+        "ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres "
+        "they cover are the labels. 'Selected features only' and unsaved edits are honoured.\n"
+        "CLASS_FIELD: numeric field with the class id (integers >= 1). Features with NULL are skipped.\n"
+        "NAME_FIELD: optional text field with the class names shown in the legend and the report.\n"
+        "VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS "
+        "trains. Without them 30 training and 10 validation pixels per class are drawn and the rest are test "
+        "pixels, on which the report's accuracy is measured.\n"
+        "CLIP_WEIGHTS: the weights of the CLIP ViT-B/32 image encoder, which the plugin cannot download: "
+        "OpenAI's ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/"
+        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt), or an open_clip or "
+        "safetensors ViT-B/32 file, saved on this computer. The model file records its checksum.\n"
+        "NO_CLIP: train the documented ablation without the CLIP branch instead; then leave CLIP_WEIGHTS empty.\n"
+        "EPOCHS: training passes over the crops holding training pixels; the epoch with the best validation "
+        "accuracy is kept.\n"
+        "LEARNING_RATE: AdamW's step size.\n"
+        "DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.\n"
+        "SEED: the same seed gives the same split and the same model.\n"
+        "WIDTH, DEPTH (advanced): hidden width and blocks per stream; 0 = the plugin's CPU-friendly defaults "
+        "(the paper: width 384, 9 blocks).\n"
+        "AUX_RESAMPLING (advanced): how every auxiliary raster is resampled onto INPUT's grid: bilinear for "
+        "continuous data such as a DSM, nearest for classes or codes, average for rasters much finer than INPUT.\n"
+        "OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.\n"
+        "OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the "
+        "parameters, the device and timings.\n"
+        "OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours."
+    )
+
+    INPUT, AUX_RASTERS, CLIP_WEIGHTS, NO_CLIP = "INPUT", "AUX_RASTERS", "CLIP_WEIGHTS", "NO_CLIP"
+    EPOCHS, LEARNING_RATE, DEVICE, SEED = "EPOCHS", "LEARNING_RATE", "DEVICE", "SEED"
+    WIDTH, DEPTH, AUX_RESAMPLING = "WIDTH", "DEPTH", "AUX_RESAMPLING"
+    OUTPUT_MODEL, OUTPUT_REPORT, OUTPUT_CLASSIFICATION = "OUTPUT_MODEL", "OUTPUT_REPORT", "OUTPUT_CLASSIFICATION"
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        integer, double = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Hyperspectral raster")))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.AUX_RASTERS, self.tr("Auxiliary rasters (LiDAR DSM/intensity, SAR), in this order"),
+            QgsProcessing.TypeRaster))
+        for parameter in roi_parameters(self):
+            self.addParameter(parameter)
+        self.addParameter(QgsProcessingParameterFile(
+            self.CLIP_WEIGHTS, self.tr("CLIP ViT-B/32 image-encoder weights"), QgsProcessingParameterFile.File,
+            fileFilter=self.tr(CLIP_FILTER), optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.NO_CLIP, self.tr("Without the CLIP branch (ablation, no weights needed)"), False))
+        self.addParameter(QgsProcessingParameterNumber(self.EPOCHS, self.tr("Epochs"), integer, EPOCHS, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.LEARNING_RATE, self.tr("Learning rate"), double, LEARNING_RATE, minValue=1e-7, maxValue=1.0))
+        self.addParameter(device_parameter(self, self.DEVICE))
+        self.addParameter(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), integer, 0, minValue=0))
+        for parameter in (
+            QgsProcessingParameterNumber(self.WIDTH, self.tr("Hidden width (0 = model default)"), integer, 0,
+                                         minValue=0),
+            QgsProcessingParameterNumber(self.DEPTH, self.tr("Blocks per stream (0 = model default)"), integer, 0,
+                                         minValue=0),
+            QgsProcessingParameterEnum(self.AUX_RESAMPLING, self.tr("Resampling of the auxiliary rasters"),
+                                       options=[self.tr("Bilinear"), self.tr("Cubic"), self.tr("Nearest neighbour"),
+                                                self.tr("Average")], defaultValue=0),
+        ):
+            self.addParameter(advanced(parameter))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_MODEL, self.tr("Model file"), self.tr(MODEL_FILTER)))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_REPORT, self.tr("Training report"), self.tr("HTML files (*.html)"), optional=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_CLASSIFICATION, self.tr("Classified training scene"), optional=True, createByDefault=False))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        from ...engine.models.registry import default_config
+        from ...engine.multimodal import classify_multimodal_file, train_multimodal_from_files
+        from ...engine.pipeline import SplitOptions, check_writable
+        from ...engine.predict import PredictionCancelled
+        from ...engine.report import training_report_html, write_report
+        from ...engine.train import TrainingCancelled
+
+        raster, layer_name = raster_file(self, parameters, self.INPUT, context)
+        aux = raster_files(self, parameters, self.AUX_RASTERS, context)
+        rois = training_rois(self, parameters, context, feedback)
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
+        classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
+        defaults = default_config(MODEL)
+        overrides = {"dim": self.parameterAsInt(parameters, self.WIDTH, context) or defaults["dim"],
+                     "depth": self.parameterAsInt(parameters, self.DEPTH, context) or defaults["depth"]}
+        run = {
+            self.INPUT: raster, self.AUX_RASTERS: aux, ROIS: rois.rois, CLASS_FIELD: rois.class_field,
+            NAME_FIELD: rois.name_field, VALIDATION_ROIS: rois.validation or None,
+            self.CLIP_WEIGHTS: self.parameterAsFile(parameters, self.CLIP_WEIGHTS, context) or None,
+            self.NO_CLIP: self.parameterAsBool(parameters, self.NO_CLIP, context),
+            self.EPOCHS: self.parameterAsInt(parameters, self.EPOCHS, context),
+            self.LEARNING_RATE: self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+            self.DEVICE: device, self.SEED: self.parameterAsInt(parameters, self.SEED, context),
+            self.AUX_RESAMPLING: RESAMPLING[self.parameterAsEnum(parameters, self.AUX_RESAMPLING, context)],
+        }
+        feedback.pushInfo(self.tr("Model {}: {}; auxiliary rasters in this order: {}").format(
+            MODEL, ", ".join(f"{key} {value}" for key, value in overrides.items()), ", ".join(aux)))
+        progress, cancelled = engine_callbacks(feedback)
+        share = CLASSIFY_SHARE if classification else 1.0
+
+        with engine_run(feedback):
+            for path, what in ((report_path, "report"), (classification, "classification")):
+                if path:
+                    check_writable(path, what)
+            announce_device(self, device, feedback)
+            if rois.validation:
+                feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains."))
+            try:
+                metadata, result = train_multimodal_from_files(
+                    raster, aux, model_path, rois=rois.rois, class_field=rois.class_field,
+                    name_field=rois.name_field, clip_weights=run[self.CLIP_WEIGHTS], use_clip=not run[self.NO_CLIP],
+                    model=MODEL, epochs=run[self.EPOCHS], device=device, seed=run[self.SEED],
+                    lr=run[self.LEARNING_RATE], aux_resampling=[run[self.AUX_RESAMPLING]], overrides=overrides,
+                    split=SplitOptions(val_rois=rois.validation or None), class_style=rois.class_style,
+                    progress=lambda fraction, text="": progress(share * fraction, text), cancelled=cancelled)
+            except TrainingCancelled:
+                feedback.pushWarning(self.tr("Training cancelled; no model file was written."))
+                return {}
+            announce_result(self, metadata, result, feedback)
+            outputs = {self.OUTPUT_MODEL: model_path}
+            if report_path:
+                shown = {key: value for key, value in run.items() if value is not None}
+                write_report(report_path, training_report_html(metadata, result.history, shown))
+                outputs[self.OUTPUT_REPORT] = report_path
+            if not classification:
+                return outputs
+            try:
+                written = classify_multimodal_file(
+                    model_path, raster, aux, classification, device=device,
+                    progress=lambda fraction, text="": progress(share + (1 - share) * fraction, text),
+                    cancelled=cancelled)
+            except PredictionCancelled:
+                feedback.pushWarning(self.tr("Classification of the training scene cancelled; the model and the "
+                                             "report were kept: classify later with 'Classify raster'."))
+                return outputs
+            self._styled = tuple(write_styles(written, metadata, layer_name, {"classes": self.tr("classes")}))
+        outputs[self.OUTPUT_CLASSIFICATION] = classification
+        return outputs
