@@ -275,8 +275,9 @@ def _record(scene: Scene, split: Split, class_ids: Sequence[int], predicted: np.
 
 # ----------------------------------------------------------------------------------------------- reports
 
-def environment(settings: RunSettings, argv: Sequence[str], source: str) -> Dict[str, Any]:
-    """What produced a result file: the exact command, machine, versions and threads."""
+def environment(settings: RunSettings, argv: Sequence[str], source: str,
+                script: str = "bench/accuracy.py") -> Dict[str, Any]:
+    """What produced a result file: the exact command (of ``script``), machine, versions and threads."""
     import sklearn
     import torch
 
@@ -285,7 +286,7 @@ def environment(settings: RunSettings, argv: Sequence[str], source: str) -> Dict
         device = f"cuda ({torch.cuda.get_device_name(0)})"
     elif device == "auto":
         device = "cpu"
-    return {"command": "python bench/accuracy.py " + " ".join(shlex.quote(a) for a in argv),
+    return {"command": f"python {script} " + " ".join(shlex.quote(a) for a in argv),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "device": device, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "host": platform.node(), "threads": settings.threads, "torch": torch.__version__,
@@ -385,10 +386,11 @@ def _target_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
             f"{ok(min(mean['CSSMamba'], mean['MambaHSI']) >= best + 10)}."]
 
 
-def write_report(report: Dict[str, Any], out: Path) -> None:
-    """``out`` (.json) and the markdown table beside it (.md), each written atomically."""
+def write_report(report: Dict[str, Any], out: Path,
+                 render: Callable[[Dict[str, Any]], str] = render_markdown) -> None:
+    """``out`` (.json) and the markdown table beside it (.md, made by ``render``), each written atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((out, json.dumps(report, indent=1)), (out.with_suffix(".md"), render_markdown(report))):
+    for path, text in ((out, json.dumps(report, indent=1)), (out.with_suffix(".md"), render(report))):
         partial = path.with_name(path.name + ".partial")
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
