@@ -24,7 +24,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from osgeo import gdal, osr
 
-from .raster import RasterInfo, open_dataset
+from .raster import RasterInfo, open_dataset, spatial_reference, srs_name
 
 gdal.UseExceptions()
 osr.UseExceptions()
@@ -59,26 +59,10 @@ class AuxRaster:
                 "resampling": self.resampling, "crs": self.crs, "reprojected": self.reprojected}
 
 
-def _srs(wkt: str) -> Optional[osr.SpatialReference]:
-    if not wkt:
-        return None
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(wkt)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return srs
-
-
-def _srs_name(srs: Optional[osr.SpatialReference]) -> str:
-    if srs is None:
-        return "no CRS"
-    code = srs.GetAuthorityCode(None)
-    return f"{srs.GetAuthorityName(None)}:{code}" if code else (srs.GetName() or "custom CRS")
-
-
 def crs_name(wkt: str) -> Optional[str]:
     """'EPSG:32633' (or the CRS's name) for a WKT, None for no CRS: how the model file records a CRS."""
-    srs = _srs(wkt)
-    return None if srs is None else _srs_name(srs)
+    srs = spatial_reference(wkt)
+    return None if srs is None else srs_name(srs)
 
 
 def _edge_points(gt: Tuple[float, ...], rows: int, cols: int) -> List[Tuple[float, float]]:
@@ -120,25 +104,25 @@ def open_aux(path: str, grid: RasterInfo, resampling: str = DEFAULT_RESAMPLING) 
                          f"(bilinear for continuous data, nearest for classes)")
     ds = open_dataset(path, "auxiliary raster")
     gt, rows, cols = tuple(ds.GetGeoTransform()), ds.RasterYSize, ds.RasterXSize
-    source, target = _srs(ds.GetProjection() or ""), _srs(grid.projection)
+    source, target = spatial_reference(ds.GetProjection() or ""), spatial_reference(grid.projection)
     points = _edge_points(gt, rows, cols)
     reprojected = source is not None and target is not None and not source.IsSame(target)
     if reprojected:
         points = [p[:2] for p in osr.CoordinateTransformation(source, target).TransformPoints(points)]
-        log.info("%s is reprojected from %s to the hyperspectral raster's %s", path, _srs_name(source),
-                 _srs_name(target))
+        log.info("%s is reprojected from %s to the hyperspectral raster's %s", path, srs_name(source),
+                 srs_name(target))
     elif (source is None) != (target is None):
         log.warning("%s has %s and the hyperspectral raster %s; the coordinates are used as they are, so check "
-                    "that both are registered to the same ground", path, _srs_name(source), _srs_name(target))
+                    "that both are registered to the same ground", path, srs_name(source), srs_name(target))
     aux_extent = _extent(points)
     grid_extent = _extent(_edge_points(grid.geotransform, grid.rows, grid.cols))
     share = _overlap_share(aux_extent, grid_extent) if all(map(math.isfinite, aux_extent)) else 0.0
     if share == 0.0:
         raise ValueError(
             f"the auxiliary raster {path} does not overlap the hyperspectral raster {grid.path}:\n"
-            f"  auxiliary:     {_text(aux_extent)} ({_srs_name(source)}"
-            f"{', reprojected to ' + _srs_name(target) if reprojected else ''})\n"
-            f"  hyperspectral: {_text(grid_extent)} ({_srs_name(target)})\n"
+            f"  auxiliary:     {_text(aux_extent)} ({srs_name(source)}"
+            f"{', reprojected to ' + srs_name(target) if reprojected else ''})\n"
+            f"  hyperspectral: {_text(grid_extent)} ({srs_name(target)})\n"
             f"Give an auxiliary raster of the same area, or fix the georeferencing (CRS, geotransform) of one of them")
     if share < 1.0 - 1e-9:
         log.warning("%s covers %.1f %% of the hyperspectral raster's extent; the pixels outside it are masked",

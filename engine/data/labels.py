@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from .raster import RasterInfo, open_dataset
+from .raster import RasterInfo, open_dataset, spatial_reference, srs_name
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -99,20 +99,6 @@ def drop_unusable_classes(ids: np.ndarray, table: ClassTable, valid: np.ndarray)
                            [table.colors[k] for k in keep])
 
 
-def _srs(wkt: str) -> Optional[osr.SpatialReference]:
-    if not wkt:
-        return None
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(wkt)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return srs
-
-
-def _srs_name(srs: osr.SpatialReference) -> str:
-    code = srs.GetAuthorityCode(None)
-    return f"{srs.GetAuthorityName(None)}:{code}" if code else (srs.GetName() or "custom CRS")
-
-
 def _extent(gt: Tuple[float, ...], rows: int, cols: int) -> Tuple[float, float, float, float]:
     """(xmin, ymin, xmax, ymax) of a grid from its four corners."""
     xs, ys = zip(*((gt[0] + c * gt[1] + r * gt[2], gt[3] + c * gt[4] + r * gt[5])
@@ -121,9 +107,9 @@ def _extent(gt: Tuple[float, ...], rows: int, cols: int) -> Tuple[float, float, 
 
 
 def _grid_text(gt: Tuple[float, ...], rows: int, cols: int, wkt: str) -> str:
-    srs = _srs(wkt)
+    srs = spatial_reference(wkt)
     return (f"{cols} x {rows} px, origin ({gt[0]:g}, {gt[3]:g}), pixel size ({gt[1]:g}, {gt[5]:g}), "
-            f"CRS {_srs_name(srs) if srs else 'none'}")
+            f"CRS {srs_name(srs) if srs else 'none'}")
 
 
 def _check_same_grid(path: str, ds: gdal.Dataset, like: RasterInfo) -> None:
@@ -131,13 +117,13 @@ def _check_same_grid(path: str, ds: gdal.Dataset, like: RasterInfo) -> None:
     tolerance = 1e-6 * max(abs(like.geotransform[1]), abs(like.geotransform[5]))
     same = ((ds.RasterYSize, ds.RasterXSize) == (like.rows, like.cols)
             and all(abs(a - b) <= tolerance for a, b in zip(gt, like.geotransform)))
-    mine, theirs = _srs(wkt), _srs(like.projection)
+    mine, theirs = spatial_reference(wkt), spatial_reference(like.projection)
     if same and mine is not None and theirs is not None and not mine.IsSame(theirs):
         same = False
     if same:
         return
     xmin, ymin, xmax, ymax = _extent(like.geotransform, like.rows, like.cols)
-    target = f" -t_srs {_srs_name(theirs)}" if theirs is not None else ""
+    target = f" -t_srs {srs_name(theirs)}" if theirs is not None else ""
     raise ValueError(
         f"label raster {path} is not on the grid of the raster {like.path}:\n"
         f"  labels: {_grid_text(gt, ds.RasterYSize, ds.RasterXSize, wkt)}\n"
@@ -252,8 +238,8 @@ def _reprojection(path: str, layer_srs: Optional[osr.SpatialReference],
         layer_srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
         if layer_srs.IsSame(raster_srs):
             return None
-        log.info("ROIs of %s reprojected from %s to the raster's %s", path, _srs_name(layer_srs),
-                 _srs_name(raster_srs))
+        log.info("ROIs of %s reprojected from %s to the raster's %s", path, srs_name(layer_srs),
+                 srs_name(raster_srs))
         return osr.CoordinateTransformation(layer_srs, raster_srs)
     if layer_srs is not None or raster_srs is not None:
         log.warning("%s has %s and the raster %s; ROI coordinates are used as they are", path,
@@ -282,7 +268,7 @@ def rasterize_rois(path: str, like: RasterInfo, class_field: str, name_field: Op
             raise ValueError(f"ROI layer {roi_layer.GetName()!r} of {path} has no field {field!r}; "
                              f"its fields: {', '.join(fields) or '(none)'}")
 
-    raster_srs = _srs(like.projection)
+    raster_srs = spatial_reference(like.projection)
     transform = _reprojection(path, roi_layer.GetSpatialRef(), raster_srs)
     xmin, ymin, xmax, ymax = _extent(like.geotransform, like.rows, like.cols)
     frame = ogr.CreateGeometryFromWkt(
@@ -316,7 +302,7 @@ def rasterize_rois(path: str, like: RasterInfo, class_field: str, name_field: Op
                 geometry.Transform(transform)
             except RuntimeError as error:
                 raise ValueError(f"ROI feature {feature.GetFID()} of {path} cannot be reprojected to the raster's "
-                                 f"CRS {_srs_name(raster_srs)}: {error}") from None
+                                 f"CRS {srs_name(raster_srs)}: {error}") from None
         envelope = [f(a, b) for f, a, b in zip((min, max, min, max), envelope, geometry.GetEnvelope())]
         if not geometry.Intersects(frame):
             outside += 1

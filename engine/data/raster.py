@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from osgeo import gdal
+from osgeo import gdal, osr
 
 gdal.UseExceptions()
 
@@ -55,6 +55,24 @@ class RasterInfo:
     @property
     def bands(self) -> int:
         return len(self.band_indices)
+
+
+def spatial_reference(wkt: str) -> Optional[osr.SpatialReference]:
+    """The CRS of a WKT string in x = east/longitude order, or None for no CRS."""
+    if not wkt:
+        return None
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(wkt)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
+
+
+def srs_name(srs: Optional[osr.SpatialReference]) -> str:
+    """'EPSG:32633', else the CRS's name, for messages and the model file; 'no CRS' for None."""
+    if srs is None:
+        return "no CRS"
+    code = srs.GetAuthorityCode(None)
+    return f"{srs.GetAuthorityName(None)}:{code}" if code else (srs.GetName() or "custom CRS")
 
 
 def open_dataset(path: str, what: str = "raster") -> gdal.Dataset:

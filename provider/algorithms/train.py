@@ -70,6 +70,17 @@ class TrainingRois:
     class_style: ClassStyle         # {} when the ROI layer is not styled by category on the class field
 
 
+def training_outputs(alg: CSSMambaAlgorithm) -> List[QgsProcessingParameterDefinition]:
+    """The outputs both training algorithms write: model file, HTML report, optional classified scene."""
+    return [
+        QgsProcessingParameterFileDestination(alg.OUTPUT_MODEL, alg.tr("Model file"), alg.tr(MODEL_FILTER)),
+        QgsProcessingParameterFileDestination(alg.OUTPUT_REPORT, alg.tr("Training report"),
+                                              alg.tr("HTML files (*.html)"), optional=True),
+        QgsProcessingParameterRasterDestination(alg.OUTPUT_CLASSIFICATION, alg.tr("Classified training scene"),
+                                                optional=True, createByDefault=False),
+    ]
+
+
 def training_rois(alg: CSSMambaAlgorithm, parameters: Dict[str, Any], context: QgsProcessingContext,
                   feedback: QgsProcessingFeedback) -> TrainingRois:
     """Read and check the ROI parameters; the class colours (and names) come from the ROI layer's
@@ -241,12 +252,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                                          integer, 0, minValue=0),
         ):
             self.addParameter(advanced(parameter))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_MODEL, self.tr("Model file"), self.tr(MODEL_FILTER)))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_REPORT, self.tr("Training report"), self.tr("HTML files (*.html)"), optional=True))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT_CLASSIFICATION, self.tr("Classified training scene"), optional=True, createByDefault=False))
+        for output in training_outputs(self):
+            self.addParameter(output)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.models.registry import default_config

@@ -10,17 +10,14 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
 
 from ..algorithm import CSSMambaAlgorithm, engine_callbacks, engine_run
 from .classify import (
     DEVICES,
-    MODEL_FILTER,
     StylesOnCompletion,
     advanced,
     device_parameter,
@@ -38,6 +35,7 @@ from .train import (
     announce_device,
     announce_result,
     roi_parameters,
+    training_outputs,
     training_rois,
 )
 
@@ -125,12 +123,8 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                                                 self.tr("Average")], defaultValue=0),
         ):
             self.addParameter(advanced(parameter))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_MODEL, self.tr("Model file"), self.tr(MODEL_FILTER)))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_REPORT, self.tr("Training report"), self.tr("HTML files (*.html)"), optional=True))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT_CLASSIFICATION, self.tr("Classified training scene"), optional=True, createByDefault=False))
+        for output in training_outputs(self):
+            self.addParameter(output)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.models.registry import default_config
