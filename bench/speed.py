@@ -3,7 +3,8 @@
 
 ``train``: seconds per training epoch (forward + backward + step + the full-image validation pass) of each
 model configuration on the real 192 × 160 × 218 mosaic with the 30/10 split, all in one run so the
-configurations compare as ratios; the 200-epoch time is projected from the epochs after the first, and
+configurations compare as ratios; the 200-epoch time is projected from the epochs between the first and
+the last (use --epochs 4 or more), and
 ``--full LABEL`` also trains that configuration for the real 200 epochs and reports the wall time.
 
 ``classify``: wall time and peak RSS of ``python -m engine classify`` (a child process, so the figure is the
@@ -80,7 +81,9 @@ def bench_train(args: argparse.Namespace) -> Dict[str, Any]:
             result = train_model(model, image, raw, valid, split, TrainConfig(epochs=epochs, device=args.device))
             wall = time.perf_counter() - start
             epoch_seconds = [h["seconds"] for h in result.history]
-            steady = float(np.median(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds))
+            # Steady state: after the first epoch (warm-up) and before the last, which alone runs a
+            # validation pass (the others are scored by the next epoch's forward, engine/train.py).
+            steady = float(np.median(epoch_seconds[1:-1] if len(epoch_seconds) > 2 else epoch_seconds[-1:]))
             rows.append({"config": label, "epochs": epochs, "parameters": sum(p.numel() for p in model.parameters()),
                          "first_epoch_s": epoch_seconds[0], "epoch_s": steady,
                          "projected_200_epochs_s": epoch_seconds[0] + 199 * steady, "wall_s": wall,

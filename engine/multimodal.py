@@ -45,7 +45,8 @@ from .pipeline import (SplitOptions, absolute_or_none, pixels_per_class, make_sp
 from .predict import PredictionCancelled, TilePrediction, classify_tiles, open_input
 from .ssm import scan
 from .tiling import Tile, plan_tiles
-from .train import TrainConfig, TrainingCancelled, TrainResult, autocast, deterministic, seed_everything
+from .train import (EpochBook, TrainConfig, TrainingCancelled, TrainResult, autocast, deterministic, seed_everything,
+                    state_copy)
 
 __all__ = ["DEFAULT_BLOCK", "EPOCHS", "LEARNING_RATE", "WEIGHT_DECAY", "BATCH_SIZE", "train_on_crops",
            "predict_multimodal_raster", "train_multimodal_from_files", "classify_multimodal_file"]
@@ -158,10 +159,8 @@ def train_on_crops(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, valid: np.n
         if not val_mask.any():
             log.warning("no validation pixels: the last epoch is kept instead of the best one")
         order = torch.Generator().manual_seed(config.seed)
-        best_state: Optional[Dict[str, torch.Tensor]] = None
-        best_oa, best_epoch, since_best = -math.inf, 0, 0
+        book = EpochBook(config.epochs, config.patience, report, log)
         backend = "none"
-        history: List[dict] = []
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             losses = []
@@ -190,29 +189,18 @@ def train_on_crops(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, valid: np.n
                 predicted = _predict_at(net, hsi, aux, val_mask, predict_stride, batch_size, device, config.amp,
                                         lambda: check_cancel(f"while validating epoch {epoch}"))
                 val_oa = float((predicted[val_mask] == split.validation[val_mask]).mean())
-            improved = not val_mask.any() or val_oa > best_oa
-            if not val_mask.any() or val_oa >= best_oa:       # ties: the later epoch wins, as in train.py
-                best_oa, best_epoch = val_oa, epoch
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
-            since_best = 0 if improved else since_best + 1
-            seconds = time.perf_counter() - t0
-            history.append({"epoch": epoch, "loss": float(np.mean(losses)), "aux_loss": None, "val_oa": val_oa,
-                            "steps": steps, "seconds": seconds})
-            if epoch == 1:
-                log.info("first epoch took %.2f s (%d optimizer steps)", seconds, steps)
-            report(epoch / config.epochs, f"epoch {epoch}/{config.epochs}: loss {history[-1]['loss']:.4f}, "
-                                          f"val OA {val_oa:.4f} (best {best_oa:.4f} at epoch {best_epoch})")
-            if config.patience is not None and since_best >= config.patience:
-                log.info("early stop after epoch %d: no better val OA for %d epochs", epoch, config.patience)
+            if book.record(epoch, float(np.mean(losses)), None, val_oa, steps, time.perf_counter() - t0,
+                           state=lambda: state_copy(net)):
                 break
-        assert best_state is not None                          # at least one epoch ran
-        net.to("cpu").load_state_dict(best_state)
+        assert book.best_state is not None                     # at least one epoch ran
+        net.to("cpu").load_state_dict(book.best_state)
         net.eval()
         threads = torch.get_num_threads()
     total = time.perf_counter() - start
     log.info("trained %d epochs in %.1f s (%.2f s/epoch); best epoch %d, val OA %.4f",
-             len(history), total, total / len(history), best_epoch, best_oa)
-    return TrainResult(state_dict=best_state, best_epoch=best_epoch, best_val_oa=float(best_oa), history=history,
+             len(book.history), total, total / len(book.history), book.best_epoch, book.best_oa)
+    return TrainResult(state_dict=book.best_state, best_epoch=book.best_epoch, best_val_oa=float(book.best_oa),
+                       history=book.history,
                        device=str(device), backend=backend, threads=threads, seconds=total)
 
 

@@ -398,6 +398,11 @@ def test_every_ablation_trains_one_step_and_evaluates(overrides):
     assert out.logits.shape == (1, 3, 64, 64) and torch.isfinite(out.logits).all()
     assert out.aux_loss is None
     assert out.clusters.shape == (1, 64, 64) and out.clusters.max() < 3 * model.config["clusters_per_class"]
+    # HSIClassifier's contract, on which the trainer's validation relies: a training forward with the
+    # guide gives exactly the eval forward's logits (EMA prototypes move only after them).
+    model.train()
+    with torch.no_grad():
+        assert torch.equal(model(x, guide).logits, out.logits)
 
 
 # ---------------------------------------------------------------------------------------------- API

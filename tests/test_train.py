@@ -77,7 +77,7 @@ def easy_split(labels, seed: int = 0, train: int = 5, val: int = 5) -> Split:
 def scripted_validation(monkeypatch, values):
     """Make the epochs' val OA follow ``values`` (1 per epoch) so selection rules can be tested exactly."""
     sequence = iter(values)
-    monkeypatch.setattr(train_module, "_validation_oa", lambda *args, **kwargs: next(sequence))
+    monkeypatch.setattr(train_module, "_score", lambda *args, **kwargs: next(sequence))
 
 
 def fast(**kwargs) -> TrainConfig:
@@ -133,6 +133,42 @@ def test_best_epoch_is_kept_and_the_later_epoch_wins_ties(monkeypatch):
     for key, value in result.state_dict.items():
         assert torch.equal(value, epoch_states[2][key])
         assert not torch.equal(value, epoch_states[3][key])
+
+
+class SnapshotNet(GuidedNet):
+    """GuidedNet that keeps a copy of its state at every forward. The first is the memory probe's;
+    after it, forward n + 1 sees the weights of n optimizer steps, and the buffer before it."""
+
+    def __init__(self, in_bands: int, n_classes: int) -> None:
+        super().__init__(in_bands, n_classes)
+        self.states: List[dict] = []
+
+    def forward(self, x, guide=None):
+        self.states.append({k: v.detach().clone() for k, v in self.state_dict().items()})
+        return super().forward(x, guide)
+
+
+def test_whole_scene_scores_each_epoch_from_the_next_forward_as_an_eval_pass_would():
+    image, raw, valid, labels = easy_scene()
+    split = easy_split(labels)
+    split.validation[split.validation == 2] = 1                  # a wrong reference makes the score peak mid-run
+    seed_everything(0)
+    model = SnapshotNet(4, 3)
+    result = train_model(model, image, raw, valid, split, fast(epochs=12, lr=0.02))
+    assert [c[0] for c in model.calls].count(False) == 1          # one eval pass: the last epoch's
+    assert len(result.history) == 12 and 1 < result.best_epoch < 12   # so the checks below bite
+    # epoch k's score is that of the state after k steps, scored by an eval forward without a guide
+    states = model.states[2:]                                     # after 1, 2, ... 12 steps
+    mask = split.validation >= 0
+    for epoch, state in enumerate(states, start=1):
+        model.load_state_dict(state)
+        with torch.no_grad():
+            predicted = model(torch.from_numpy(image)[None]).logits[0].argmax(0).numpy()
+        assert result.history[epoch - 1]["val_oa"] == float((predicted[mask] == split.validation[mask]).mean())
+    # the kept state is the best epoch's, buffer included (before the forward that scored it)
+    assert int(result.state_dict["train_forwards"]) == result.best_epoch
+    for key, value in result.state_dict.items():
+        assert torch.equal(value, states[result.best_epoch - 1][key])
 
 
 def test_early_stopping_after_patience_epochs_without_a_higher_val_oa(monkeypatch):

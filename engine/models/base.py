@@ -29,6 +29,11 @@ class HSIClassifier(nn.Module):
 
     ``self.config`` must be JSON-serialisable and rebuild the same architecture through
     ``engine.models.build_model(name, **config)``; the model file stores it.
+
+    ``forward`` must give the same logits in training mode (with the guide) as in eval mode (without):
+    no dropout, no batch statistics. The trainer relies on it to score the previous epoch's weights on
+    the validation pixels from the next training forward instead of an extra pass. State a training
+    forward changes (buffers, such as CSSMamba's EMA prototypes) may change only after the logits.
     """
 
     name: str = ""
