@@ -75,7 +75,7 @@ DEEP_METHODS = ("mambahsi", "cssmamba")
 METHOD_TITLES = {"rf": "RF", "svm": "SVM", "mambahsi": "MambaHSI", "cssmamba": "CSSMamba"}
 
 # CSSMamba ablations (MODELS.md §4.12): label -> config overrides on top of the defaults (K = 3,
-# L_a cluster loss at weight 0.1, learned sigmoid gate, token selection on = the "default" row).
+# L_a cluster loss at weight 0.1, learned sigmoid gate, token selection on, no pooling = the "default" row).
 ABLATIONS: Dict[str, Dict[str, Any]] = {
     "default": {},
     "K=1": {"clusters_per_class": 1},
@@ -86,7 +86,7 @@ ABLATIONS: Dict[str, Dict[str, Any]] = {
     "gate prior-only (g=0)": {"gate": "prior"},
     "gate attention-only (g=1)": {"gate": "attention"},
     "no token selection": {"token_selection": False},
-    "no pooling (paper layout)": {"pooling": False},
+    "2 x 2 pooling": {"pooling": True},
 }
 
 

@@ -22,9 +22,9 @@ AUX_RESAMPLING = ("bilinear", "cubic", "nearest", "average")  # = engine.data.au
 HSI_EPOCHS = 200                        # default epochs of the hyperspectral-only models
 MULTIMODAL_EPOCHS = 100                 # = engine.multimodal.EPOCHS (MODELS.md §5.6)
 DEVICES = ("auto", "cpu", "cuda")
-# The demo: CSSMamba at the plugin's defaults (engine/models/registry.py: width 32 with 2 x 2 pooling,
-# chosen by measurement) for 50 epochs on the 128 x 128 sample's ROIs, about a minute on 2 CPU cores.
-# --set dim=128 --set pooling=false --epochs 200 is the paper's setting.
+# The demo: CSSMamba at the plugin's defaults (engine/models/registry.py: width 32, chosen by
+# measurement) for 50 epochs on the 128 x 128 sample's ROIs, about a minute on 2 CPU cores.
+# --set dim=128 --epochs 200 is the paper's setting.
 DEMO_EPOCHS = 50
 DEMO_OVERRIDES: dict = {}
 CANCELLED_STATUS = 130
@@ -439,8 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Make the built-in sample if missing, train on its ROIs, classify the "
                                            "whole scene and assess the class map against the full reference map. "
                                            f"Trains the plugin's default CSSMamba for {DEMO_EPOCHS} epochs to "
-                                           "finish in about a minute on 2 CPU cores; --set dim=128 --set pooling=false "
-                                           "--epochs 200 is the paper's setting.")
+                                           "finish in about a minute on 2 CPU cores; --set dim=128 --epochs 200 is the "
+                                           "paper's setting.")
     demo.add_argument("--out", default="sample", help="sample and output folder (default ./sample)")
     demo.add_argument("--force", action="store_true", help="regenerate the sample even if it exists")
     sample_options(demo)

@@ -21,9 +21,9 @@ def test_model_names():
 def test_constructors_keep_the_papers_widths_and_the_registry_the_measured_plugin_defaults():
     assert MambaHSI(103, 9).config["dim"] == 128 and CSSMamba(103, 9).config["dim"] == 128
     assert default_config("mambahsi") == dict(dim=32, spectral_groups=4, pooling=True, scan_backend=None)
-    assert default_config("cssmamba")["dim"] == 32 and default_config("cssmamba")["pooling"] is True
-    assert build_model("cssmamba", 20, 3).config["pooling"] is True
-    assert build_model("cssmamba", 20, 3, pooling=False).config["pooling"] is False
+    assert default_config("cssmamba")["dim"] == 32 and default_config("cssmamba")["pooling"] is False
+    assert build_model("cssmamba", 20, 3).config["pooling"] is False
+    assert build_model("cssmamba", 20, 3, pooling=True).config["pooling"] is True
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
