@@ -312,6 +312,21 @@ def test_long_sequence_stress():
     assert rel(last, run(selective_scan_reference, cut(l - warm, l), torch.float64, None, True)[1]) < RTOL
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_without_autograd_the_result_is_the_same_and_the_inputs_are_untouched(backend):
+    # prediction runs the epilogue (D skip, SiLU gate) in place on the scan's own output
+    inputs = {k: v.float() if v is not None else None for k, v in make_inputs(2, 8, 4, 50).items()}
+    before = {k: v.clone() for k, v in inputs.items() if v is not None}
+    with_grad = selective_scan(**{k: v.clone().requires_grad_() if v is not None else None
+                                  for k, v in inputs.items()}, delta_softplus=True, backend=backend)
+    with torch.no_grad():
+        plain = selective_scan(**inputs, delta_softplus=True, backend=backend)
+    with torch.inference_mode():
+        inference = selective_scan(**inputs, delta_softplus=True, backend=backend)
+    assert torch.equal(plain, with_grad.detach()) and torch.equal(inference, with_grad.detach())
+    assert all(torch.equal(inputs[k], v) for k, v in before.items())
+
+
 def test_chunk_size_formula():
     expected = {1: 1, 7: 7, 16: 16, 17: 16, 64: 16, 1000: 16, 2048: 32, 4096: 32, 32768: 128, 207_400: 256,
                 10**6: 512, 10**9: 512}

@@ -649,7 +649,7 @@ class CSSMamba(HSIClassifier):
     def forward(self, x: Tensor, guide: Optional[Tensor] = None) -> ModelOutput:
         self._check_inputs(x, guide)
         size = x.shape[-2:]
-        data = x.detach().abs().amax(1) > 0   # (B, H, W): apply_stretch fills nodata with 0 in every band
+        data = (x.detach() != 0).any(1)      # (B, H, W): apply_stretch fills nodata with 0 in every band
         x = self.embed(x)
         losses, assign = [], None
         for i, stage in enumerate(self.stages):

@@ -725,9 +725,13 @@ def selective_scan(
     Cg = Cg if Cg.shape[1] == g else Cg.repeat_interleave(g // Cg.shape[1], dim=1)
     core = chunked_scan_core if name == "torch" else impl.scan_core
     y, last = core(dt, uc, A.to(ct), Bg, Cg, reset)
+    del dt
+    # Without autograd y is ours alone, so the epilogue updates it in place: in prediction this saves
+    # two (b, d, l) tensors at the peak of the largest scan (the same arithmetic, the same result).
+    in_place = not (torch.is_grad_enabled() and y.requires_grad)
     if D is not None:
-        y = y + D.to(ct)[:, None] * uc
+        y = y.add_(D.to(ct)[:, None] * uc) if in_place else y + D.to(ct)[:, None] * uc
     if z is not None:
-        y = y * F.silu(z.to(ct))
+        y = y.mul_(F.silu(z.to(ct))) if in_place else y * F.silu(z.to(ct))
     out = y.to(u.dtype)
     return (out, last) if return_last_state else out
