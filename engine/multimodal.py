@@ -40,8 +40,8 @@ from .modelfile import FORMAT_VERSION, load_model, save_model
 from .models.clip import KNOWN_CHECKPOINTS, VIT_B_32, config_from_state_dict, read_clip_state_dict
 from .models.m3amba import m3amba_loss
 from .models.registry import build_multimodal_model
-from .pipeline import (SplitOptions, absolute_or_none, pixels_per_class, make_split, utc_now, phase_progress,
-                       read_reference, check_writable, restyle_classes, software_versions)
+from .pipeline import (SplitOptions, absolute_or_none, check_writable, classes_metadata, make_split, phase_progress,
+                       pixels_per_class, read_reference, restyle_classes, training_provenance, utc_now)
 from .predict import PredictionCancelled, TilePrediction, classify_tiles, open_input
 from .ssm import scan
 from .tiling import Tile, plan_tiles
@@ -439,22 +439,17 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
                   "wavelengths": None if info.wavelengths is None else list(info.wavelengths),
                   "nodata": list(info.nodata)},
         "normalisation": stretches[0].to_dict(),
-        "classes": {"ids": [int(c) for c in table.ids], "names": list(table.names),
-                    "colors": [list(map(int, c)) for c in table.colors]},
+        "classes": classes_metadata(table),
         "modalities": modalities,
         "clip": None if checkpoint is None else {"sha256": checkpoint.sha256, "path": checkpoint.path,
                                                  "known_as": checkpoint.known_as},
-        "provenance": {
-            "raster": os.path.abspath(raster), "aux": [os.path.abspath(p) for p in aux], "labels": absolute_or_none(labels),
-            "rois": absolute_or_none(rois), "class_field": class_field, "name_field": name_field,
-            "split": dict(split.describe(), counts=counts, seed=seed),
-            "seed": seed, "epochs": epochs, "learning_rate": lr, "weight_decay": WEIGHT_DECAY, "batch_size": batch_size,
-            "crop": net.crop, "train_stride": TRAIN_STRIDE, "predict_stride": PREDICT_STRIDE,
-            "epochs_run": len(result.history), "best_epoch": result.best_epoch,
-            "best_validation_oa": result.best_val_oa, "evaluated_on": evaluated_on, "metrics": metrics,
-            "device": result.device, "backend": result.backend, "threads": result.threads,
-            "train_seconds": result.seconds, "software": software_versions(), "started": started, "created": utc_now(),
-        },
+        "provenance": dict(training_provenance(
+            result, {"raster": os.path.abspath(raster), "aux": [os.path.abspath(p) for p in aux],
+                     "labels": absolute_or_none(labels), "rois": absolute_or_none(rois),
+                     "class_field": class_field, "name_field": name_field},
+            split, counts, seed, epochs, lr, evaluated_on, metrics, started),
+            weight_decay=WEIGHT_DECAY, batch_size=batch_size, crop=net.crop, train_stride=TRAIN_STRIDE,
+            predict_stride=PREDICT_STRIDE),
     }
     save_model(out_model, net, metadata)
     assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")

@@ -160,6 +160,25 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def classes_metadata(table: ClassTable) -> Dict[str, Any]:
+    """The model file's "classes" block: ids, names and colours in the model's class order."""
+    return {"ids": [int(c) for c in table.ids], "names": list(table.names),
+            "colors": [list(map(int, c)) for c in table.colors]}
+
+
+def training_provenance(result: TrainResult, sources: Dict[str, Any], split: Split, counts: Dict[str, List[int]],
+                        seed: int, epochs: int, lr: float, evaluated_on: str, metrics: Dict[str, Any],
+                        started: str) -> Dict[str, Any]:
+    """The model file's "provenance" block, the same for every trainer: the training data (``sources``:
+    raster, labels or ROIs and their fields, as given), the split, the settings and what training measured."""
+    return {**sources, "split": dict(split.describe(), counts=counts, seed=seed),
+            "seed": seed, "epochs": epochs, "learning_rate": lr, "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch, "best_validation_oa": result.best_val_oa,
+            "evaluated_on": evaluated_on, "metrics": metrics, "device": result.device, "backend": result.backend,
+            "threads": result.threads, "train_seconds": result.seconds, "software": software_versions(),
+            "started": started, "created": utc_now()}
+
+
 @dataclass
 class _Scene:
     """A training raster with its classes and split, ready for the trainer."""
@@ -264,17 +283,11 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                   "wavelengths": None if info.wavelengths is None else list(info.wavelengths),
                   "nodata": list(info.nodata)},
         "normalisation": stretch.to_dict(),
-        "classes": {"ids": [int(c) for c in table.ids], "names": list(table.names),
-                    "colors": [list(map(int, c)) for c in table.colors]},
-        "provenance": {
-            "raster": os.path.abspath(raster), "labels": absolute_or_none(labels), "rois": absolute_or_none(rois),
-            "class_field": class_field, "name_field": name_field,
-            "split": dict(split.describe(), counts=scene.counts, seed=seed),
-            "seed": seed, "epochs": epochs, "learning_rate": lr, "epochs_run": len(result.history), "best_epoch": result.best_epoch,
-            "best_validation_oa": result.best_val_oa, "evaluated_on": evaluated_on, "metrics": metrics,
-            "device": result.device, "backend": result.backend, "threads": result.threads,
-            "train_seconds": result.seconds, "software": software_versions(), "started": started, "created": utc_now(),
-        },
+        "classes": classes_metadata(table),
+        "provenance": training_provenance(
+            result, {"raster": os.path.abspath(raster), "labels": absolute_or_none(labels),
+                     "rois": absolute_or_none(rois), "class_field": class_field, "name_field": name_field},
+            split, scene.counts, seed, epochs, lr, evaluated_on, metrics, started),
     }
     save_model(out_model, net, metadata)
     assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")
