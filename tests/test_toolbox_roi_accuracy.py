@@ -154,7 +154,10 @@ def test_processing_loads_the_roi_layer_styled(loaded_plugin, potsdam, tmp_path)
     try:
         assert len(loaded) == 1
         assert [c.label() for c in loaded[0].renderer().categories()] == ["roof", "tree", "other class ids"]
+        assert loaded[0].isEditable()                    # ready for drawing ROIs
     finally:
+        for layer in loaded:
+            layer.rollBack()
         project.removeMapLayers([layer.id() for layer in loaded])
 
 

@@ -99,7 +99,8 @@ def style_roi_layer(layer: QgsVectorLayer, classes: ClassList, color_of: Callabl
 
 class _LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
     """Applies the style stored in the GeoPackage when Processing adds the layer to the project
-    (Processing opens result layers without their default style)."""
+    (Processing opens result layers without their default style) and starts editing it, since drawing
+    ROIs is the next thing to do with it."""
 
     def postProcessLayer(self, layer: QgsMapLayer, context: QgsProcessingContext,  # noqa: N802 (QGIS API)
                          feedback: QgsProcessingFeedback) -> None:
@@ -107,6 +108,8 @@ class _LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
         if not ok:
             feedback.pushWarning(f"the ROI layer's style could not be loaded from its GeoPackage: {message}")
         layer.triggerRepaint()
+        if not layer.startEditing():
+            feedback.pushWarning("the ROI layer could not be switched to editing mode; toggle editing yourself")
 
 
 # Processing holds post-processors by raw pointer: keep each alive (one per output path) after the
@@ -123,8 +126,8 @@ class CreateRoiLayerAlgorithm(CSSMambaAlgorithm):
     HELP = (
         "Creates an empty GeoPackage polygon layer for drawing training regions (ROIs) over a raster, ready for "
         "'Train CSSMamba': fields class_id (integer, the class) and class_name (text), in the raster's CRS, "
-        "styled by class and added to the project. Toggle editing, draw polygons over pixels of known class "
-        "and pick their class.\n\n"
+        "styled by class and added to the project in editing mode: draw polygons over pixels of known class, "
+        "pick their class and save the edits.\n\n"
         "INPUT: the raster the ROIs are for; the layer gets its CRS.\n"
         "CLASSES (optional): one class per line, as '1 water', '1: water' or '1,water' (id and name), or "
         "names only ('water'), numbered 1, 2, 3 … in line order. Class ids are whole numbers from 1 "
