@@ -640,6 +640,10 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Cluster</translation>
     </message>
     <message>
+        <source>probabilities</source>
+        <translation>Wahrscheinlichkeiten</translation>
+    </message>
+    <message>
         <source>{}: the raster layer cannot be opened; choose a raster file</source>
         <translation>{}: Der Rasterlayer lässt sich nicht öffnen; wählen Sie eine Rasterdatei</translation>
     </message>

@@ -41,8 +41,10 @@ def class_renderer(layer: QgsRasterLayer, ids: Sequence[int], names: Sequence[st
     return QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
 
 
-def confidence_renderer(layer: QgsRasterLayer) -> QgsSingleBandPseudoColorRenderer:
-    """Pseudocolour ramp fixed to 0–1, so confidence maps of different runs compare by colour."""
+def probability_renderer(layer: QgsRasterLayer) -> QgsSingleBandPseudoColorRenderer:
+    """Band 1 in a pseudocolour ramp fixed to 0–1, so maps of different runs compare by colour: the
+    confidence map, or the first class of a class-probability raster (its bands are named after the
+    classes, so another class is one choice away in the layer properties)."""
     ramp = QgsColorRampShader(0.0, 1.0)
     ramp.setColorRampType(QgsColorRampShader.Interpolated)
     ramp.setColorRampItemList([

@@ -337,7 +337,9 @@ def test_classify_writes_styled_outputs_on_the_input_grid(trained, scene, tmp_pa
     assert 'classificationMin="0"' in confidence and 'classificationMax="1"' in confidence
     clusters = qml(outputs["OUTPUT_CLUSTERS"])
     assert 'label="roof · cluster 1"' in clusters and 'label="water · cluster 3"' in clusters
-    assert not os.path.exists(tmp_path / "probabilities.qml")
+    probabilities = qml(outputs["OUTPUT_PROBABILITIES"])      # the first class's band, on the 0-1 ramp
+    assert 'type="singlebandpseudocolor"' in probabilities and 'band="1"' in probabilities
+    assert 'classificationMin="0"' in probabilities and 'classificationMax="1"' in probabilities
 
 
 def test_outputs_loaded_on_completion_are_styled_and_named(trained, scene, tmp_path):

@@ -29,7 +29,7 @@ from ..styling import (
     RendererFn,
     class_renderer,
     cluster_renderer,
-    confidence_renderer,
+    probability_renderer,
     style_on_completion,
     write_qml_sidecar,
 )
@@ -90,11 +90,13 @@ def clusters_per_class(metadata: Dict[str, Any]) -> int:
 
 
 def output_styles(metadata: Dict[str, Any]) -> Dict[str, RendererFn]:
-    """Renderer functions by output kind ('classes', 'confidence', 'clusters'), from the model metadata."""
+    """Renderer functions by output kind ('classes', 'confidence', 'clusters', 'probabilities'), from the
+    model metadata."""
     classes = metadata["classes"]
     styles: Dict[str, RendererFn] = {
         "classes": partial(class_renderer, ids=classes["ids"], names=classes["names"], colors=classes["colors"]),
-        "confidence": confidence_renderer,
+        "confidence": probability_renderer,
+        "probabilities": probability_renderer,
     }
     k = clusters_per_class(metadata)
     if k:
@@ -234,7 +236,7 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                 feedback.pushWarning(self.tr("Classification cancelled; no output was written."))
                 return {}
             labels = {"classes": self.tr("classes"), "confidence": self.tr("confidence"),
-                      "clusters": self.tr("clusters")}
+                      "clusters": self.tr("clusters"), "probabilities": self.tr("probabilities")}
             self._styled = tuple(write_styles(written, metadata, layer_name, labels))
         return {self.OUTPUTS[kind]: path for kind, path in written.items()}
 
