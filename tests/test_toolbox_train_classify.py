@@ -308,7 +308,7 @@ def test_cancel_while_classifying_the_scene_keeps_the_trained_model(plugin, scen
 
 def test_mambahsi_ignores_the_cssmamba_switches_and_has_no_cluster_map(plugin, scene, tmp_path):
     feedback = Feedback.make()
-    result = train(scene, tmp_path, feedback, MODEL=1, CLUSTERS_PER_CLASS=2, POOLING=False, **SMALL)
+    result = train(scene, tmp_path, feedback, MODEL=1, CLUSTERS_PER_CLASS=2, POOLING=True, **SMALL)
     assert any("CLUSTERS_PER_CLASS, POOLING apply to CSSMamba only" in text for text in feedback.warnings)
     assert metadata_of(result["OUTPUT_MODEL"])["model"]["name"] == "mambahsi"
 

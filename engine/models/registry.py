@@ -28,10 +28,11 @@ _DATA_KWARGS = ("in_bands", "n_classes", "hsi_bands", "aux_bands")
 
 # The plugin's defaults where they differ from the papers' (the constructors keep the papers' values).
 # Chosen by measurement (bench/results/speed_train.md, 2-core CPU, EnMAP Potsdam 192 x 160 x 218):
-# CSSMamba at the paper's width 128 needs about 23 s per epoch (76 min for 200 epochs); width 32 in the
-# paper's layout (no pooling, MODELS.md §4.1) fits the 10-minute target. The 2 x 2 pooling option is
-# about 1.7x faster but cost 5 to 8 points of OA on EnMAP and MUUFL (bench/results/accuracy_pooled.md),
-# and width 16 unpooled, as fast as pooled width 32, lost 7 points on EnMAP's 218 bands
+# CSSMamba at the paper's width 128 needed about 23 s per epoch (76 min for 200 epochs, with the earlier
+# trainer); width 32 in the paper's layout (no pooling, MODELS.md §4.1) trains 200 epochs in 8.1 min,
+# inside the 10-minute target. The 2 x 2 pooling option is twice as fast but cost 5 to 8 points of OA
+# on EnMAP and MUUFL (bench/results/accuracy_pooled.md), and width 16 unpooled, as fast as pooled
+# width 32, lost 7 points on EnMAP's 218 bands
 # (accuracy_enmap_cssmamba_unpooled_dim16.md), so neither is the default. MambaHSI gets the same width
 # so that the baseline comparison is like for like. Accuracy at these defaults: bench/results/accuracy.md.
 # M3amba (paper: width 384, 9 blocks per stream) is measured on the MUUFL crop (90 x 90 px, 64 + 2 bands,

@@ -187,7 +187,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         "TOKEN_SELECTION weights the pixels inside each cluster by relevance; CLUSTER_LOSS keeps the clusters "
         "compact and apart (La), makes them follow the k-means prior (Lb) or is off; GATE mixes the attention "
         "and prior scores of the token selection (learned, prior only, attention only); POOLING halves the "
-        "resolution between stages: training is about 1.6x faster, but it cost 5 to 8 points of OA on the "
+        "resolution between stages: training is about twice as fast, but it cost 5 to 8 points of OA on the "
         "EnMAP and MUUFL scenes, so it is off by default (the paper's layout).\n"
         "MEMORY_BUDGET (advanced): MB a training step may use; a scene that needs more is trained in "
         "overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.\n"
