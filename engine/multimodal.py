@@ -192,16 +192,7 @@ def train_on_crops(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, valid: np.n
             if book.record(epoch, float(np.mean(losses)), None, val_oa, steps, time.perf_counter() - t0,
                            state=lambda: state_copy(net)):
                 break
-        assert book.best_state is not None                     # at least one epoch ran
-        net.to("cpu").load_state_dict(book.best_state)
-        net.eval()
-        threads = torch.get_num_threads()
-    total = time.perf_counter() - start
-    log.info("trained %d epochs in %.1f s (%.2f s/epoch); best epoch %d, val OA %.4f",
-             len(book.history), total, total / len(book.history), book.best_epoch, book.best_oa)
-    return TrainResult(state_dict=book.best_state, best_epoch=book.best_epoch, best_val_oa=float(book.best_oa),
-                       history=book.history,
-                       device=str(device), backend=backend, threads=threads, seconds=total)
+        return book.finish(net, start, device, backend)
 
 
 # ------------------------------------------------------------------------------------------------

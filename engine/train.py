@@ -378,6 +378,21 @@ class EpochBook:
             return True
         return False
 
+    def finish(self, model: nn.Module, started: float, device: torch.device, backend: str,
+               **extra) -> TrainResult:
+        """Leave ``model`` holding the best state, on the CPU, in eval mode, and return the run's result
+        (``extra``: further TrainResult fields). Call it inside the run's thread settings, whose thread
+        count the result records."""
+        assert self.best_state is not None                     # at least one epoch ran
+        model.to("cpu").load_state_dict(self.best_state)
+        model.eval()
+        total = time.perf_counter() - started
+        self.log.info("trained %d epochs in %.1f s (%.2f s/epoch); best epoch %d, val OA %.4f",
+                      len(self.history), total, total / len(self.history), self.best_epoch, self.best_oa)
+        return TrainResult(state_dict=self.best_state, best_epoch=self.best_epoch, best_val_oa=float(self.best_oa),
+                           history=self.history, device=str(device), backend=backend,
+                           threads=torch.get_num_threads(), seconds=total, **extra)
+
 
 # ------------------------------------------------------------------------------------------------
 # Training
@@ -584,14 +599,4 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
             if book.record(**pending, val_oa=val_oa, seconds=time.perf_counter() - t0, state=lambda: state_copy(model)):
                 break
             pending = None
-        assert book.best_state is not None                     # at least one epoch ran
-        model.to("cpu").load_state_dict(book.best_state)
-        model.eval()
-        threads = torch.get_num_threads()
-    total = time.perf_counter() - start
-    _log.info("trained %d epochs in %.1f s (%.2f s/epoch); best epoch %d, val OA %.4f",
-              len(book.history), total, total / len(book.history), book.best_epoch, book.best_oa)
-    return TrainResult(state_dict=book.best_state, best_epoch=book.best_epoch, best_val_oa=float(book.best_oa),
-                       history=book.history,
-                       device=str(device), backend=backend, threads=threads, seconds=total, windows=windows,
-                       validation_tiling=val_tiling)
+        return book.finish(model, start, device, backend, windows=windows, validation_tiling=val_tiling)
