@@ -27,7 +27,6 @@ DEVICES = ("auto", "cpu", "cuda")
 # --set dim=128 --epochs 200 is the paper's setting.
 DEMO_EPOCHS = 50
 DEMO_OVERRIDES: dict = {}
-CANCELLED_STATUS = 130
 
 
 def _progress_printer(prefix: str):
@@ -49,26 +48,40 @@ def _progress_printer(prefix: str):
     return progress
 
 
+_last_cancel = {"signal": 0}  # the signal that cancelled the last job, for its exit status
+
+
 @contextlib.contextmanager
 def _ctrl_c_cancels() -> Iterator[Any]:
-    """Yield a ``cancelled()`` check that turns true on the first Ctrl-C (a second one interrupts at once)."""
-    state = {"hit": False}
+    """Yield a ``cancelled()`` check that turns true on the first Ctrl-C or SIGTERM (a second one
+    interrupts at once). SIGTERM (``kill``, a batch scheduler's time limit) is a cancel like Ctrl-C, so
+    the job removes its temporaries instead of leaving them behind; ``cancel_status()`` is then 143."""
+    state = {"signal": 0}
+    names = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
     def handler(signum, frame):
-        if state["hit"]:
+        if state["signal"]:
             raise KeyboardInterrupt
-        state["hit"] = True
-        print("\ncancelling after the current step (Ctrl-C again to abort at once)", file=sys.stderr)
+        state["signal"] = signum
+        print(f"\n{names.get(signum, 'signal')}: cancelling after the current step (again to abort at once)",
+              file=sys.stderr)
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {signum: signal.signal(signum, handler) for signum in names}
     except ValueError:  # not the main thread: no signal handling, never cancelled
         yield lambda: False
         return
     try:
-        yield lambda: state["hit"]
+        yield lambda: bool(state["signal"])
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _last_cancel["signal"] = state["signal"]
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
+def cancel_status() -> int:
+    """The exit status of a cancelled job: 128 + the signal that cancelled it (130 Ctrl-C, 143 SIGTERM)."""
+    return 128 + (_last_cancel["signal"] or signal.SIGINT)
 
 
 def parse_overrides(items: Optional[Sequence[str]]) -> Dict[str, Any]:
@@ -94,6 +107,23 @@ def parse_overrides(items: Optional[Sequence[str]]) -> Dict[str, Any]:
                 value = text
         overrides[key] = value
     return overrides
+
+
+def parse_bands(text: Optional[str]) -> Optional[List[int]]:
+    """``"1-50,60,70-80"`` → [1, …, 50, 60, 70, …, 80] (1-based file bands); None for None."""
+    if text is None:
+        return None
+    bands: List[int] = []
+    for item in text.replace(" ", "").split(","):
+        first, sep, last = item.partition("-")
+        try:
+            span = range(int(first), int(last) + 1) if sep else [int(first)]
+        except ValueError:
+            raise ValueError(f"--bands expects band numbers and ranges such as 1-50,60,70-80, got {text!r}") from None
+        if not span:
+            raise ValueError(f"--bands: the range {item!r} is empty; write the lower band first (e.g. 10-20)")
+        bands.extend(span)
+    return bands
 
 
 def _print_metrics(metrics: Dict[str, Any], indent: str = "") -> None:
@@ -182,36 +212,40 @@ def _check_modalities(args: argparse.Namespace) -> None:
     if args.model in MULTIMODAL_NAMES:
         if not args.aux:
             raise ValueError(f"--model {args.model} needs at least one --aux raster (LiDAR, SAR) of the area of --raster")
+        if args.bands:
+            raise ValueError(f"--bands is for the hyperspectral-only models ({', '.join(MODEL_NAMES)}); "
+                             f"{args.model} trains on every band of --raster (subset it with gdal_translate -b)")
     elif args.aux or args.aux_resampling or args.clip_weights or args.no_clip:
         raise ValueError(f"--aux, --aux-resampling, --clip-weights and --no-clip are for the multi-modal models "
                          f"({', '.join(MULTIMODAL_NAMES)}); {args.model} reads the hyperspectral raster only")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import check_writable
+    from .paths import write_text_atomic
 
     _check_modalities(args)
     if args.epochs is None:
         args.epochs = MULTIMODAL_EPOCHS if args.model in MULTIMODAL_NAMES else HSI_EPOCHS
-    if args.report:
-        check_writable(args.report, "training report")
     args.out_model = args.out
-    trained = _train(args, parse_overrides(args.set), labels=args.labels, rois=args.rois,
-                     class_field=args.class_field, name_field=args.name_field)
+    inputs = dict(labels=args.labels, rois=args.rois, class_field=args.class_field, name_field=args.name_field,
+                  other_outputs={"training report": args.report})
+    bands = parse_bands(args.bands)
+    if bands is not None:
+        inputs["bands"] = bands
+    trained = _train(args, parse_overrides(args.set), **inputs)
     if trained is None:
-        return CANCELLED_STATUS
+        return cancel_status()
     metadata, result = trained
     _print_training(metadata, result, args.out)
     if args.report:
         report = {"metadata": metadata, "history": result.history, "command": sys.argv}
-        with open(args.report, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
+        write_text_atomic(args.report, json.dumps(report, indent=2), "training report")
         print(f"report      {args.report}")
     return 0
 
 
 def _classify(args: argparse.Namespace, model: str, raster: str, out: str, aux: Optional[List[str]] = None,
-              **outputs: Optional[str]) -> Optional[dict]:
+              bands: Optional[List[int]] = None, **outputs: Optional[str]) -> Optional[dict]:
     """classify_file, or classify_multimodal_file when auxiliary rasters are given; None when cancelled."""
     from .pipeline import classify_file
     from .predict import PredictionCancelled
@@ -223,8 +257,9 @@ def _classify(args: argparse.Namespace, model: str, raster: str, out: str, aux: 
             if aux:
                 from .multimodal import classify_multimodal_file
 
-                return classify_multimodal_file(model, raster, aux, out, **common, **outputs)
-            return classify_file(model, raster, out, tile=args.tile, overlap=args.overlap, **common, **outputs)
+                return classify_multimodal_file(model, raster, aux, out, bands=bands, **common, **outputs)
+            return classify_file(model, raster, out, tile=args.tile, overlap=args.overlap, bands=bands, **common,
+                                 **outputs)
         except PredictionCancelled:
             print("classification cancelled: no output raster written", file=sys.stderr)
             return None
@@ -240,16 +275,16 @@ def _cmd_classify(args: argparse.Namespace) -> int:
                              "predict on overlapping crops); leave them out")
     else:
         outputs["clusters"] = args.clusters
-    written = _classify(args, args.model, args.raster, args.out, aux=args.aux, **outputs)
+    written = _classify(args, args.model, args.raster, args.out, aux=args.aux, bands=parse_bands(args.bands), **outputs)
     if written is None:
-        return CANCELLED_STATUS
+        return cancel_status()
     for kind, path in written.items():
         print(f"{kind:<14} {path}")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .pipeline import evaluate_files
+    from .evaluation import evaluate_files
 
     metrics = evaluate_files(args.pred, labels=args.labels, rois=args.rois, class_field=args.class_field,
                              name_field=args.name_field, json_out=args.json)
@@ -292,15 +327,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     trained = _train(args, overrides, rois=os.path.join(args.out, "sample_rois.gpkg"), class_field="class_id",
                      name_field="class_name")
     if trained is None:
-        return CANCELLED_STATUS
+        return cancel_status()
     metadata, result = trained
     print(f"== trained {args.model} ({json.dumps(overrides)}) on the sample's ROIs, {args.epochs} epochs")
     _print_training(metadata, result, args.out_model)
     written = _classify(args, args.out_model, raster, out["classes"], confidence=out["confidence"],
                         clusters=out["clusters"])
     if written is None:
-        return CANCELLED_STATUS
-    from .pipeline import evaluate_files
+        return cancel_status()
+    from .evaluation import evaluate_files
 
     labels = os.path.join(args.out, "sample_labels.tif")
     metrics = evaluate_files(out["classes"], labels=labels, json_out=os.path.join(args.out, "demo_accuracy.json"))
@@ -392,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "safetensors file); the plugin never downloads them")
     clip.add_argument("--no-clip", action="store_true",
                       help="m3amba: the documented ablation without the CLIP branch (no weights needed)")
+    train.add_argument("--bands", help="file bands to train on, e.g. 1-50,60,70-80 (default: every band but alpha "
+                                       "and bad bands); classify reads the same ones")
     train.add_argument("--out", required=True, help="model file to write (written only when training ends)")
     train.add_argument("--report", help="JSON report: metadata, test metrics and the per-epoch history")
     train.set_defaults(run=_cmd_train)
@@ -403,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--raster", required=True, help="raster with the training raster's bands")
     classify.add_argument("--aux", action="append", metavar="FILE",
                           help="auxiliary raster of a multi-modal (m3amba) model, repeatable, in the training order")
+    classify.add_argument("--bands", help="file bands of --raster to read, in the model's band order (e.g. "
+                                          "1-50,60): needed when --raster has another band count than the training "
+                                          "raster and no wavelengths to match them by")
     classify.add_argument("--out", required=True, help="class raster (GeoTIFF, 0 = nodata, colour table)")
     classify.add_argument("--confidence", help="confidence raster (max softmax probability, float32)")
     classify.add_argument("--clusters", help="cluster-map raster (CSSMamba's cluster of each pixel)")

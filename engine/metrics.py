@@ -1,14 +1,16 @@
 """Accuracy metrics of a classification (MODELS.md §3.1): confusion matrix, OA, AA, kappa, per class.
 
-Computed with scikit-learn where it has them. Kappa is always the kappa of the matrix given
-(the test matrix in reports), never a validation kappa (MODELS.md §3.5).
+Computed with numpy alone from the confusion matrix (the same formulas as scikit-learn's
+``confusion_matrix``, ``precision_recall_fscore_support(zero_division=0)`` and ``cohen_kappa_score``, which a
+test compares against), so that *Accuracy assessment* runs in a QGIS without torch or scikit-learn. Kappa
+is always the kappa of the matrix given (the test matrix in reports), never a validation kappa
+(MODELS.md §3.5).
 """
 
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
 
 
 @dataclass
@@ -66,16 +68,28 @@ def accuracy(reference: np.ndarray, predicted: np.ndarray, class_ids: Sequence[i
         raise ValueError(f"no reference pixel has one of the class ids {ids}: nothing to assess")
     truth, guess = reference[keep], predicted[keep]
     unknown = sorted(set(np.unique(guess).tolist()) - set(ids))
-    if unknown:  # confusion_matrix would drop these pixels and inflate OA
+    if unknown:  # a matrix over class_ids would drop these pixels and inflate OA
         raise ValueError(f"the prediction gives ids {unknown} on reference pixels but class_ids is {ids}; "
                          "add them to class_ids so they count as errors")
-    matrix = confusion_matrix(truth, guess, labels=ids)
-    producers, users, f1 = (np.full(len(ids), np.nan) for _ in range(3))
-    has_truth, was_predicted = matrix.sum(1) > 0, matrix.sum(0) > 0
-    precision_, recall_, f1_, _ = precision_recall_fscore_support(truth, guess, labels=ids, zero_division=0)
-    producers[has_truth] = recall_[has_truth]
-    users[was_predicted] = precision_[was_predicted]
-    f1[has_truth | was_predicted] = f1_[has_truth | was_predicted]
-    overall = float(np.trace(matrix) / matrix.sum())
-    kappa = float(cohen_kappa_score(truth, guess, labels=ids)) if len(np.unique(np.r_[truth, guess])) > 1 else 1.0
+    n = len(ids)
+    order = np.argsort(ids)
+    sorted_ids = np.asarray(ids)[order]
+
+    def position(values: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(sorted_ids, values)]
+
+    matrix = np.bincount(position(truth) * n + position(guess), minlength=n * n).reshape(n, n).astype(np.int64)
+    diagonal, truth_totals, predicted_totals = np.diag(matrix).astype(float), matrix.sum(1), matrix.sum(0)
+    has_truth, was_predicted = truth_totals > 0, predicted_totals > 0
+    producers, users, f1 = (np.full(n, np.nan) for _ in range(3))
+    producers[has_truth] = diagonal[has_truth] / truth_totals[has_truth]
+    users[was_predicted] = diagonal[was_predicted] / predicted_totals[was_predicted]
+    recall, precision = np.nan_to_num(producers), np.nan_to_num(users)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        harmonic = np.where(recall + precision > 0, 2 * recall * precision / (recall + precision), 0.0)
+    f1[has_truth | was_predicted] = harmonic[has_truth | was_predicted]
+    pixels = matrix.sum()
+    overall = float(np.trace(matrix) / pixels)
+    chance = float((truth_totals.astype(float) * predicted_totals).sum() / float(pixels) ** 2)
+    kappa = 1.0 if len(np.unique(np.r_[truth, guess])) <= 1 else float((overall - chance) / (1 - chance))
     return Accuracy(ids, matrix, overall, float(np.nanmean(producers)), kappa, producers, users, f1)

@@ -5,13 +5,20 @@ any code; safetensors is not a dependency of the plugin):
 
     {"format": "cssmamba-model",
      "metadata_json": str,                 # json.dumps of the metadata below
-     "state_dict": {name: Tensor}}         # model.state_dict(): parameters and persistent buffers
+     "state_dict": {name: Tensor},         # model.state_dict(): parameters and persistent buffers
+     "sha256": str}                        # of the metadata and every tensor (``_digest``); files from
+                                           # before it have none and load unchecked
+
+torch's zip container keeps CRCs but does not check them on load, so a flipped bit in the metadata or
+the weights would load and give a wrong map; the digest turns that into "not a valid model file".
+Weights that hold NaN or Inf are refused as well (at save: training diverged; at load: a damaged file).
 
 Metadata (FORMAT_VERSION 1)::
 
     format_version  int
     model           {name: str, config: dict}        # build_model(name, **config) rebuilds the architecture
-    bands           {indices: [int], names: [str], wavelengths: [float] | None, nodata: [float | None]}
+    bands           {indices: [int], names: [str], wavelengths: [float] | None, nodata: [float | None],
+                     file_count: int}     # the training raster's band count (absent in older files)
     normalisation   {low: [float], high: [float]}   # per-band 2-98 % stretch of the training raster
     classes         {ids: [int], names: [str], colors: [[r, g, b]]}
     provenance      {raster, labels | rois, class_field, split, seed, epochs, best_epoch, metrics,
@@ -37,23 +44,29 @@ CSSMamba model file". No GDAL here: this module also runs on GPU machines withou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import tempfile
-from typing import Any, Dict, Tuple, Union
+import time
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from torch import nn
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "load_model", "validate_metadata", "check_raster_matches"]
+from .paths import check_writable, describe_write_error, remove_stale_temporaries, temporary_file
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelNotSaved", "save_model", "load_model", "validate_metadata",
+           "check_raster_matches"]
 
 FORMAT = "cssmamba-model"
 FORMAT_VERSION = 1
 WAVELENGTH_TOLERANCE_NM = 1.0
-_PAYLOAD_KEYS = {"format", "metadata_json", "state_dict"}
+_PAYLOAD_KEYS = {"format", "metadata_json", "state_dict", "sha256"}
+_UNCHECKED_KEYS = _PAYLOAD_KEYS - {"sha256"}  # files written before the digest
 
 
 def _invalid(path: str, reason: str) -> ValueError:
@@ -120,6 +133,9 @@ def validate_metadata(metadata: Dict[str, Any]) -> None:
     _list(bands, "bands", "indices", lambda v: _is_int(v) and v >= 1, "band numbers >= 1", n_bands)
     _list(bands, "bands", "names", lambda v: isinstance(v, str), "strings", n_bands)
     _list(bands, "bands", "nodata", lambda v: v is None or _is_number(v), "numbers or null", n_bands)
+    if "file_count" in bands and not (_is_int(bands["file_count"]) and bands["file_count"] >= max(bands["indices"])):
+        raise ValueError(f"metadata 'bands.file_count' must be the training raster's band count (>= every band "
+                         f"index), got {bands['file_count']!r}")
     if bands.get("wavelengths") is not None:
         _list(bands, "bands", "wavelengths", _is_number, "numbers (nm) or null", n_bands)
 
@@ -171,37 +187,34 @@ def _validate_modalities(metadata: Dict[str, Any], hsi_bands: int, aux_bands: in
 # Save and load
 
 
-def save_model(path: str, model: nn.Module, metadata: Dict[str, Any]) -> None:
-    """Write ``model`` (state dict) and ``metadata`` to ``path`` atomically.
+def _digest(metadata_json: str, state: Dict[str, torch.Tensor]) -> str:
+    """sha256 of the metadata text and of every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256(metadata_json.encode("utf-8"))
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode("utf-8"))
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
-    ``format_version`` and ``model`` {name, config} are filled in from the model; the rest comes from
-    the caller and is validated first, so a file that load_model would refuse is never written. The
-    file is written under a temporary name in the same folder and renamed over ``path`` at the end,
-    so a crash or cancel never leaves a half-written model file.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"cannot write the model file {path}: the folder {folder} does not exist; create it "
-                         f"or choose another output path")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"cannot write the model file {path}: the folder {folder} is not writable; "
-                         f"choose another output path")
-    if os.path.isdir(path):
-        raise ValueError(f"cannot write the model file {path}: it is a folder; give a file name")
-    full = dict(metadata, format_version=FORMAT_VERSION, model={"name": model.name, "config": model.config})
+
+def _non_finite(state: Dict[str, torch.Tensor]) -> list:
+    return [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+class ModelNotSaved(ValueError):
+    """The model file could not be written (a full disk); ``recovered`` is where a copy went, if anywhere."""
+
+    def __init__(self, message: str, recovered: Optional[str]) -> None:
+        super().__init__(message)
+        self.recovered = recovered
+
+
+def _write_payload(path: str, payload: Dict[str, Any]) -> None:
+    """torch.save to a temporary beside ``path``, fsync, rename; the temporary is removed on any failure."""
+    remove_stale_temporaries(path, [".tmp"])
+    tmp = temporary_file(path, ".tmp")
     try:
-        text = json.dumps(full, default=_json_default, sort_keys=True)
-    except TypeError as exc:
-        raise ValueError(f"the model metadata cannot be written as JSON: {exc}") from exc
-    validate_metadata(json.loads(text))
-    payload = {"format": FORMAT, "metadata_json": text,
-               "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}}
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    except OSError as exc:
-        raise ValueError(f"cannot write the model file {path}: {exc.strerror or exc}; choose another output path") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -210,6 +223,67 @@ def save_model(path: str, model: nn.Module, metadata: Dict[str, Any]) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _recovery_folders(failed: str) -> list:
+    """Where a model that could not be written goes instead: the system's temporary folder, the home
+    folder, the working folder (each once, the failed folder left out)."""
+    seen, folders = {os.path.realpath(failed)}, []
+    for folder in (tempfile.gettempdir(), os.path.expanduser("~"), os.getcwd()):
+        real = os.path.realpath(folder)
+        if real not in seen and os.path.isdir(real):
+            seen.add(real)
+            folders.append(folder)
+    return folders
+
+
+def _recover(path: str, payload: Dict[str, Any], error: BaseException) -> ModelNotSaved:
+    """After a failed write of ``path``: try the recovery folders and return the error to raise, which
+    says where the trained model went (or that it could not be written anywhere)."""
+    stem, extension = os.path.splitext(os.path.basename(path))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    reason = describe_write_error(error, path, "model file")
+    for folder in _recovery_folders(os.path.dirname(os.path.abspath(path))):
+        copy = os.path.join(folder, f"{stem}.recovered-{stamp}{extension or '.pt'}")
+        try:
+            _write_payload(copy, payload)
+        except (OSError, RuntimeError):
+            continue
+        return ModelNotSaved(f"{reason}. The trained model was saved instead to {copy}: move it where you want it "
+                             f"(it is a complete model file)", copy)
+    return ModelNotSaved(f"{reason}. No recovery copy could be written either (tried "
+                         f"{', '.join(_recovery_folders(os.path.dirname(os.path.abspath(path)))) or 'no other folder'}); "
+                         f"free disk space and train again", None)
+
+
+def save_model(path: str, model: nn.Module, metadata: Dict[str, Any]) -> None:
+    """Write ``model`` (state dict) and ``metadata`` to ``path`` atomically.
+
+    ``format_version`` and ``model`` {name, config} are filled in from the model; the rest comes from
+    the caller and is validated first, so a file that load_model would refuse is never written. The
+    file is written under a temporary name in the same folder and renamed over ``path`` at the end,
+    so a crash or cancel never leaves a half-written model file (and the next save removes the
+    temporaries a killed run left, ``paths.remove_stale_temporaries``). When the write fails (a full
+    disk) the trained weights are not lost: a copy goes to a recovery folder and ModelNotSaved (a
+    ValueError) says where.
+    """
+    check_writable(path, "model file")
+    full = dict(metadata, format_version=FORMAT_VERSION, model={"name": model.name, "config": model.config})
+    try:
+        text = json.dumps(full, default=_json_default, sort_keys=True)
+    except TypeError as exc:
+        raise ValueError(f"the model metadata cannot be written as JSON: {exc}") from exc
+    validate_metadata(json.loads(text))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    broken = _non_finite(state)
+    if broken:
+        raise ValueError(f"the trained weights hold NaN or Inf ({', '.join(broken[:3])}{' …' if len(broken) > 3 else ''}"
+                         f"): training diverged; train again with a lower learning rate")
+    payload = {"format": FORMAT, "metadata_json": text, "state_dict": state, "sha256": _digest(text, state)}
+    try:
+        _write_payload(path, payload)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        raise _recover(path, payload, exc) from exc
 
 
 def _build(name: str, config: Dict[str, Any]) -> nn.Module:
@@ -247,7 +321,7 @@ def load_model(path: str, map_location: Union[str, torch.device] = "cpu") -> Tup
     if _is_int(version) and version > FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer version of the plugin (model file format {version}, "
                          f"this version reads up to {FORMAT_VERSION}); update the plugin to use it")
-    if set(payload) != _PAYLOAD_KEYS:
+    if set(payload) not in (_PAYLOAD_KEYS, _UNCHECKED_KEYS):
         raise _invalid(path, f"entries {sorted(payload)} instead of {sorted(_PAYLOAD_KEYS)}")
     try:
         validate_metadata(metadata)
@@ -257,6 +331,13 @@ def load_model(path: str, map_location: Union[str, torch.device] = "cpu") -> Tup
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise _invalid(path, "the weights are not a mapping of names to tensors")
+    if "sha256" in payload and payload["sha256"] != _digest(payload["metadata_json"], state):
+        raise _invalid(path, "its checksum does not match its content: the file is damaged (a copy error, a bad "
+                             "disk) or was edited")
+    broken = _non_finite(state)
+    if broken:
+        raise _invalid(path, f"the weights hold NaN or Inf ({', '.join(broken[:3])}"
+                             f"{' …' if len(broken) > 3 else ''}), so every pixel would get the same class")
     try:
         model = _build(metadata["model"]["name"], metadata["model"]["config"])
     except (ValueError, TypeError) as exc:

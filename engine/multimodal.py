@@ -30,7 +30,7 @@ from torch import nn
 
 from .crops import PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crop_starts, crops_covering, cut, pad, plan_crops
 from .data.auxiliary import DEFAULT_RESAMPLING, AuxRaster, crs_name, open_aux, read_aux
-from .data.labels import Color, class_indices
+from .data.labels import Color, class_indices, read_reference
 from .data.normalize import Stretch, apply_stretch, fit_stretch
 from .data.raster import RasterInfo, load_training_raster, read_window
 from .data.splits import Split
@@ -40,9 +40,11 @@ from .modelfile import FORMAT_VERSION, load_model, save_model
 from .models.clip import KNOWN_CHECKPOINTS, VIT_B_32, config_from_state_dict, read_clip_state_dict
 from .models.m3amba import m3amba_loss
 from .models.registry import build_multimodal_model
-from .pipeline import (SplitOptions, absolute_or_none, check_writable, classes_metadata, make_split, phase_progress,
-                       pixels_per_class, read_reference, restyle_classes, training_provenance, utc_now)
-from .predict import PredictionCancelled, TilePrediction, classify_tiles, open_input
+from .paths import check_distinct
+from .pipeline import (SplitOptions, absolute_or_none, classes_metadata, make_split, phase_progress, pixels_per_class,
+                       restyle_classes, training_inputs, training_provenance, utc_now)
+from .bandmatch import open_model_input
+from .predict import PredictionCancelled, TilePrediction, classify_tiles
 from .ssm import scan
 from .tiling import Tile, plan_tiles
 from .train import (EpochBook, TrainConfig, TrainingCancelled, TrainResult, autocast, deterministic, seed_everything,
@@ -248,6 +250,7 @@ def predict_multimodal_raster(net: nn.Module, metadata: dict, raster_path: str, 
                               out_classes: str, out_confidence: Optional[str] = None,
                               out_probabilities: Optional[str] = None, stride: int = PREDICT_STRIDE,
                               block: int = DEFAULT_BLOCK, batch_size: int = BATCH_SIZE, device: str = "auto",
+                              bands: Optional[Sequence[int]] = None, inputs: Optional[Dict[str, Any]] = None,
                               progress: Optional[Progress] = None,
                               cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
     """Classify ``raster_path`` with its auxiliary rasters (in the training order); {kind: path written}.
@@ -256,13 +259,14 @@ def predict_multimodal_raster(net: nn.Module, metadata: dict, raster_path: str, 
     cover its valid pixels, reading a window one crop wider; a pixel is nodata where the HSI or any
     auxiliary raster is invalid. ValueError for a wrong number of auxiliary rasters, other band counts
     or wavelengths, bad output paths; PredictionCancelled (polled between batches) leaves no file.
+    ``bands`` and ``inputs`` as in ``predict.predict_raster``.
     """
     if not metadata.get("modalities"):
         raise ValueError(f"the {metadata['model']['name']} model reads the hyperspectral raster only; classify "
                          f"without auxiliary rasters")
     if not out_classes:
         raise ValueError("no path for the class raster; give one (the other outputs are optional)")
-    info = open_input(raster_path, metadata)
+    info = open_model_input(raster_path, metadata, bands)
     auxes = _open_modalities(metadata, info, aux_paths)
     stretches = [Stretch.from_dict(m["normalisation"]) for m in metadata["modalities"]]
     tiles = _block_tiles(info.rows, info.cols, net.crop, stride, block)
@@ -292,7 +296,9 @@ def predict_multimodal_raster(net: nn.Module, metadata: dict, raster_path: str, 
     try:
         with torch.inference_mode(), autocast(torch_device, True):
             return classify_tiles(metadata, info, tiles, predict_tile, out_classes, out_confidence=out_confidence,
-                                  out_probabilities=out_probabilities, progress=progress, cancelled=cancelled)
+                                  out_probabilities=out_probabilities,
+                                  inputs=dict(inputs or {}, **{"auxiliary raster": list(aux_paths)}),
+                                  progress=progress, cancelled=cancelled)
     finally:
         net.train(was_training)
 
@@ -356,6 +362,7 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
                                 patience: Optional[int] = None, threads: Optional[int] = None,
                                 batch_size: int = BATCH_SIZE,
                                 class_style: Optional[Dict[int, Tuple[Optional[str], Color]]] = None,
+                                other_outputs: Optional[Dict[str, Optional[str]]] = None,
                                 progress: Optional[Progress] = None,
                                 cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
     """Train M3amba on an HSI ``raster`` and auxiliary rasters ``aux`` with labels or ROIs; save ``out_model``.
@@ -367,7 +374,7 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
     the ROI layer's colours (and names where the labels carry none) as in ``pipeline.train_from_files``.
     Returns (metadata, TrainResult) as ``pipeline.train_from_files``; the model file is written only when
     training finished (a cancel, TrainingCancelled, leaves none). ValueError for bad input, before the
-    data is read where possible.
+    data is read where possible; ``other_outputs`` as in ``pipeline.train_from_files``.
     """
     split = split or SplitOptions()
     started = utc_now()
@@ -383,7 +390,8 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
     fixed = sorted({"use_clip", "clip"} & set(overrides or {}))
     if fixed:
         raise ValueError(f"{', '.join(fixed)} cannot be set as model options; use --clip-weights FILE or --no-clip")
-    check_writable(out_model, "model file")
+    check_distinct(training_inputs(raster, labels, rois, split, **{"auxiliary raster": aux, "CLIP weights": clip_weights}),
+                   dict(other_outputs or {}, **{"model file": out_model}))
     clip = _clip_config(clip_weights, use_clip)
     load = phase_progress(progress, 0.0, 0.05)
     load(0.0, f"reading {raster} and {len(aux)} auxiliary raster(s)")
@@ -428,7 +436,7 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
         "model": {"name": model, "config": dict(net.config)},
         "bands": {"indices": list(info.band_indices), "names": list(info.band_names),
                   "wavelengths": None if info.wavelengths is None else list(info.wavelengths),
-                  "nodata": list(info.nodata)},
+                  "nodata": list(info.nodata), "file_count": info.file_bands},
         "normalisation": stretches[0].to_dict(),
         "classes": classes_metadata(table),
         "modalities": modalities,
@@ -450,7 +458,8 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
 def classify_multimodal_file(model_path: str, raster: str, aux: Sequence[str], out: str,
                              confidence: Optional[str] = None, probabilities: Optional[str] = None,
                              stride: int = PREDICT_STRIDE, block: int = DEFAULT_BLOCK, device: str = "auto",
-                             threads: Optional[int] = None, progress: Optional[Progress] = None,
+                             threads: Optional[int] = None, bands: Optional[Sequence[int]] = None,
+                             progress: Optional[Progress] = None,
                              cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
     """Classify ``raster`` with a multi-modal model file and the auxiliary rasters ``aux`` (same kinds and
     order as in training); {output kind: path written}. As ``pipeline.classify_file``: ValueError before
@@ -459,4 +468,5 @@ def classify_multimodal_file(model_path: str, raster: str, aux: Sequence[str], o
     with threadpool_limits(limits=threads):
         return predict_multimodal_raster(net, metadata, raster, list(aux), out, out_confidence=confidence,
                                          out_probabilities=probabilities, stride=stride, block=block, device=device,
-                                         progress=progress, cancelled=cancelled)
+                                         bands=bands, inputs={"model file": model_path}, progress=progress,
+                                         cancelled=cancelled)

@@ -12,7 +12,6 @@ warning (``data.labels.drop_unusable_classes``); fewer than two remaining classe
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import platform
@@ -26,12 +25,13 @@ from osgeo import gdal
 from threadpoolctl import threadpool_limits
 
 from . import __version__
-from .data.labels import ClassTable, Color, class_indices, rasterize_rois, read_label_raster
+from .data.labels import ClassTable, Color, class_indices, read_reference
 from .data.normalize import apply_stretch, fit_stretch
-from .data.raster import RasterInfo, load_training_raster, open_raster
+from .data.raster import RasterInfo, load_training_raster
 from .data.splits import Split, fixed_count_split, ratio_split
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
+from .paths import check_distinct
 from .models.registry import build_model
 from .predict import predict_raster
 from .tiling import predict_array
@@ -45,7 +45,6 @@ Cancelled = Callable[[], bool]
 LOG = logging.getLogger(__name__)
 
 SPLIT_MODES = ("fixed", "ratio")
-UNCLASSIFIED = -1  # class id given in evaluations to reference pixels the class map left at 0 (nodata)
 
 
 @dataclass
@@ -67,6 +66,21 @@ class SplitOptions:
     val_rois: Optional[str] = None
     val_class_field: Optional[str] = None  # defaults to the training class field
 
+    def __post_init__(self) -> None:
+        """Name the setting that is wrong (with its CLI option), before any data is read."""
+        if self.mode not in SPLIT_MODES:
+            raise ValueError(f"unknown split mode {self.mode!r}; use one of {', '.join(SPLIT_MODES)}")
+        for name, value in (("train_per_class", self.train_per_class), ("val_per_class", self.val_per_class)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a whole number of at least 1 "
+                                 f"pixel, got {value!r}")
+        for name, value in (("train_ratio", self.train_ratio), ("val_ratio", self.val_ratio)):
+            if not 0 < value < 1:
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a fraction between 0 and 1, got {value!r}")
+        if self.train_ratio + self.val_ratio >= 1:
+            raise ValueError(f"train_ratio + val_ratio (--train-ratio, --val-ratio) must stay below 1 so that test "
+                             f"pixels remain, got {self.train_ratio} + {self.val_ratio}")
+
     def describe(self) -> Dict[str, Any]:
         if self.val_labels or self.val_rois:
             return {"mode": "validation-set", "val_labels": absolute_or_none(self.val_labels), "val_rois": absolute_or_none(self.val_rois)}
@@ -87,33 +101,11 @@ def phase_progress(progress: Optional[Progress], start: float, end: float) -> Pr
     return report
 
 
-def check_writable(path: str, what: str = "output") -> None:
-    """Fail before hours of work, not after: the folder must exist and be writable."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"cannot write the {what} {path}: the folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"cannot write the {what} {path}: the folder {folder} is not writable; choose another path")
-    if os.path.isdir(path):
-        raise ValueError(f"cannot write the {what} {path}: it is a folder; give a file name")
-
-
-def read_reference(info: RasterInfo, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
-                    name_field: Optional[str], what: str = "training",
-                    valid: Optional[np.ndarray] = None) -> Tuple[np.ndarray, ClassTable]:
-    """Class ids (H, W) int64 (0 = unlabelled) and the ClassTable, from a label raster or ROI vector.
-
-    With ``valid``, pixels under nodata are unlabelled and classes left with < 2 pixels are dropped
-    (labels.drop_unusable_classes).
-    """
-    if bool(labels) == bool(rois):
-        raise ValueError(f"give the {what} classes either as a label raster or as ROIs with a class field, not both "
-                         "and not neither")
-    if labels:
-        return read_label_raster(labels, info, valid=valid)
-    if not class_field:
-        raise ValueError(f"ROIs {rois} need a class field (the attribute holding the class id), e.g. class_id")
-    return rasterize_rois(rois, info, class_field, name_field, valid=valid)
+def training_inputs(raster: str, labels: Optional[str], rois: Optional[str], split: SplitOptions,
+                    **more: Any) -> Dict[str, Any]:
+    """{what: path} of every file a training run reads, for ``paths.check_distinct``."""
+    return {"raster": raster, "label raster": labels, "ROI file": rois, "validation label raster": split.val_labels,
+            "validation ROI file": split.val_rois, **more}
 
 
 def make_split(info: RasterInfo, index: np.ndarray, table: ClassTable, valid: np.ndarray, seed: int,
@@ -141,9 +133,7 @@ def make_split(info: RasterInfo, index: np.ndarray, table: ClassTable, valid: np
     if options.mode == "fixed":
         return fixed_count_split(index, seed, train_per_class=options.train_per_class,
                                  val_per_class=options.val_per_class, valid=valid)
-    if options.mode == "ratio":
-        return ratio_split(index, seed, train_ratio=options.train_ratio, val_ratio=options.val_ratio, valid=valid)
-    raise ValueError(f"unknown split mode {options.mode!r}; use one of {', '.join(SPLIT_MODES)}")
+    return ratio_split(index, seed, train_ratio=options.train_ratio, val_ratio=options.val_ratio, valid=valid)
 
 
 def pixels_per_class(split_map: np.ndarray, n_classes: int) -> List[int]:
@@ -238,6 +228,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                      patience: Optional[int] = None, threads: Optional[int] = None,
                      memory_budget_mb: Optional[int] = None,
                      class_style: Optional[Dict[int, Tuple[Optional[str], Color]]] = None,
+                     other_outputs: Optional[Dict[str, Optional[str]]] = None,
                      progress: Optional[Progress] = None,
                      cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
     """Train ``model`` on ``raster`` with labels (raster) or ROIs (vector + class field); save it to ``out_model``.
@@ -251,10 +242,12 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     the split's test pixels; those metrics go into the metadata's provenance. ``threads`` caps torch's
     and the native libraries' thread pools (CSSMamba's k-means prior) for the whole job (None: their
     defaults); on a busy machine an oversubscribed OpenMP pool is many times slower than one thread.
+    ``other_outputs``: {what: path} of the caller's further outputs of the same run (a report, a class
+    map), so that no output of the run can overwrite an input or another output (``paths.check_distinct``).
     """
     split = split or SplitOptions()
     started = utc_now()
-    check_writable(out_model, "model file")
+    check_distinct(training_inputs(raster, labels, rois, split), dict(other_outputs or {}, **{"model file": out_model}))
     load = phase_progress(progress, 0.0, 0.05)
     load(0.0, f"reading {raster}")
     with threadpool_limits(limits=threads):
@@ -281,7 +274,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         "model": {"name": model, "config": dict(net.config)},
         "bands": {"indices": list(info.band_indices), "names": list(info.band_names),
                   "wavelengths": None if info.wavelengths is None else list(info.wavelengths),
-                  "nodata": list(info.nodata)},
+                  "nodata": list(info.nodata), "file_count": info.file_bands},
         "normalisation": stretch.to_dict(),
         "classes": classes_metadata(table),
         "provenance": training_provenance(
@@ -297,8 +290,12 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
 def classify_file(model_path: str, raster: str, out: str, confidence: Optional[str] = None,
                   clusters: Optional[str] = None, probabilities: Optional[str] = None, tile: Optional[int] = None,
                   overlap: Optional[int] = None, device: str = "auto", threads: Optional[int] = None,
-                  progress: Optional[Progress] = None, cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
+                  bands: Optional[List[int]] = None, progress: Optional[Progress] = None,
+                  cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
     """Classify ``raster`` with the model file; returns {output kind: path written}.
+
+    ``bands``: the raster's file bands to read, in the model's order, when its band layout differs from
+    the training raster's and wavelengths cannot match them (``bandmatch.choose_bands``).
 
     Refused with ValueError before any work: a raster whose bands differ from the training raster's,
     an output path that cannot be written. Outputs are written under temporary names and renamed at
@@ -309,49 +306,5 @@ def classify_file(model_path: str, raster: str, out: str, confidence: Optional[s
     sizes = {key: value for key, value in (("tile", tile), ("overlap", overlap)) if value is not None}
     with threadpool_limits(limits=threads):
         return predict_raster(net, metadata, raster, out, out_confidence=confidence, out_clusters=clusters,
-                              out_probabilities=probabilities, device=device, progress=progress,
-                              cancelled=cancelled, **sizes)
-
-
-def read_class_map(path: str) -> Tuple[np.ndarray, RasterInfo]:
-    """The class map (H, W) int64 of a single-band classification raster and its grid (RasterInfo)."""
-    try:
-        dataset = gdal.Open(path)
-    except RuntimeError as exc:
-        raise ValueError(f"cannot open the class raster {path}: {exc}") from None
-    if dataset.RasterCount != 1:
-        raise ValueError(f"{path} has {dataset.RasterCount} bands; a class raster has one (the 'classify' --out)")
-    values = dataset.GetRasterBand(1).ReadAsArray()
-    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values) & (values == np.round(values))):
-        raise ValueError(f"{path} holds non-integer values; it is not a class raster")
-    return values.astype(np.int64), open_raster(path, drop_bad_bands=False)
-
-
-def evaluate_files(pred: str, labels: Optional[str] = None, rois: Optional[str] = None,
-                   class_field: Optional[str] = None, name_field: Optional[str] = None,
-                   json_out: Optional[str] = None) -> Dict[str, Any]:
-    """Accuracy of the class raster ``pred`` against reference labels (raster) or ROIs (vector + class field).
-
-    Every reference class present counts. A reference pixel the class map left unclassified (0) or gave a
-    class the reference does not know counts as an error: such predictions appear as extra columns
-    (``-1`` = unclassified), never silently dropped. Reference on another grid → ValueError.
-    """
-    if json_out:
-        check_writable(json_out, "JSON report")
-    predicted, info = read_class_map(pred)
-    reference, table = read_reference(info, labels, rois, class_field, name_field, what="reference")
-    present = [int(c) for c in np.unique(reference) if c > 0]
-    if not present:
-        raise ValueError("the reference labels/ROIs have no labelled pixel on the class raster's grid")
-    at_reference = reference > 0
-    predicted = np.where(at_reference & (predicted == 0), UNCLASSIFIED, predicted)
-    extra = sorted(set(np.unique(predicted[at_reference]).tolist()) - set(present))
-    names = dict(zip((int(c) for c in table.ids), table.names))
-    names[UNCLASSIFIED] = "unclassified"
-    result = accuracy(reference, predicted, present + extra).as_dict(names)
-    result["prediction"] = os.path.abspath(pred)
-    result["reference"] = os.path.abspath(labels or rois)
-    if json_out:
-        with open(json_out, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, indent=2)
-    return result
+                              out_probabilities=probabilities, device=device, bands=bands,
+                              inputs={"model file": model_path}, progress=progress, cancelled=cancelled, **sizes)

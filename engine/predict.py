@@ -27,19 +27,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from osgeo import gdal
 
+from .bandmatch import open_model_input
 from .data.normalize import Stretch, apply_stretch
-from .data.raster import RasterInfo, open_raster, read_window
+from .data.raster import RasterInfo, explain_no_valid_pixel, read_window
 from .device import resolve_device
-from .modelfile import check_raster_matches
 from .models.base import HSIClassifier
+from .paths import check_distinct, describe_write_error, remove_stale_temporaries, temporary_file
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, plan_tiles, predict_window
 
 gdal.UseExceptions()
@@ -47,7 +49,7 @@ gdal.UseExceptions()
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "CONFIDENCE_NODATA", "PROBABILITY_NODATA", "PredictionCancelled",
-           "TilePrediction", "classify_tiles", "open_input", "predict_raster"]
+           "TilePrediction", "classify_tiles", "predict_raster"]
 
 Progress = Callable[[float, str], None]
 Cancelled = Callable[[], bool]
@@ -77,50 +79,28 @@ class _Output:
     raw: str = ""
     final: str = ""
     dataset: Optional[gdal.Dataset] = field(default=None, repr=False)
+    failed: bool = False                                # a write to this output failed (disk full)
 
     def temporaries(self) -> List[str]:
         return [p for p in (self.raw, self.raw + ".aux.xml", self.final, self.final + ".aux.xml") if p]
 
 
-def open_input(raster_path: str, metadata: dict) -> RasterInfo:
-    """The input raster, described for the bands the model reads; a raster without those bands, or
-    with other wavelengths, -> ValueError saying what the model needs."""
-    indices = [int(b) for b in metadata["bands"]["indices"]]
-    available = open_raster(raster_path, drop_bad_bands=False).band_indices
-    if max(indices) > max(available):
-        raise ValueError(f"{raster_path} has {len(available)} bands but the model reads file bands up to "
-                         f"{max(indices)} ({len(indices)} bands in all); classify a raster with the same "
-                         f"bands as the training raster")
-    info = open_raster(raster_path, bands=indices, drop_bad_bands=False)
-    check_raster_matches(metadata, info)
-    return info
+_SUFFIXES = (".part.tif", ".tmp.tif")  # the uncompressed stage and the compressed result of an output
 
 
-def _reserve(outputs: List[_Output], raster_path: str) -> None:
-    """Check every output path and create its temporaries now, so that a path that cannot be written
-    fails before any work (creating the files is the only reliable writability test)."""
-    seen = {os.path.abspath(raster_path)}
+def _reserve(outputs: List[_Output], inputs: Dict[str, Any]) -> None:
+    """Check every output path against the inputs and each other (``paths.check_distinct``), remove the
+    temporaries an interrupted earlier run left beside it, and create this run's temporaries now, so that
+    a path that cannot be written fails before any work (creating the files is the only reliable test)."""
+    check_distinct(inputs, {f"{out.kind} raster": out.path for out in outputs})
     for out in outputs:
-        target = os.path.abspath(out.path)
-        folder = os.path.dirname(target)
-        if target in seen:
-            raise ValueError(f"output path {out.path} is used twice (or is the input raster); "
-                             f"give every output its own file name")
-        seen.add(target)
-        if os.path.isdir(target):
-            raise ValueError(f"cannot write the {out.kind} raster {out.path}: it is a folder; give a file name")
-        if not os.path.isdir(folder):
-            raise ValueError(f"cannot write the {out.kind} raster {out.path}: the folder {folder} does not exist; "
-                             f"create it first")
-        stem = "." + os.path.splitext(os.path.basename(target))[0] + "."
-        for attr, suffix in (("raw", ".part.tif"), ("final", ".tmp.tif")):
+        remove_stale_temporaries(out.path, _SUFFIXES)
+        for attr, suffix in zip(("raw", "final"), _SUFFIXES):
             try:
-                handle, name = tempfile.mkstemp(suffix=suffix, prefix=stem, dir=folder)
+                setattr(out, attr, temporary_file(out.path, suffix))
             except OSError as error:
                 raise ValueError(f"cannot write the {out.kind} raster {out.path}: {error.strerror}; "
                                  f"choose a folder you can write to") from None
-            os.close(handle)
-            setattr(out, attr, name)
 
 
 def _create(out: _Output, info: RasterInfo) -> None:
@@ -171,8 +151,12 @@ def _name_classes(band: gdal.Band, ids: List[int], names: List[str], colors: Lis
 
 
 def _cleanup(outputs: List[_Output]) -> None:
+    """Close and delete every temporary. Closing a dataset on a full disk fails again (GDAL writes the
+    directory on close); that failure is already being reported, so GDAL is kept quiet here."""
+    with _gdal_quiet():
+        for out in outputs:
+            out.dataset = None
     for out in outputs:
-        out.dataset = None
         for path in out.temporaries():
             if os.path.exists(path):
                 os.remove(path)
@@ -181,12 +165,13 @@ def _cleanup(outputs: List[_Output]) -> None:
 def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_classes: str,
                    out_confidence: Optional[str] = None, out_clusters: Optional[str] = None,
                    out_probabilities: Optional[str] = None, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                   device: str = "auto", progress: Optional[Progress] = None,
+                   device: str = "auto", bands: Optional[Sequence[int]] = None,
+                   inputs: Optional[Dict[str, Any]] = None, progress: Optional[Progress] = None,
                    cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
     """Classify ``raster_path`` with ``model`` (and its model-file ``metadata``); returns {kind: path written}
     for the kinds 'classes', 'confidence', 'clusters', 'probabilities' that were asked for.
 
-    The bands ``metadata['bands']['indices']`` are read and stretched with the stored statistics, in
+    The model's bands (``bandmatch.choose_bands``; ``bands`` names them) are read and stretched with the stored statistics, in
     overlapping tiles of ``tile`` px with ``overlap`` px of context, stitched by centre-crop (engine.tiling).
     ``progress(fraction, text)`` is called after each tile; ``cancelled()`` is polled before each tile and
     before each compression and raises PredictionCancelled. Bad output paths, a raster whose bands do not
@@ -200,7 +185,7 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
                          f"rasters in the training order (CLI: classify --aux FILE; toolbox: AUX_RASTERS)")
     if not out_classes:
         raise ValueError("no path for the class raster; give one (the other outputs are optional)")
-    info = open_input(raster_path, metadata)
+    info = open_model_input(raster_path, metadata, bands)
     stretch = Stretch.from_dict(metadata["normalisation"])
     tiles = plan_tiles(info.rows, info.cols, tile, overlap)
     torch_device = resolve_device(device)
@@ -223,7 +208,7 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
     try:
         with torch.inference_mode():
             return classify_tiles(metadata, info, tiles, predict_tile, out_classes, out_confidence=out_confidence,
-                                  out_clusters=out_clusters, out_probabilities=out_probabilities,
+                                  out_clusters=out_clusters, out_probabilities=out_probabilities, inputs=inputs,
                                   progress=progress, cancelled=cancelled)
     finally:
         model.train(was_training)
@@ -231,10 +216,15 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
 
 def classify_tiles(metadata: dict, info: RasterInfo, tiles: List[Tile], predict_tile: Callable[[Tile], TilePrediction],
                    out_classes: str, out_confidence: Optional[str] = None, out_clusters: Optional[str] = None,
-                   out_probabilities: Optional[str] = None, progress: Optional[Progress] = None,
-                   cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
+                   out_probabilities: Optional[str] = None, inputs: Optional[Dict[str, Any]] = None,
+                   progress: Optional[Progress] = None, cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
     """Write the requested outputs on ``info``'s grid, tile by tile: the writing half of classification,
     shared by every model family (``predict_tile`` is the model half). Returns {kind: path written}.
+
+    ``inputs``: {what: path(s)} of the files the run reads besides the raster (the model file, auxiliary
+    rasters); no output may be one of them. A raster with no valid pixel at all (often one band that is
+    entirely nodata) is refused after the tiles, naming the band, instead of writing an all-nodata map. A
+    write that fails (a full disk) is a ValueError that names the output and leaves nothing behind.
 
     ``tiles``' crops must partition the raster. ``predict_tile(tile)`` gives (keep, probabilities,
     clusters) for the tile's crop: keep bool (crop_rows, crop_cols), probabilities float32 (Ncls, crop_rows,
@@ -254,20 +244,32 @@ def classify_tiles(metadata: dict, info: RasterInfo, tiles: List[Tile], predict_
         ("probabilities", out_probabilities, gdal.GDT_Float32, len(ids), PROBABILITY_NODATA),
     ) if path]
     try:
-        _reserve(outputs, info.path)
+        _reserve(outputs, dict(inputs or {}, raster=info.path))
         by_kind = _open_outputs(outputs, info, ids, names, colors)
         lookup = np.asarray(ids, dtype=np.uint16)
+        any_valid = False
         for i, t in enumerate(tiles):
             if cancelled is not None and cancelled():
                 raise PredictionCancelled(f"classification of {info.path} cancelled; no output written")
             keep, probabilities, clusters = predict_tile(t)
+            any_valid = any_valid or bool(keep.any())
             if "clusters" in by_kind and probabilities is not None and clusters is None:
                 raise ValueError(f"the {metadata['model']['name']} model gives no cluster map; "
                                  f"leave out the cluster output")
             _write_tile(by_kind, t, keep, probabilities, clusters, lookup)
             if progress is not None:
                 progress(_TILE_SHARE * (i + 1) / len(tiles), f"classified tile {i + 1} of {len(tiles)}")
+        if not any_valid:
+            raise ValueError(explain_no_valid_pixel(info, "the model needs every one of its bands"))
         return _finish(outputs, ids, names, colors, progress, cancelled, info.path)
+    except (RuntimeError, OSError) as error:            # GDAL's write errors are RuntimeErrors
+        _cleanup(outputs)
+        failed = next((out for out in outputs if out.failed), None)
+        if failed is None:                              # not a write: the model's or the reader's error
+            raise
+        _release(error)
+        raise ValueError(describe_write_error(error, failed.path, f"{failed.kind} raster") +
+                         "; no output was written") from None
     except BaseException:
         _cleanup(outputs)
         raise
@@ -278,7 +280,8 @@ def _open_outputs(outputs: List[_Output], info: RasterInfo, ids: List[int], name
     """Create every output's uncompressed stage and describe its bands; {kind: output}."""
     by_kind = {out.kind: out for out in outputs}
     for out in outputs:
-        _create(out, info)
+        with _writing(out):
+            _create(out, info)
     _describe_classes(by_kind["classes"].dataset.GetRasterBand(1), ids, names, colors)
     if "confidence" in by_kind:
         by_kind["confidence"].dataset.GetRasterBand(1).SetDescription("confidence (max softmax probability)")
@@ -311,13 +314,45 @@ def _write_tile(by_kind: Dict[str, _Output], t: Tile, keep: np.ndarray, probabil
     elif "clusters" in by_kind:
         layers["clusters"] = np.zeros((rows, cols), np.uint16)
     for kind, out in by_kind.items():
-        if kind == "probabilities":
-            stack = np.where(keep, probabilities, np.float32(PROBABILITY_NODATA))
-            for k in range(out.bands):
-                out.dataset.GetRasterBand(k + 1).WriteArray(stack[k], t.crop_col0, t.crop_row0)
-        else:
-            out.dataset.GetRasterBand(1).WriteArray(layers[kind], t.crop_col0, t.crop_row0)
-        out.dataset.FlushCache()
+        with _writing(out):
+            if kind == "probabilities":
+                stack = np.where(keep, probabilities, np.float32(PROBABILITY_NODATA))
+                for k in range(out.bands):
+                    out.dataset.GetRasterBand(k + 1).WriteArray(stack[k], t.crop_col0, t.crop_row0)
+            else:
+                out.dataset.GetRasterBand(1).WriteArray(layers[kind], t.crop_col0, t.crop_row0)
+            out.dataset.FlushCache()
+
+
+def _release(error: BaseException) -> None:
+    """Drop the frames of a write error's traceback now, quietly: they may hold the last reference to a
+    dataset on the full disk, whose close would otherwise print a second GDAL error much later."""
+    with _gdal_quiet():
+        error.with_traceback(None)
+
+
+@contextmanager
+def _gdal_quiet() -> Iterator[None]:
+    """No message from GDAL inside, and no "Exception ignored" report of a dataset whose close fails (a
+    destructor cannot raise to anyone, so Python hands the error to ``sys.unraisablehook``)."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+        sys.unraisablehook = previous
+
+
+@contextmanager
+def _writing(out: _Output) -> Iterator[None]:
+    """Mark ``out`` as the output that failed when a write inside raises (GDAL: RuntimeError)."""
+    try:
+        yield
+    except (RuntimeError, OSError):
+        out.failed = True
+        raise
 
 
 def _finish(outputs: List[_Output], ids: List[int], names: List[str], colors: List[List[int]],
@@ -330,10 +365,14 @@ def _finish(outputs: List[_Output], ids: List[int], names: List[str], colors: Li
             raise PredictionCancelled(f"classification of {raster_path} cancelled; no output written")
         predictor = "PREDICTOR=3" if out.gdal_type == gdal.GDT_Float32 else "PREDICTOR=2"
         os.remove(out.final)                            # the placeholder, as in _create
-        ds = gdal.Translate(out.final, out.raw, format="GTiff", creationOptions=_COMPRESSED + [predictor])
-        if out.kind == "classes":
-            _name_classes(ds.GetRasterBand(1), ids, names, colors)
-        ds = None
+        with _writing(out):
+            ds = gdal.Translate(out.final, out.raw, format="GTiff", creationOptions=_COMPRESSED + [predictor])
+            if ds is None:
+                raise RuntimeError(gdal.GetLastErrorMsg() or "GDAL could not write the compressed copy")
+            if out.kind == "classes":
+                _name_classes(ds.GetRasterBand(1), ids, names, colors)
+            ds.FlushCache()
+            ds = None
         os.remove(out.raw)
         if progress is not None:
             progress(_TILE_SHARE + (1 - _TILE_SHARE) * (i + 1) / len(outputs), f"wrote {out.kind} raster")

@@ -6,7 +6,7 @@ browser and can be mailed or archived alone. Everything that comes from the user
 names, paths, parameter values) is HTML-escaped.
 
 Inputs are the engine's own formats: ``metrics.Accuracy.as_dict`` (plus "prediction"/"reference"
-from ``pipeline.evaluate_files``), the model metadata of ``pipeline.train_from_files`` and
+from ``evaluation.evaluate_files``), the model metadata of ``pipeline.train_from_files`` and
 ``TrainResult.history``. Confusion matrices have the reference (truth) in rows and the prediction
 in columns; class id -1 is "unclassified" (reference pixels the class map left empty).
 
@@ -27,9 +27,9 @@ import html as _html
 import io
 import json
 import math
-import os
-import tempfile
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .paths import write_text_atomic
 
 Point = Tuple[float, float]
 
@@ -366,33 +366,9 @@ def accuracy_report_html(result: Dict[str, Any], title: str = "Accuracy assessme
 # Files
 
 
-def _write_atomic(path: str, text: str, what: str) -> None:
-    """Write through a temporary file in the same folder and rename it over ``path``: a reader never sees
-    a half-written file, and a failure leaves what was there before."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise OSError(f"cannot write the {what} {path}: the folder {folder} does not exist; create it first")
-    if os.path.isdir(path):
-        raise OSError(f"cannot write the {what} {path}: it is a folder; give a file name")
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    except OSError as exc:
-        raise OSError(f"cannot write the {what} {path}: {exc.strerror} in {folder}; choose a writable folder") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's permissions
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def write_report(path: str, html: str) -> None:
     """Write an HTML report atomically (temporary file in the same folder, then rename)."""
-    _write_atomic(path, html, "report")
+    write_text_atomic(path, html, "report")
 
 
 def accuracy_csv(result: Dict[str, Any]) -> str:
@@ -418,6 +394,6 @@ def write_accuracy_tables(result: Dict[str, Any], csv_path: Optional[str] = None
                           json_path: Optional[str] = None) -> None:
     """Write the per-class/confusion CSV and/or the whole result as JSON, each atomically; None skips one."""
     if csv_path:
-        _write_atomic(csv_path, accuracy_csv(result), "CSV table")
+        write_text_atomic(csv_path, accuracy_csv(result), "CSV table")
     if json_path:
-        _write_atomic(json_path, json.dumps(result, indent=2) + "\n", "JSON table")
+        write_text_atomic(json_path, json.dumps(result, indent=2) + "\n", "JSON table")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from contextlib import contextmanager, nullcontext
@@ -37,6 +36,7 @@ from torch import Tensor, nn
 
 from .data.splits import Split
 from .device import resolve_device
+from .memory import physical_memory_bytes
 from .models.base import HSIClassifier, ModelOutput
 from .ssm import scan
 
@@ -192,41 +192,32 @@ def plan_windows(rows: int, cols: int, max_pixels: int, margin: int = WINDOW_MAR
 # Memory
 
 
-def _physical_memory_bytes() -> Optional[int]:
-    """Installed RAM, or None when the platform does not say (no psutil dependency)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        pass
-    if os.name == "nt":  # pragma: no cover - Windows only
-        import ctypes
-
-        class _MemoryStatus(ctypes.Structure):
-            _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
-                        ("ullTotalPhys", ctypes.c_ulonglong), ("ullAvailPhys", ctypes.c_ulonglong),
-                        ("ullTotalPageFile", ctypes.c_ulonglong), ("ullAvailPageFile", ctypes.c_ulonglong),
-                        ("ullTotalVirtual", ctypes.c_ulonglong), ("ullAvailVirtual", ctypes.c_ulonglong),
-                        ("sullAvailExtendedVirtual", ctypes.c_ulonglong)]
-
-        status = _MemoryStatus()
-        status.dwLength = ctypes.sizeof(_MemoryStatus)
-        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
-            return int(status.ullTotalPhys)
-    return None
-
-
 def default_memory_budget_mb(device: torch.device) -> float:
     """Half of physical RAM on CPU (QGIS and the raster need the rest); 80 % of the GPU memory free now on CUDA."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return CUDA_BUDGET_FRACTION * free / 2**20
-    total = _physical_memory_bytes()
+    total = physical_memory_bytes()
     return FALLBACK_BUDGET_MB if total is None else CPU_BUDGET_FRACTION * total / 2**20
 
 
+def probe_origin(valid: Optional[np.ndarray], rows: int, cols: int) -> Tuple[int, int]:
+    """Top-left corner of the rows x cols crop of ``valid`` (H, W) holding the most valid pixels (the first
+    such crop in raster order); (0, 0) without a mask. A satellite scene's corners are often nodata, and a
+    probe there would measure a model that routes no token."""
+    if valid is None:
+        return 0, 0
+    table = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), np.int64)
+    table[1:, 1:] = valid.astype(np.int64).cumsum(0).cumsum(1)
+    counts = table[rows:, cols:] - table[:-rows, cols:] - table[rows:, :-cols] + table[:-rows, :-cols]
+    row0, col0 = np.unravel_index(int(counts.argmax()), counts.shape)
+    return int(row0), int(col0)
+
+
 def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Optional[Tensor],
-                                      amp: bool) -> float:
-    """Memory of one training step per pixel, measured on a PROBE_SIZE² crop of ``x`` (1, Nb, H, W).
+                                      amp: bool, valid: Optional[np.ndarray] = None) -> float:
+    """Memory of one training step per pixel, measured on a PROBE_SIZE² crop of ``x`` (1, Nb, H, W), the
+    one with the most ``valid`` pixels (``probe_origin``).
 
     Why measured: the models' memory is linear in the pixel count (the scans and per-pixel layers
     dominate) but its slope depends on the architecture and config, so a formula would be one more
@@ -240,8 +231,10 @@ def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Op
     (e.g. CSSMamba's EMA prototypes, updated in a training forward) are restored afterwards.
     """
     rows, cols = min(x.shape[2], PROBE_SIZE), min(x.shape[3], PROBE_SIZE)
-    crop = x[:, :, :rows, :cols]
-    guide_crop = None if guide is None else guide[:, :, :rows, :cols]
+    row0, col0 = probe_origin(valid, rows, cols)
+    window = (slice(None), slice(None), slice(row0, row0 + rows), slice(col0, col0 + cols))
+    crop = x[window]
+    guide_crop = None if guide is None else guide[window]
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     params = {p.data_ptr() for p in model.parameters()}
     try:
@@ -453,7 +446,8 @@ def _score(predicted: np.ndarray, val: np.ndarray, val_mask: np.ndarray) -> floa
     return float((predicted[val_mask] == val[val_mask]).mean())
 
 
-def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: TrainConfig) -> Tuple[List[Window], int]:
+def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: TrainConfig,
+          valid: np.ndarray) -> Tuple[List[Window], int]:
     """Training windows within the memory budget, and the most pixels a window may hold.
 
     The budget pays for the weights, their gradients and Adam's two moments (4x the parameters), the
@@ -461,7 +455,7 @@ def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: Trai
     """
     device = x.device
     budget_mb = config.memory_budget_mb or default_memory_budget_mb(device)
-    per_pixel = estimate_training_bytes_per_pixel(model, x, guide, config.amp)
+    per_pixel = estimate_training_bytes_per_pixel(model, x, guide, config.amp, valid)
     fixed = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
     if device.type == "cuda":
         fixed += x.numel() * x.element_size()
@@ -545,7 +539,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
                    if c >= len(counts) or counts[c] == 0]
         if missing:
             _log.warning("classes %s have no training pixels: the model cannot learn them", missing)
-        windows, max_pixels = _plan(model, x, g, config)
+        windows, max_pixels = _plan(model, x, g, config, valid)
         steps = [w for w in windows if (train[w.slices] >= 0).any()]
         val_tiling = {} if len(windows) == 1 else _validation_tiling(max_pixels)
         if not val_mask.any():

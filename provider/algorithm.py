@@ -14,7 +14,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from .dependencies import torch_import_error
+from .dependencies import as_html, torch_import_error
 
 ENGINE_LOGGER = __name__.rsplit(".", 2)[0] + ".engine"  # "cssmamba.engine" as QGIS imports the plugin
 
@@ -55,11 +55,12 @@ class CSSMambaAlgorithm(QgsProcessingAlgorithm):
         return self.tr(self.HELP)
 
     def canExecute(self) -> Tuple[bool, str]:  # noqa: N802 (QGIS API)
-        if self.NEEDS_TORCH:
-            problem = torch_import_error()
-            if problem:
-                return False, self.tr(problem)
-        return True, ""
+        """QGIS shows the reason as rich text, so it is HTML-escaped (``prepareAlgorithm`` raises the plain text)."""
+        problem = self._missing_dependency()
+        return (False, as_html(problem)) if problem else (True, "")
+
+    def _missing_dependency(self) -> str:
+        return (torch_import_error() or "") if self.NEEDS_TORCH else ""
 
     def vector_layer(self, parameters: dict, name: str, context: QgsProcessingContext) -> Optional[QgsVectorLayer]:
         """The layer behind the feature-source parameter ``name`` (its style, edit state), or None."""
@@ -89,8 +90,8 @@ class CSSMambaAlgorithm(QgsProcessingAlgorithm):
         The toolbox dialog asks ``canExecute`` itself, but ``qgis_process`` does not, so the check
         is repeated here, where every way of running an algorithm passes.
         """
-        ok, problem = self.canExecute()
-        if not ok:
+        problem = self._missing_dependency()
+        if problem:
             raise QgsProcessingException(problem)
         return True
 

@@ -1,5 +1,6 @@
 """Find out, without importing torch at QGIS start-up, whether the engine can run here."""
 
+import html
 import importlib
 import importlib.util
 from functools import lru_cache
@@ -32,3 +33,10 @@ def torch_import_error() -> Optional[str]:
     except Exception as exc:  # any import failure means the same thing to the user
         return f"PyTorch (torch) is installed but does not import: {exc}. " + INSTALL_HINT
     return None
+
+
+def as_html(text: str) -> str:
+    """``text`` for the QGIS widgets that render messages as rich text (the toolbox's warning bar, the
+    "cannot be run" box): without escaping, ``"numpy<2"`` opens an HTML tag and the rest of the install
+    hint disappears."""
+    return html.escape(text, quote=False)

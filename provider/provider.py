@@ -12,7 +12,7 @@ from .algorithms.create_roi_layer import CreateRoiLayerAlgorithm
 from .algorithms.create_sample import CreateSampleAlgorithm
 from .algorithms.train import TrainAlgorithm
 from .algorithms.train_multimodal import TrainMultimodalAlgorithm
-from .dependencies import INSTALL_HINT, torch_is_installed
+from .dependencies import INSTALL_HINT, as_html, torch_is_installed
 
 ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "cssmamba.svg")
 
@@ -43,7 +43,7 @@ class CSSMambaProvider(QgsProcessingProvider):
     def warningMessage(self) -> str:  # noqa: N802 (QGIS API)
         if torch_is_installed():
             return ""
-        return "PyTorch (torch) is not installed, so training and classification cannot run. " + INSTALL_HINT
+        return as_html("PyTorch (torch) is not installed, so training and classification cannot run. " + INSTALL_HINT)
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         for algorithm in (CreateSampleAlgorithm(), CheckInstallationAlgorithm(), CreateRoiLayerAlgorithm(),

@@ -128,7 +128,7 @@ def test_evaluate_counts_changed_and_unclassified_pixels_as_errors(shared_data, 
 
 def test_evaluate_against_the_rois_that_made_the_labels_is_perfect(shared_data):
     folder = os.path.join(shared_data, "enmap_potsdam")
-    from engine.pipeline import evaluate_files
+    from engine.evaluation import evaluate_files
 
     result = evaluate_files(os.path.join(folder, "enmap_potsdam_labels.tif"),
                             rois=os.path.join(folder, "enmap_potsdam_rois.gpkg"), class_field="class_id",

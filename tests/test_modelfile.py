@@ -180,10 +180,46 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path, contain
 
 
 def tamper(path, out, change):
+    """A deliberately edited file: ``change`` applied and the checksum recomputed, so that the checks behind
+    the checksum are what refuses it (an unsigned edit is refused by the checksum, tested below)."""
     payload = torch.load(path, weights_only=True)
     change(payload)
+    if isinstance(payload.get("metadata_json"), str) and isinstance(payload.get("state_dict"), dict) and all(
+            isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        payload["sha256"] = modelfile._digest(payload["metadata_json"], payload["state_dict"])
     torch.save(payload, str(out))
     return out
+
+
+def test_an_edit_without_the_checksum_is_refused(saved, tmp_path):
+    """torch does not check its zip CRCs: one changed weight or stretch value must not load silently."""
+    path, _ = saved
+    payload = torch.load(path, weights_only=True)
+    name = next(k for k, v in payload["state_dict"].items() if v.is_floating_point() and v.numel())
+    payload["state_dict"][name].view(-1)[0] += 1.0
+    torch.save(payload, str(tmp_path / "edited.pt"))
+    assert_refused(tmp_path / "edited.pt", "checksum does not match")
+
+
+def test_files_from_before_the_checksum_still_load(saved, tmp_path):
+    path, _ = saved
+    payload = torch.load(path, weights_only=True)
+    del payload["sha256"]
+    torch.save(payload, str(tmp_path / "old.pt"))
+    load_model(str(tmp_path / "old.pt"))
+
+
+def test_nan_weights_are_refused_at_load_and_at_save(saved, tmp_path):
+    path, _ = saved
+    bad = tamper(path, tmp_path / "nan.pt", lambda p: next(
+        v for v in p["state_dict"].values() if v.is_floating_point() and v.numel()).view(-1).__setitem__(0, float("nan")))
+    assert_refused(bad, "NaN or Inf")
+    model, metadata = load_model(str(path))
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("inf")
+    with pytest.raises(ValueError, match="training diverged"):
+        save_model(str(tmp_path / "diverged.pt"), model, metadata)
+    assert not (tmp_path / "diverged.pt").exists()
 
 
 def edit_metadata(edit):

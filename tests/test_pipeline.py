@@ -14,7 +14,8 @@ from osgeo import gdal
 
 from engine.data.sample import generate_sample
 from engine.modelfile import load_model
-from engine.pipeline import SplitOptions, classify_file, evaluate_files, train_from_files
+from engine.evaluation import evaluate_files
+from engine.pipeline import SplitOptions, classify_file, train_from_files
 from engine.train import TrainingCancelled
 
 gdal.UseExceptions()

@@ -14,6 +14,7 @@ import torch
 from osgeo import gdal, osr
 
 import engine.predict as predict_module
+from engine import paths
 from engine.data.normalize import Stretch, apply_stretch
 from engine.data.raster import open_raster, read_raster
 from engine.models.base import HSIClassifier, ModelOutput
@@ -282,7 +283,7 @@ def test_unwritable_output_folder_fails_before_any_work(scene, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(predict_module.tempfile, "mkstemp", refuse)   # chmod does not stop root, so simulate
+    monkeypatch.setattr(paths.tempfile, "mkstemp", refuse)   # chmod does not stop root, so simulate
     with pytest.raises(ValueError, match=f"cannot write the classes raster {out / 'c.tif'}: Permission denied"):
         predict_raster(model, make_metadata(), raster, str(out / "c.tif"))
     assert model.calls == []
@@ -292,7 +293,7 @@ def test_unwritable_output_folder_fails_before_any_work(scene, monkeypatch):
 def test_an_output_written_twice_or_over_the_input_is_refused(scene, name):
     raster, _, _, out = scene
     second = str(out / "c.tif") if name == "same" else raster
-    with pytest.raises(ValueError, match="used twice"):
+    with pytest.raises(ValueError, match="are the same file" if name == "same" else "would destroy the input"):
         predict_raster(BandIsClass(), make_metadata(), raster, str(out / "c.tif"), out_confidence=second)
     assert os.listdir(out) == []
 
@@ -306,7 +307,7 @@ def test_output_that_is_a_folder_is_refused(scene):
 def test_classify_refuses_raster_with_fewer_bands_than_the_model(scene):
     raster, _, _, out = scene
     metadata = make_metadata(wavelengths=[400.0 + 50 * k for k in range(6)], indices=range(1, 7))
-    with pytest.raises(ValueError, match="has 4 bands but the model reads file bands up to 6"):
+    with pytest.raises(ValueError, match="has 4 bands but the model reads bands up to 6"):
         predict_raster(BandIsClass(6), metadata, raster, str(out / "c.tif"))
     assert os.listdir(out) == []
 

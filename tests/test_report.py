@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from engine import report
+from engine import paths, report
 from engine.data.sample import generate_sample
-from engine.pipeline import evaluate_files, train_from_files
+from engine.evaluation import evaluate_files
+from engine.pipeline import train_from_files
 
 gdal.UseExceptions()
 
@@ -167,7 +168,7 @@ def test_write_report_replaces_atomically_and_keeps_the_old_file_on_failure(tmp_
     def fail(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", fail)
+    monkeypatch.setattr(paths.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         report.write_report(str(path), "<p>second</p>")
     assert path.read_text(encoding="utf-8") == "<p>first</p>"
@@ -183,7 +184,7 @@ def test_writing_into_a_missing_or_read_only_folder_names_the_problem(tmp_path, 
     def refuse(**_):  # what a read-only folder does (the tests may run as root, who may write anywhere)
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(report.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(paths.tempfile, "mkstemp", refuse)
     with pytest.raises(OSError, match="Permission denied in .*; choose a writable folder"):
         report.write_accuracy_tables({}, json_path=str(tmp_path / "r.json"))
 

@@ -165,7 +165,12 @@ def read_aux(aux: AuxRaster, grid: RasterInfo, row0: int = 0, col0: int = 0, row
         band.Fill(math.nan)
     # The source's nodata and masks are honoured by the warper (left out of the kernel); what no valid
     # source pixel reaches stays NaN.
-    gdal.Warp(target, source, resampleAlg=RESAMPLING[aux.resampling], dstNodata=math.nan)
+    try:
+        gdal.Warp(target, source, resampleAlg=RESAMPLING[aux.resampling], dstNodata=math.nan)
+    except RuntimeError as error:
+        raise ValueError(f"cannot read the auxiliary raster {aux.path} for rows {row0}..{row0 + rows - 1}, columns "
+                         f"{col0}..{col0 + cols - 1} of the grid: the file is damaged or truncated (GDAL: "
+                         f"{' '.join(str(error).split())[:300]}); copy or export it again") from None
     data = target.ReadAsArray().reshape(aux.bands, rows, cols).astype(np.float32, copy=False)
     for k in range(aux.bands):
         band = source.GetRasterBand(k + 1)

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from .raster import RasterInfo, open_dataset, spatial_reference, srs_name
+from .raster import RasterInfo, open_dataset, read_band, spatial_reference, srs_name
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -165,7 +165,7 @@ def read_label_raster(path: str, like: RasterInfo,
         raise ValueError(f"label raster {path} has {ds.RasterCount} bands; it must have one band of class ids")
     _check_same_grid(path, ds, like)
     band = ds.GetRasterBand(1)
-    raw = band.ReadAsArray()
+    raw = read_band(ds, 1, 0, 0, ds.RasterXSize, ds.RasterYSize, what="label raster")
     unlabelled = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
     if band.GetNoDataValue() is not None:
         unlabelled |= raw == band.GetNoDataValue()
@@ -311,6 +311,9 @@ def rasterize_rois(path: str, like: RasterInfo, class_field: str, name_field: Op
         burn.SetField("class", class_id)
         burn.SetGeometry(geometry)
         burn_layer.CreateFeature(burn)
+    if total == 0:
+        raise ValueError(f"the ROI layer {roi_layer.GetName()!r} of {path} has no features; draw training areas "
+                         f"(polygons or points with a class id in {class_field!r}) and save them first")
     if bad_ids:
         raise ValueError(f"ROI field {class_field!r} of {path} holds class ids <= 0 ({len(bad_ids)} features, e.g. "
                          f"feature {bad_ids[0][0]}: {bad_ids[0][1]}); class ids must be >= 1 (0 means unlabelled)")
@@ -359,3 +362,21 @@ def _burn(burn_layer: ogr.Layer, like: RasterInfo) -> np.ndarray:
         log.warning("%d pixels are covered by ROIs of different classes; the feature drawn last sets their class",
                     conflicts)
     return ids
+
+
+def read_reference(info: RasterInfo, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
+                    name_field: Optional[str], what: str = "training",
+                    valid: Optional[np.ndarray] = None) -> Tuple[np.ndarray, ClassTable]:
+    """Class ids (H, W) int64 (0 = unlabelled) and the ClassTable, from a label raster or ROI vector.
+
+    With ``valid``, pixels under nodata are unlabelled and classes left with < 2 pixels are dropped
+    (labels.drop_unusable_classes).
+    """
+    if bool(labels) == bool(rois):
+        raise ValueError(f"give the {what} classes either as a label raster or as ROIs with a class field, not both "
+                         "and not neither")
+    if labels:
+        return read_label_raster(labels, info, valid=valid)
+    if not class_field:
+        raise ValueError(f"ROIs {rois} need a class field (the attribute holding the class id), e.g. class_id")
+    return rasterize_rois(rois, info, class_field, name_field, valid=valid)

@@ -18,6 +18,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from osgeo import gdal, osr
 
+from ..memory import available_memory_bytes, gigabytes
+
 gdal.UseExceptions()
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class RasterInfo:
     geotransform: Tuple[float, ...]
     projection: str                    # WKT, '' when none
     dtype: str = ""                    # GDAL data type name of the file bands, e.g. 'Int16'
+    file_bands: int = 0                # bands in the file (all of them, not only those in use); 0 = unknown
 
     @property
     def bands(self) -> int:
@@ -87,6 +90,27 @@ def open_dataset(path: str, what: str = "raster") -> gdal.Dataset:
     if ds is None or ds.RasterCount == 0:
         raise ValueError(f"cannot read {what} {path}: GDAL finds no raster band in it")
     return ds
+
+
+def read_band(ds: gdal.Dataset, band: int, col0: int, row0: int, cols: int, rows: int, what: str = "raster",
+              mask: bool = False) -> np.ndarray:
+    """``ReadAsArray`` of one band's window (its mask band with ``mask``), with a GDAL read failure (a
+    truncated or damaged file: ``IReadBlock failed``, ``TIFFReadEncodedTile``) turned into a ValueError
+    that names the file, the band and the window, and says what to do."""
+    source = ds.GetRasterBand(band)
+    if mask:
+        source = source.GetMaskBand()
+    try:
+        values = source.ReadAsArray(col0, row0, cols, rows)
+    except RuntimeError as error:
+        values, detail = None, " ".join(str(error).split())
+    else:
+        detail = gdal.GetLastErrorMsg() if values is None else ""
+    if values is None:
+        raise ValueError(f"cannot read {'the mask of ' if mask else ''}band {band} of the {what} {ds.GetDescription()} "
+                         f"at rows {row0}..{row0 + rows - 1}, columns {col0}..{col0 + cols - 1}: the file is damaged "
+                         f"or truncated (GDAL: {detail[:300] or 'read failed'}); copy or export it again")
+    return values
 
 
 def _envi_list(ds: gdal.Dataset, key: str) -> Optional[List[str]]:
@@ -198,7 +222,7 @@ def open_raster(path: str, bands: Optional[Sequence[int]] = None, drop_bad_bands
         wavelengths=None if wavelengths is None else [wavelengths[b - 1] for b in bands],
         nodata=[ds.GetRasterBand(b).GetNoDataValue() for b in bands],
         geotransform=tuple(ds.GetGeoTransform()), projection=ds.GetProjection() or "",
-        dtype=gdal.GetDataTypeName(ds.GetRasterBand(bands[0]).DataType),
+        dtype=gdal.GetDataTypeName(ds.GetRasterBand(bands[0]).DataType), file_bands=count,
     )
 
 
@@ -220,7 +244,7 @@ def _read_marked(ds: gdal.Dataset, info: RasterInfo, row0: int, col0: int, rows:
     dataset_mask: Optional[np.ndarray] = None
     for k, b in enumerate(info.band_indices):
         band = ds.GetRasterBand(b)
-        raw = band.ReadAsArray(col0, row0, cols, rows)
+        raw = read_band(ds, b, col0, row0, cols, rows)
         invalid = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
         nodata = info.nodata[k]
         if nodata is not None:
@@ -231,10 +255,10 @@ def _read_marked(ds: gdal.Dataset, info: RasterInfo, row0: int, col0: int, rows:
         if not flags & gdal.GMF_ALL_VALID and not (flags & gdal.GMF_NODATA and nodata is not None):
             if flags & gdal.GMF_PER_DATASET:
                 if dataset_mask is None:
-                    dataset_mask = band.GetMaskBand().ReadAsArray(col0, row0, cols, rows) == 0
+                    dataset_mask = read_band(ds, b, col0, row0, cols, rows, mask=True) == 0
                 invalid |= dataset_mask
             else:
-                invalid |= band.GetMaskBand().ReadAsArray(col0, row0, cols, rows) == 0
+                invalid |= read_band(ds, b, col0, row0, cols, rows, mask=True) == 0
         values = out[k]
         values[...] = raw
         scale, offset = band.GetScale(), band.GetOffset()
@@ -264,6 +288,40 @@ def read_window(info: RasterInfo, row0: int, col0: int, rows: int, cols: int) ->
     data = np.empty((info.bands, rows, cols), np.float32)
     _read_marked(ds, info, row0, col0, rows, cols, data)
     return data, _finalise(data)
+
+
+def empty_bands(info: RasterInfo) -> List[int]:
+    """Positions (0-based, into the bands in use) of the bands with no valid value anywhere; reads the
+    raster band by band in row blocks and stops reading a band at its first valid value."""
+    ds = open_dataset(info.path)
+    step = _block_rows(ds, replace(info, band_indices=info.band_indices[:1]))
+    empty = []
+    for k in range(info.bands):
+        one = _subset(info, [k])
+        block = np.empty((1, step, info.cols), np.float32)
+        for row0 in range(0, info.rows, step):
+            rows = min(step, info.rows - row0)
+            _read_marked(ds, one, row0, 0, rows, info.cols, block[:, :rows])
+            if np.isfinite(block[:, :rows]).any():
+                break
+        else:
+            empty.append(k)
+    return empty
+
+
+def explain_no_valid_pixel(info: RasterInfo, need: str) -> str:
+    """Why ``info``'s raster has no valid pixel, for an error message: the band(s) that are entirely
+    nodata/NaN (one such band invalidates every pixel) and how to leave them out; ``need`` says why the
+    band cannot simply be dropped here."""
+    empty = empty_bands(info)
+    if not empty:
+        return (f"{info.path} has no valid pixel in the bands in use: at every pixel at least one band is nodata, "
+                f"NaN/Inf or masked (or an auxiliary raster is); check the nodata values and the coverage")
+    shown = _describe([info.band_names[k] for k in empty[:5]], [info.band_indices[k] for k in empty[:5]])
+    more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+    return (f"band(s) {shown}{more} of {info.path} hold no valid value (every pixel is nodata, NaN/Inf or masked), "
+            f"so every pixel would be nodata; {need}. Repair the band(s), or leave them out: train again on the "
+            f"other bands (CLI: train --bands; toolbox: Bands), which drops such bands by itself")
 
 
 def _block_rows(ds: gdal.Dataset, info: RasterInfo) -> int:
@@ -297,15 +355,36 @@ def read_raster(info: RasterInfo, progress: Optional[Progress] = None,
     return data, _finalise(data)
 
 
+TRAINING_COPIES = 2  # training holds the raster as read and its stretched copy
+
+
+def check_fits_in_memory(info: RasterInfo, available: Optional[int] = None) -> None:
+    """Refuse, before allocating, a raster that training cannot hold: TRAINING_COPIES float32 cubes of the
+    bands in use must fit the memory free now (``available`` bytes; None: ask the OS, and skip the check
+    when it does not say). The message gives the memory needed and the ways out."""
+    needed = TRAINING_COPIES * 4 * info.bands * info.rows * info.cols
+    available = available_memory_bytes() if available is None else available
+    if available is None or needed <= available:
+        return
+    raise ValueError(
+        f"{info.path} is too large to train on here: {info.rows:,} x {info.cols:,} px x {info.bands} bands needs "
+        f"{gigabytes(needed)} in memory (the raster and its stretched copy as float32) but {gigabytes(available)} "
+        f"is free. Train on fewer bands (CLI: --bands; toolbox: Bands), or on a smaller extent around your ROIs "
+        f"(e.g. gdal_translate -projwin or Clip raster by extent), and classify the whole raster afterwards, "
+        f"which streams it tile by tile")
+
+
 def load_training_raster(path: str, bands: Optional[Sequence[int]] = None, progress: Optional[Progress] = None,
                          cancelled: Optional[Cancelled] = None) -> Tuple[RasterInfo, np.ndarray, np.ndarray]:
     """Open and read a raster for training: (info, data float32 (Nb, H, W), valid bool (H, W)).
 
     Beyond read_raster, bands with no valid pixel at all (unflagged bad bands, all-NaN bands) are
     dropped with a warning, since one such band would otherwise invalidate every pixel; ``info``
-    describes the bands kept. A raster without any valid pixel -> ValueError.
+    describes the bands kept. A raster without any valid pixel, or one too large for the memory free
+    now (``check_fits_in_memory``), -> ValueError.
     """
     info = open_raster(path, bands)
+    check_fits_in_memory(info)
     data = _read_all_marked(info, progress, cancelled)
     keep = [k for k in range(info.bands) if np.isfinite(data[k]).any()]
     if len(keep) < info.bands:

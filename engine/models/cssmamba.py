@@ -429,7 +429,10 @@ class ClusterSpatialMamba(nn.Module):
         return part, scale
 
     def _run_local(self, routed: Tensor, part: Partition, batch: int) -> Tensor:
-        """Local branches over the routed tokens (T, 2D) -> (T, D), in the partition's order."""
+        """Local branches over the routed tokens (T, 2D) -> (T, D), in the partition's order. No routed
+        token at all (a window or tile entirely nodata) is a normal case: (0, D), and no branch runs."""
+        if not part.spans:
+            return routed.new_zeros(0, self.lin_i.in_features)
         if len(self.local) == 1:  # shared weights: every (cluster, image) sequence in one scan
             return self.local[0](routed[None], part.reset[None])[0]
         outputs = []

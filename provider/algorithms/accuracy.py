@@ -1,9 +1,8 @@
 """Processing algorithm ``cssmamba:accuracy``: assess a class raster against reference ROIs or labels.
 
-A thin adapter over ``engine.pipeline.evaluate_files`` (the numbers) and ``engine.report`` (the files).
-NEEDS_TORCH stays True: ``evaluate_files`` lives in ``engine.pipeline``, which imports torch at module
-level, and its metrics need scikit-learn, which the same install hint installs; there is no torch-free
-path to the same numbers without duplicating engine code here.
+A thin adapter over ``engine.evaluation.evaluate_files`` (the numbers) and ``engine.report`` (the files).
+Both need only numpy and GDAL, so NEEDS_TORCH is False: the assessment runs in a QGIS without torch or
+scikit-learn (a test imports the algorithm with torch blocked).
 """
 
 from qgis.core import (
@@ -25,7 +24,7 @@ class AccuracyAlgorithm(CSSMambaAlgorithm):
     DISPLAY_NAME = "Accuracy assessment"
     GROUP = "Accuracy"
     GROUP_ID = "accuracy"
-    NEEDS_TORCH = True
+    NEEDS_TORCH = False
     HELP = (
         "Compares a classification raster with reference data the model did not train on and reports how "
         "good it is: the confusion matrix (reference in rows, classification in columns), overall accuracy "
@@ -80,7 +79,7 @@ class AccuracyAlgorithm(CSSMambaAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.KAPPA, self.tr("Cohen's kappa")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        from ...engine.pipeline import check_writable, evaluate_files
+        from ...engine.evaluation import evaluate_files
         from ...engine.report import accuracy_report_html, write_accuracy_tables, write_report
 
         classification = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -88,11 +87,9 @@ class AccuracyAlgorithm(CSSMambaAlgorithm):
         outputs = {key: self.parameterAsFileOutput(parameters, key, context) or None
                    for key in (self.OUTPUT_REPORT, self.OUTPUT_CSV, self.OUTPUT_JSON)}
         with engine_run(feedback):
-            for key, what in ((self.OUTPUT_REPORT, "HTML report"), (self.OUTPUT_CSV, "CSV table"),
-                              (self.OUTPUT_JSON, "JSON file")):
-                if outputs[key]:
-                    check_writable(outputs[key], f"{what} ({key})")
-            result = evaluate_files(classification.source(), **reference)
+            named = {f"{what} ({key})": outputs[key] for key, what in (
+                (self.OUTPUT_REPORT, "HTML report"), (self.OUTPUT_CSV, "CSV table"), (self.OUTPUT_JSON, "JSON file"))}
+            result = evaluate_files(classification.source(), other_outputs=named, **reference)
             write_report(outputs[self.OUTPUT_REPORT],
                          accuracy_report_html(result, f"Accuracy assessment: {classification.name()}"))
             write_accuracy_tables(result, outputs[self.OUTPUT_CSV], outputs[self.OUTPUT_JSON])

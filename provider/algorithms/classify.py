@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -153,6 +154,9 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         "AUX_RASTERS: required for a multi-modal (M3amba) model, ignored otherwise: its auxiliary rasters "
         "(LiDAR, SAR) of the same area, the same kinds in the same order as in training; they are resampled "
         "onto INPUT's grid as in training.\n"
+        "BANDS (advanced): the bands of INPUT to read, in the model's band order; only needed when INPUT has "
+        "another number of bands than the training raster and no wavelengths to find the model's bands by "
+        "(otherwise such a raster is refused rather than classified from the wrong bands).\n"
         "DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.\n"
         "TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.\n"
         "OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's "
@@ -165,7 +169,7 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         "OUTPUT_PROBABILITIES: optional, one band per class with its probability."
     )
 
-    INPUT, MODEL, AUX_RASTERS, DEVICE = "INPUT", "MODEL", "AUX_RASTERS", "DEVICE"
+    INPUT, MODEL, AUX_RASTERS, DEVICE, BANDS = "INPUT", "MODEL", "AUX_RASTERS", "DEVICE", "BANDS"
     TILE_SIZE, OVERLAP = "TILE_SIZE", "OVERLAP"
     OUTPUT, OUTPUT_CONFIDENCE = "OUTPUT", "OUTPUT_CONFIDENCE"
     OUTPUT_CLUSTERS, OUTPUT_PROBABILITIES = "OUTPUT_CLUSTERS", "OUTPUT_PROBABILITIES"
@@ -181,6 +185,9 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.AUX_RASTERS, self.tr("Auxiliary rasters of a multi-modal model (in the training order)"),
             QgsProcessing.TypeRaster, optional=True))
         self.addParameter(device_parameter(self, self.DEVICE))
+        self.addParameter(advanced(QgsProcessingParameterBand(
+            self.BANDS, self.tr("Bands to read, in the model's order (empty = as in training)"),
+            parentLayerParameterName=self.INPUT, optional=True, allowMultiple=True)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.TILE_SIZE, self.tr("Tile size in pixels (0 = default)"), integer, 0, minValue=0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
@@ -206,6 +213,7 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         tiling = {"tile": self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
                   "overlap": self.parameterAsInt(parameters, self.OVERLAP, context) or None}
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         progress, cancelled = engine_callbacks(feedback)
         with engine_run(feedback):
             _, metadata = load_model(model_path)
@@ -227,11 +235,11 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             try:
                 if multimodal:
                     written = classify_multimodal_file(model_path, raster, aux, paths["classes"], device=device,
-                                                       progress=progress, cancelled=cancelled, **outputs)
+                                                       bands=bands, progress=progress, cancelled=cancelled, **outputs)
                 else:
                     written = classify_file(model_path, raster, paths["classes"], clusters=paths["clusters"] or None,
-                                            device=device, progress=progress, cancelled=cancelled, **outputs,
-                                            **tiling)
+                                            device=device, bands=bands, progress=progress, cancelled=cancelled,
+                                            **outputs, **tiling)
             except PredictionCancelled:
                 feedback.pushWarning(self.tr("Classification cancelled; no output was written."))
                 return {}

@@ -257,7 +257,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.models.registry import default_config
-        from ...engine.pipeline import SplitOptions, check_writable, classify_file, train_from_files
+        from ...engine.pipeline import SplitOptions, classify_file, train_from_files
         from ...engine.predict import PredictionCancelled
         from ...engine.report import training_report_html, write_report
         from ...engine.train import TrainingCancelled
@@ -290,9 +290,6 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         share = CLASSIFY_SHARE if classification else 1.0
 
         with engine_run(feedback):
-            for path, what in ((report_path, "report"), (classification, "classification")):
-                if path:
-                    check_writable(path, what)
             announce_device(self, device, feedback)
             if rois.validation:
                 feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains "
@@ -303,6 +300,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                     model=model, epochs=run[self.EPOCHS], device=device, seed=run[self.SEED], bands=run[self.BANDS],
                     lr=run[self.LEARNING_RATE], overrides=overrides, split=split,
                     memory_budget_mb=run[self.MEMORY_BUDGET], class_style=rois.class_style,
+                    other_outputs={"report": report_path, "classification": classification},
                     progress=lambda fraction, text="": progress(share * fraction, text), cancelled=cancelled)
             except TrainingCancelled:
                 feedback.pushWarning(self.tr("Training cancelled; no model file was written."))

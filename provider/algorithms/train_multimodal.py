@@ -129,7 +129,7 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.models.registry import default_config
         from ...engine.multimodal import classify_multimodal_file, train_multimodal_from_files
-        from ...engine.pipeline import SplitOptions, check_writable
+        from ...engine.pipeline import SplitOptions
         from ...engine.predict import PredictionCancelled
         from ...engine.report import training_report_html, write_report
         from ...engine.train import TrainingCancelled
@@ -160,9 +160,6 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         share = CLASSIFY_SHARE if classification else 1.0
 
         with engine_run(feedback):
-            for path, what in ((report_path, "report"), (classification, "classification")):
-                if path:
-                    check_writable(path, what)
             announce_device(self, device, feedback)
             if rois.validation:
                 feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains."))
@@ -173,6 +170,7 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                     model=MODEL, epochs=run[self.EPOCHS], device=device, seed=run[self.SEED],
                     lr=run[self.LEARNING_RATE], aux_resampling=[run[self.AUX_RESAMPLING]], overrides=overrides,
                     split=SplitOptions(val_rois=rois.validation or None), class_style=rois.class_style,
+                    other_outputs={"report": report_path, "classification": classification},
                     progress=lambda fraction, text="": progress(share * fraction, text), cancelled=cancelled)
             except TrainingCancelled:
                 feedback.pushWarning(self.tr("Training cancelled; no model file was written."))
