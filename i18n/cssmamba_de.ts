@@ -155,6 +155,7 @@ Das Protokoll nennt Gerät, PyTorch-Version, Anzahl der Threads, Backend und Zei
 INPUT: the raster to classify; it needs the bands the model was trained on (same count and wavelengths).
 MODEL: a model file (.pt) written by 'Train CSSMamba' or 'Train M3amba (multi-modal)'.
 AUX_RASTERS: required for a multi-modal (M3amba) model, ignored otherwise: its auxiliary rasters (LiDAR, SAR) of the same area, the same kinds in the same order as in training; they are resampled onto INPUT's grid as in training.
+BANDS (advanced): the bands of INPUT to read, in the model's band order; only needed when INPUT has another number of bands than the training raster and no wavelengths to find the model's bands by (otherwise such a raster is refused rather than classified from the wrong bands).
 DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
 TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.
 OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's default. Multi-modal models predict on overlapping crops of their own and ignore both.
@@ -167,6 +168,7 @@ OUTPUT_PROBABILITIES: optional, one band per class with its probability.</source
 INPUT: das zu klassifizierende Raster; es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
 MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“.
 AUX_RASTERS: nötig für ein multimodales Modell (M3amba), sonst ignoriert: seine Zusatzraster (LiDAR, SAR) desselben Gebiets, dieselben Arten in derselben Reihenfolge wie im Training; sie werden wie im Training auf das Gitter von INPUT umgerechnet.
+BANDS (erweitert): die zu lesenden Bänder von INPUT, in der Bandreihenfolge des Modells; nur nötig, wenn INPUT eine andere Bandanzahl als das Trainingsraster und keine Wellenlängen hat, über die sich die Bänder des Modells finden lassen (sonst wird ein solches Raster abgelehnt, statt aus den falschen Bändern klassifiziert).
 DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
 TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = Vorgabe der Engine.
 OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = Vorgabe der Engine. Multimodale Modelle sagen auf eigenen, überlappenden Ausschnitten vorher und ignorieren beide.
@@ -190,6 +192,10 @@ OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.
     <message>
         <source>Auxiliary rasters of a multi-modal model (in the training order)</source>
         <translation>Zusatzraster eines multimodalen Modells (in der Reihenfolge des Trainings)</translation>
+    </message>
+    <message>
+        <source>Bands to read, in the model's order (empty = as in training)</source>
+        <translation>Zu lesende Bänder, in der Reihenfolge des Modells (leer = wie im Training)</translation>
     </message>
     <message>
         <source>Tile size in pixels (0 = default)</source>
@@ -802,6 +808,32 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
     <message>
         <source>The validation ROIs choose the epoch: every training ROI pixel trains.</source>
         <translation>Die Validierungs-ROIs bestimmen die Epoche: Jedes Pixel der Trainings-ROIs trainiert.</translation>
+    </message>
+    <message>
+        <source>Classifies a raster with a model trained by 'Train CSSMamba' or 'Train M3amba (multi-modal)'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.
+
+INPUT: the raster to classify; it needs the bands the model was trained on (same count and wavelengths).
+MODEL: a model file (.pt) written by 'Train CSSMamba' or 'Train M3amba (multi-modal)'.
+AUX_RASTERS: required for a multi-modal (M3amba) model, ignored otherwise: its auxiliary rasters (LiDAR, SAR) of the same area, the same kinds in the same order as in training; they are resampled onto INPUT's grid as in training.
+DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
+TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.
+OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's default. Multi-modal models predict on overlapping crops of their own and ignore both.
+OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.
+OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the model hesitates, often at class boundaries.
+OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect boundaries; MambaHSI and M3amba models have no clusters, so it is then left out.
+OUTPUT_PROBABILITIES: optional, one band per class with its probability.</source>
+        <translation type="vanished">Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf Gitter und KBS der Eingabe (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
+
+INPUT: das zu klassifizierende Raster; es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
+MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“.
+AUX_RASTERS: nötig für ein multimodales Modell (M3amba), sonst ignoriert: seine Zusatzraster (LiDAR, SAR) desselben Gebiets, dieselben Arten in derselben Reihenfolge wie im Training; sie werden wie im Training auf das Gitter von INPUT umgerechnet.
+DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
+TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = Vorgabe der Engine.
+OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = Vorgabe der Engine. Multimodale Modelle sagen auf eigenen, überlappenden Ausschnitten vorher und ignorieren beide.
+OUTPUT: das Klassenraster (Klassen-IDs, 0 = NoData) mit den Klassennamen und -farben des Modells.
+OUTPUT_CONFIDENCE: die Wahrscheinlichkeit der gewählten Klasse, 0–1 (-1 = NoData); niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
+OUTPUT_CLUSTERS: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen jedes Pixel zugeordnet wurde), um Grenzen zu prüfen; MambaHSI- und M3amba-Modelle haben keine Cluster, dann entfällt sie.
+OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.</translation>
     </message>
     <message>
         <source>Classifies a raster with a model trained by 'Train CSSMamba'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.

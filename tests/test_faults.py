@@ -169,6 +169,30 @@ def test_4_cssmamba_trains_and_classifies_a_scene_with_a_nodata_corner(nodata_co
     assert (read(written["clusters"])[48:, 48:] > 0).all()
 
 
+@pytest.mark.parametrize("options", [{}, {"local_weights": "shared"}, {"partition": "topk"},
+                                     {"token_selection": False}, {"cluster_loss": "lb"}])
+def test_4_cssmamba_trains_on_batches_with_an_all_nodata_image(options):
+    """A batch whose images are all nodata (every token routed nowhere) trains and predicts like any other."""
+    import torch
+
+    from engine.models.registry import build_model
+
+    torch.manual_seed(0)
+    net = build_model("cssmamba", 8, 3, dim=8, **options).train()
+    x = torch.zeros(2, 8, 12, 12)
+    guide = torch.full((2, 2, 12, 12), -1, dtype=torch.long)
+    for images in (x[:1], x):
+        out = net(images, guide[:len(images)])
+        loss = out.logits.square().mean() + (0 if out.aux_loss is None else out.aux_loss)
+        loss.backward()
+        assert torch.isfinite(loss)
+    x[1] = torch.rand(8, 12, 12)                        # one image with data beside an empty one
+    out = net(x, guide)
+    (out.logits.square().mean() + (0 if out.aux_loss is None else out.aux_loss)).backward()
+    with torch.no_grad():
+        assert torch.isfinite(net.eval()(x).logits).all()
+
+
 def test_4_the_memory_probe_measures_valid_pixels():
     from engine.train import probe_origin
 

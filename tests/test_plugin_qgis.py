@@ -68,13 +68,18 @@ def test_provider_explains_missing_torch_instead_of_failing(loaded_plugin, monke
     from cssmamba.provider import algorithm, dependencies, provider
 
     monkeypatch.setattr(provider, "torch_is_installed", lambda: False)
-    monkeypatch.setattr(algorithm, "torch_import_error", lambda: "PyTorch (torch) is not installed. hint")
-    assert "PyTorch (torch) is not installed" in loaded_plugin.provider.warningMessage()
+    monkeypatch.setattr(algorithm, "torch_import_error", lambda: dependencies.INSTALL_HINT)
+    warning = loaded_plugin.provider.warningMessage()
+    # Both are shown as rich text: "numpy<2" must arrive escaped, or the rest of the hint disappears.
+    assert "PyTorch (torch) is not installed" in warning and '"numpy&lt;2"' in warning and "<2" not in warning
+    assert warning.endswith("See the plugin's README for CUDA builds of torch.")
     check = loaded_plugin.provider.algorithm("checkinstallation").create()
     ok, message = check.canExecute()
-    assert not ok and "PyTorch (torch) is not installed" in message
+    assert not ok and '"numpy&lt;2"' in message and message.endswith("CUDA builds of torch.")
     sample = loaded_plugin.provider.algorithm("createsample").create()
     assert sample.canExecute() == (True, "")
+    assessment = loaded_plugin.provider.algorithm("accuracy").create()
+    assert assessment.canExecute() == (True, "")
     assert dependencies.torch_import_error() is None  # the real environment has torch
 
 
@@ -112,6 +117,12 @@ def test_qgis_starts_and_explains_when_torch_is_missing(tmp_path):
     check = run_script(script, env, "run", "cssmamba:checkinstallation", "--", f"INPUT={tmp_path / 'sample' / 'sample.tif'}")
     assert check.returncode != 0
     assert "PyTorch (torch) is not installed" in check.stdout + check.stderr
+    sample_labels = tmp_path / "sample" / "sample_labels.tif"
+    assessment = run_script(script, env, "run", "cssmamba:accuracy", "--", f"INPUT={sample_labels}",
+                            f"REFERENCE_VECTOR={tmp_path / 'sample' / 'sample_rois.gpkg'}", "CLASS_FIELD=class_id",
+                            f"OUTPUT_REPORT={tmp_path / 'accuracy.html'}")
+    assert assessment.returncode == 0, "the accuracy assessment needs no torch: " + assessment.stdout + assessment.stderr
+    assert (tmp_path / "accuracy.html").exists() and "OVERALL_ACCURACY" in assessment.stdout
 
 
 def run_script(script, env, *args):

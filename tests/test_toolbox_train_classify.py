@@ -455,6 +455,34 @@ def test_train_refuses_an_output_it_cannot_write(plugin, scene, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_train_refuses_to_write_the_model_over_its_input_raster(plugin, scene, tmp_path):
+    import hashlib
+
+    before = hashlib.sha256(open(scene["raster"], "rb").read()).hexdigest()
+    message = refused(train, scene, tmp_path, OUTPUT_MODEL=scene["raster"], **SMALL)
+    assert "is the input raster" in message and "would destroy the input" in message
+    assert hashlib.sha256(open(scene["raster"], "rb").read()).hexdigest() == before
+
+
+def test_classify_reads_the_bands_named_in_bands(trained, scene, tmp_path):
+    """A raster with more bands than the training raster (no wavelengths in this copy) is classified from the
+    bands that BANDS names, and gives the same map as the training raster."""
+    from osgeo import gdal
+
+    model = trained["result"]["OUTPUT_MODEL"]
+    indices = trained["metadata"]["bands"]["indices"]
+    wider = str(tmp_path / "wider.vrt")
+    gdal.BuildVRT(wider, [scene["raster"]], bandList=list(range(1, 225)) + [1, 2])
+    ds = gdal.Open(wider, gdal.GA_Update)
+    for b in range(1, ds.RasterCount + 1):
+        ds.GetRasterBand(b).SetMetadata({})
+    ds = None
+    assert "has 226 bands" in refused(classify, model, wider, tmp_path)
+    named = classify(model, wider, tmp_path, BANDS=indices, OUTPUT=str(tmp_path / "named.tif"))
+    same = classify(model, scene["raster"], tmp_path, OUTPUT=str(tmp_path / "same.tif"))
+    assert (gdal.Open(named["OUTPUT"]).ReadAsArray() == gdal.Open(same["OUTPUT"]).ReadAsArray()).all()
+
+
 def test_cuda_without_a_gpu_is_refused_and_auto_falls_back_to_the_cpu(trained, scene, tmp_path, monkeypatch):
     import torch
 
@@ -476,7 +504,7 @@ def test_classify_refuses_a_raster_with_other_bands(trained, tmp_path):
     raster = str(tmp_path / "ten_bands.tif")
     gdal.GetDriverByName("GTiff").Create(raster, 8, 8, 10, gdal.GDT_Int16)
     message = refused(classify, trained["result"]["OUTPUT_MODEL"], raster, tmp_path)
-    assert "has 10 bands" in message and "218 bands" in message
+    assert "has 10 bands but the training raster had 224 (218 in use)" in message and "Bands" in message
 
 
 def test_classify_refuses_a_file_that_is_not_a_model(trained, scene, tmp_path):
