@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .ssm import cpu_kernel
-from .ssm.scan import last_backend, selective_scan, selective_scan_reference
+from .ssm.scan import last_backend, mamba_ssm_status, selective_scan, selective_scan_reference
 
 Progress = Callable[[float, str], None]
 
@@ -48,6 +48,7 @@ class SelfCheckReport:
     output_error: float
     gradient_error: float
     timings: List[Timing] = field(default_factory=list)
+    mamba_ssm: str = "not checked"  # ``mamba_ssm_status()``: why a CUDA run does or does not get the fast scan
 
     @property
     def passed(self) -> bool:
@@ -60,6 +61,7 @@ class SelfCheckReport:
             f"raster: {self.raster}  ({self.tokens} pixels = scan length L, d={self.width}, n={self.state})",
             f"self-check [{verdict}] backend {self.checked_backend}: output rel. error {self.output_error:.2e}, "
             f"gradient rel. error {self.gradient_error:.2e} vs float64 reference (tolerance {TOLERANCE:.0e})",
+            f"mamba-ssm (CUDA scan kernel): {self.mamba_ssm}",
             f"{'backend':<10}{'L':>9}{'forward ms':>12}{'fwd+bwd ms':>12}{'M tok/s fwd':>13}",
         ]
         out += [f"{t.backend:<10}{t.tokens:>9}{t.forward_ms:>12.1f}{t.forward_backward_ms:>12.1f}"
@@ -197,4 +199,4 @@ def run_selfcheck(
     progress(1.0, "")
     name = torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu"
     return SelfCheckReport(name, torch.get_num_threads(), torch.__version__, raster, len(tokens), width, state,
-                           checked, out_err, grad_err, timings)
+                           checked, out_err, grad_err, timings, mamba_ssm=mamba_ssm_status())

@@ -106,12 +106,12 @@ OA, AA und κ sind auch Ausgaben (OVERALL_ACCURACY, AVERAGE_ACCURACY, KAPPA), f�
 
 INPUT: any raster; its pixels, in raster order, form the scan sequence (one token per pixel).
 DEVICE: Auto uses the GPU when PyTorch sees one.
-The log lists the device, PyTorch version, thread count, backend and timings.</source>
+The log lists the device, PyTorch version, thread count, backend and timings, and whether the optional GPU accelerator mamba-ssm is available, not installed, or installed but failing (with the reason).</source>
         <translation>Prüft, ob die Mamba-Engine der Erweiterung auf diesem Rechner richtig rechnet, und zeigt, wie schnell sie ist. Der Selective Scan (der Kern jedes Mamba-Modells) läuft über die Pixel des gewählten Rasters und wird mit einer langsamen, exakten float64-Referenz verglichen; danach wird jedes verfügbare Scan-Backend (reines PyTorch, der optionale kompilierte CPU-Kernel, CUDA) auf dem ganzen Bild gemessen.
 
 INPUT: ein beliebiges Raster; seine Pixel bilden in Rasterreihenfolge die Scan-Sequenz (ein Token je Pixel).
 DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet.
-Das Protokoll nennt Gerät, PyTorch-Version, Anzahl der Threads, Backend und Zeiten.</translation>
+Das Protokoll nennt Gerät, PyTorch-Version, Anzahl der Threads, Backend und Zeiten sowie, ob der optionale GPU-Beschleuniger mamba-ssm verfügbar, nicht installiert oder installiert, aber fehlerhaft ist (mit dem Grund).</translation>
     </message>
     <message>
         <source>Raster</source>

@@ -89,9 +89,10 @@ def check_against_reference(inputs, softplus, reset=None, tol=RTOL, label=""):
 
 @pytest.fixture(autouse=True)
 def _fresh_dispatch_state(monkeypatch):
-    """Each test starts from default dispatch: no programmatic default, no env var, no cached probe."""
+    """Each test starts from default dispatch: no programmatic default, no env var, no cached probe or warning."""
     monkeypatch.setattr(scan, "_default_backend", None)
     monkeypatch.setattr(scan, "_cuda_probe", None)
+    monkeypatch.setattr(scan, "_cuda_fallback_warned", False)
     monkeypatch.setattr(scan, "_logged_backends", set())
     monkeypatch.delenv(scan.ENV_BACKEND, raising=False)
 

@@ -14,9 +14,13 @@ Shapes: u, delta, z (b, d, l); A (d, n); B, C (d, n), (b, n, l) or grouped (b, g
 channel j reads group j // (d/g); D, delta_bias (d,); reset (b, l) bool.
 """
 
+import importlib
+import importlib.util
 import logging
 import math
 import os
+import sys
+from types import ModuleType
 from typing import Any, Callable, List, NamedTuple, Optional, Set, Tuple, Union
 
 import torch
@@ -29,6 +33,7 @@ __all__ = [
     "chunk_size",
     "chunked_scan_core",
     "last_backend",
+    "mamba_ssm_status",
     "selective_scan",
     "selective_scan_reference",
     "set_default_backend",
@@ -56,6 +61,10 @@ _default_backend: Optional[str] = None
 _last_backend = "none"
 _logged_backends: Set[str] = set()
 _cuda_probe: Optional[Tuple[Optional[Callable[..., Any]], str]] = None  # (selective_scan_fn or None, reason)
+_cuda_fallback_warned = False
+# What a CUDA run loses without mamba-ssm: SCAN.md §5 estimates the chunked torch scan on CUDA at
+# 10–20× the kernel's time (an estimate, not yet measured on a GPU).
+_CUDA_FALLBACK_COST = "an estimated 10-20x slower scan than mamba-ssm's kernel (SCAN.md §5, not yet measured)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -519,22 +528,73 @@ def _requested_backend(backend: Optional[str]) -> str:
     return env
 
 
+def _import_skipping_package_init(module: str) -> ModuleType:
+    """Import ``module`` (e.g. 'mamba_ssm.ops.selective_scan_interface') without running its top-level
+    package's ``__init__.py``.
+
+    mamba-ssm 2.x's ``__init__`` imports Mamba2/Mamba3 and the language-model code (triton kernels,
+    transformers), none of which the scan needs; any failure there would hide a working
+    ``selective_scan_fn``. So, unless the package is already imported (then it is used as it is), the
+    package is registered as an empty module whose ``__path__`` points at its folder, and only the
+    requested submodule and its own imports run. The light package stays registered on success: its
+    submodules are the real ones. On failure everything this import added is removed again.
+    """
+    top = module.partition(".")[0]
+    if top in sys.modules:
+        return importlib.import_module(module)
+    spec = importlib.util.find_spec(top)
+    if spec is None or spec.submodule_search_locations is None:
+        raise ModuleNotFoundError(f"No module named {top!r}", name=top)
+    before = set(sys.modules)
+    sys.modules[top] = importlib.util.module_from_spec(spec)  # __path__ set, __init__.py not executed
+    try:
+        return importlib.import_module(module)
+    except BaseException:
+        for name in set(sys.modules) - before:
+            if name == top or name.startswith(top + "."):
+                del sys.modules[name]
+        raise
+
+
 def _probe_cuda() -> Tuple[Optional[Callable[..., Any]], str]:
     """Import mamba-ssm's ``selective_scan_fn`` once and cache (fn, "") or (None, why not).
 
     ``selective_scan_cuda`` is imported explicitly first: unreleased mamba-ssm imports without it and
-    only fails on call. Any Exception (missing module, triton, undefined symbol) means "unavailable".
+    only fails on call. Only ``mamba_ssm.ops.selective_scan_interface`` is loaded, not the package's
+    ``__init__`` (see ``_import_skipping_package_init``). Any Exception (missing module, triton,
+    undefined symbol) means "unavailable".
     """
     global _cuda_probe
     if _cuda_probe is None:
         try:
             import selective_scan_cuda  # noqa: F401
-            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+            interface = _import_skipping_package_init("mamba_ssm.ops.selective_scan_interface")
+            fn = interface.selective_scan_fn
         except Exception as exc:  # the reason is kept and reported; the scan falls back to torch
             _cuda_probe = (None, f"{type(exc).__name__}: {exc}")
         else:
-            _cuda_probe = (selective_scan_fn, "")
+            _cuda_probe = (fn, "")
     return _cuda_probe
+
+
+def mamba_ssm_status() -> str:
+    """mamba-ssm's state for *Check installation*: 'available', 'not installed' or
+    'installed but failed: <reason>' (the reason a CUDA run falls back to the torch scan)."""
+    installed = sys.modules.get("mamba_ssm") is not None or importlib.util.find_spec("mamba_ssm") is not None
+    if not installed:
+        return "not installed"
+    fn, why = _probe_cuda()
+    return "available" if fn is not None else f"installed but failed: {why}"
+
+
+def _warn_cuda_fallback(why: str) -> None:
+    """Say once per process, as a WARNING, that a CUDA run uses the torch scan and what it costs: the
+    per-call backend line is INFO and easily missed, and the cost is large."""
+    global _cuda_fallback_warned
+    if not _cuda_fallback_warned:
+        _cuda_fallback_warned = True
+        _log.warning("mamba-ssm's CUDA scan is unavailable (%s); using the pure-PyTorch scan on CUDA, %s. "
+                     "Install mamba-ssm for the GPU (see README) to avoid this.", why, _CUDA_FALLBACK_COST)
 
 
 def _cpu_kernel_status() -> Tuple[Optional[Any], str]:
@@ -582,6 +642,7 @@ def _choose_backend(requested: str, is_cuda: bool, has_reset: bool) -> Tuple[str
             return "torch", "chunked, CUDA; reset mask given (mamba-ssm has no varlen support)", None
         fn, why = _probe_cuda()
         if fn is None:
+            _warn_cuda_fallback(why)
             return "torch", f"chunked, CUDA; mamba-ssm unavailable: {why}", None
         return "cuda", "mamba-ssm selective_scan_fn, CUDA", fn
     kernel, why = _cpu_kernel_status()

@@ -25,7 +25,8 @@ class CheckInstallationAlgorithm(CSSMambaAlgorithm):
         "optional compiled CPU kernel, CUDA) is timed on the whole image.\n\n"
         "INPUT: any raster; its pixels, in raster order, form the scan sequence (one token per pixel).\n"
         "DEVICE: Auto uses the GPU when PyTorch sees one.\n"
-        "The log lists the device, PyTorch version, thread count, backend and timings."
+        "The log lists the device, PyTorch version, thread count, backend and timings, and whether the optional "
+        "GPU accelerator mamba-ssm is available, not installed, or installed but failing (with the reason)."
     )
 
     INPUT, DEVICE = "INPUT", "DEVICE"
