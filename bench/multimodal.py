@@ -48,6 +48,7 @@ from bench.accuracy import (DATASETS, RESULTS, RunSettings, Scene, _csv, _key, _
                             _record, environment, load_scene, run_deep, run_sklearn, write_report)
 from engine.cli import parse_overrides  # noqa: E402
 from engine.data.splits import Split, fixed_count_split  # noqa: E402
+from engine.precision import choose_precision  # noqa: E402
 
 DATASET = "muufl"
 LIDAR = "muufl_crop/muufl_lidar.tif"
@@ -175,8 +176,9 @@ def run_m3amba(scene: Scene, lidar: np.ndarray, lidar_valid: np.ndarray, split: 
     device = torch.device(result.device)
     net.to(device)
     ids = np.asarray(class_ids, np.int64)
+    precision = choose_precision(device, config.precision)
     started = time.perf_counter()
-    index = _predict_at(net, hsi, aux, valid, PREDICT_STRIDE, BATCH_SIZE, device, config.amp)
+    index = _predict_at(net, hsi, aux, valid, PREDICT_STRIDE, BATCH_SIZE, device, precision)
     predict_seconds = time.perf_counter() - started
     predicted = np.where(index >= 0, ids[np.maximum(index, 0)], 0)
     # Diagnostics: test OA of each head of the kept model (M_f is the prediction; M₁ sees mostly the HSI
@@ -185,7 +187,7 @@ def run_m3amba(scene: Scene, lidar: np.ndarray, lidar_valid: np.ndarray, split: 
     head_oa = {}
     for k, head in enumerate(HEADS):
         index_k = index if head == "fusion" else _predict_at(_HeadView(net, k), hsi, aux, valid, PREDICT_STRIDE,
-                                                             BATCH_SIZE, device, config.amp)
+                                                             BATCH_SIZE, device, precision)
         head_oa[head] = float((index_k[test] == split.test[test]).mean())
     net.to("cpu")
     history = [{"epoch": h["epoch"], "loss": round(h["loss"], 5), "val_oa": h["val_oa"],

@@ -44,10 +44,11 @@ from .paths import check_distinct
 from .pipeline import (SplitOptions, absolute_or_none, classes_metadata, make_split, phase_progress, pixels_per_class,
                        restyle_classes, training_inputs, training_provenance, utc_now)
 from .bandmatch import open_model_input
+from .precision import Precision, choose_precision
 from .predict import PredictionCancelled, TilePrediction, classify_tiles
 from .ssm import scan
 from .tiling import Tile, plan_tiles
-from .train import (EpochBook, TrainConfig, TrainingCancelled, TrainResult, autocast, deterministic, seed_everything,
+from .train import (EpochBook, TrainConfig, TrainingCancelled, TrainResult, deterministic, optimizer_step, seed_everything,
                     state_copy)
 
 __all__ = ["DEFAULT_BLOCK", "EPOCHS", "LEARNING_RATE", "WEIGHT_DECAY", "BATCH_SIZE", "train_on_crops",
@@ -92,7 +93,7 @@ def _optimizer(net: nn.Module, lr: float, weight_decay: float) -> torch.optim.Op
 
 
 def _predict_at(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, mask: np.ndarray, stride: int,
-                batch_size: int, device: torch.device, amp: bool,
+                batch_size: int, device: torch.device, precision: Precision,
                 check_cancel: Optional[Callable[[], None]] = None) -> np.ndarray:
     """Predicted class index (H, W) at the ``mask`` pixels (−1 elsewhere) of a scene in memory, from the
     averaged logits of every crop that covers them; the model's train/eval mode is restored."""
@@ -100,7 +101,7 @@ def _predict_at(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, mask: np.ndarr
     was_training = net.training
     net.eval()
     try:
-        with torch.no_grad(), autocast(device, amp):
+        with torch.no_grad(), precision.autocast(device):
             logits, _ = average_logits(net, hsi, aux, crops, net.crop, batch_size=batch_size, device=device,
                                        check_cancel=check_cancel)
     finally:
@@ -151,6 +152,9 @@ def train_on_crops(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, valid: np.n
         net.to(device).train()
         optimizer = _optimizer(net, config.lr, weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
+        precision = choose_precision(device, config.precision)
+        scaler = precision.scaler(device)
+        log.info("precision: %s", precision.describe())
         counts = np.bincount(train[train >= 0])
         log.info("training on %s with %d torch threads; %s with %s trainable parameters; %d x %d px, %d + %d bands; "
                  "%d crops of %d px hold training pixels (%d batches of up to %d)", device, torch.get_num_threads(),
@@ -170,12 +174,10 @@ def train_on_crops(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, valid: np.n
             for i in range(steps):
                 check_cancel(f"in epoch {epoch}")
                 batch = [crops[k] for k in permutation[i * batch_size:(i + 1) * batch_size]]
-                with autocast(device, config.amp):
+                with precision.autocast(device):
                     outputs = net(cut(x_hsi, batch, crop, offset).to(device), cut(x_aux, batch, crop, offset).to(device))
                     loss = m3amba_loss(outputs, cut(y, batch, crop, offset)[:, 0].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                optimizer_step(optimizer, loss, scaler)
                 schedule.step()
                 losses.append(float(loss.detach()))
                 if not math.isfinite(losses[-1]):
@@ -188,13 +190,13 @@ def train_on_crops(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, valid: np.n
             check_cancel(f"before validating epoch {epoch}")
             val_oa = math.nan
             if val_mask.any():
-                predicted = _predict_at(net, hsi, aux, val_mask, predict_stride, batch_size, device, config.amp,
+                predicted = _predict_at(net, hsi, aux, val_mask, predict_stride, batch_size, device, precision,
                                         lambda: check_cancel(f"while validating epoch {epoch}"))
                 val_oa = float((predicted[val_mask] == split.validation[val_mask]).mean())
             if book.record(epoch, float(np.mean(losses)), None, val_oa, steps, time.perf_counter() - t0,
                            state=lambda: state_copy(net)):
                 break
-        return book.finish(net, start, device, backend)
+        return book.finish(net, start, device, backend, precision=precision.describe())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -294,7 +296,7 @@ def predict_multimodal_raster(net: nn.Module, metadata: dict, raster_path: str, 
     was_training = net.training
     net.to(torch_device).eval()
     try:
-        with torch.inference_mode(), autocast(torch_device, True):
+        with torch.inference_mode(), choose_precision(torch_device).autocast(torch_device):
             return classify_tiles(metadata, info, tiles, predict_tile, out_classes, out_confidence=out_confidence,
                                   out_probabilities=out_probabilities,
                                   inputs=dict(inputs or {}, **{"auxiliary raster": list(aux_paths)}),
@@ -344,7 +346,8 @@ def _assess(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, split: Split, ids:
     evaluated_on = "test" if (split.test >= 0).any() else "validation"
     index = split.test if evaluated_on == "test" else split.validation
     device = torch.device(result.device)
-    predicted = _predict_at(net.to(device), hsi, aux, index >= 0, PREDICT_STRIDE, batch_size, device, True)
+    predicted = _predict_at(net.to(device), hsi, aux, index >= 0, PREDICT_STRIDE, batch_size, device,
+                            choose_precision(device))
     net.to("cpu")
     class_ids = np.asarray(ids, dtype=np.int64)
     reference = np.where(index >= 0, class_ids[np.maximum(index, 0)], 0)

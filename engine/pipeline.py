@@ -165,6 +165,7 @@ def training_provenance(result: TrainResult, sources: Dict[str, Any], split: Spl
             "seed": seed, "epochs": epochs, "learning_rate": lr, "epochs_run": len(result.history),
             "best_epoch": result.best_epoch, "best_validation_oa": result.best_val_oa,
             "evaluated_on": evaluated_on, "metrics": metrics, "device": result.device, "backend": result.backend,
+            "precision": result.precision,
             "threads": result.threads, "train_seconds": result.seconds, "software": software_versions(),
             "started": started, "created": utc_now()}
 

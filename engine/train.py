@@ -25,7 +25,7 @@ import logging
 import math
 import random
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -37,11 +37,12 @@ from torch import Tensor, nn
 from .data.splits import Split
 from .device import resolve_device
 from .memory import physical_memory_bytes
+from .precision import PRECISIONS, Precision, choose_precision
 from .models.base import HSIClassifier, ModelOutput
 from .ssm import scan
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingCancelled", "Window", "plan_windows", "seed_everything",
-           "estimate_training_bytes_per_pixel", "default_memory_budget_mb", "EpochBook", "train_model"]
+           "estimate_training_bytes_per_pixel", "default_memory_budget_mb", "EpochBook", "optimizer_step", "train_model"]
 
 _log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class TrainConfig:
     patience: stop after this many epochs without a strictly higher val OA (None: run every epoch).
     memory_budget_mb: memory a training step may use (None: ``default_memory_budget_mb``); scenes that
     exceed it train on overlapping windows. threads: torch CPU threads (None: leave torch's setting).
-    amp: bf16 autocast on CUDA (weights stay fp32); ignored on CPU.
+    precision: "auto" (bf16 on GPUs that have it, else fp16 with gradient scaling, fp32 on the CPU;
+    engine/precision.py), or "bf16", "fp16", "fp32"; weights stay fp32 in every case.
     """
 
     epochs: int = 200
@@ -74,7 +76,7 @@ class TrainConfig:
     patience: Optional[int] = None
     memory_budget_mb: Optional[float] = None
     threads: Optional[int] = None
-    amp: bool = True
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if int(self.epochs) != self.epochs or self.epochs < 1:
@@ -89,6 +91,8 @@ class TrainConfig:
             raise ValueError(f"memory_budget_mb must be > 0, got {self.memory_budget_mb}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 class Window(NamedTuple):
@@ -123,6 +127,7 @@ class TrainResult:
     threads: int
     seconds: float
     windows: List[Window] = field(default_factory=list)
+    precision: str = "fp32"              # what the run computed in, with the reason (Precision.describe)
     # predict_array's tiling for this scene ({} = one pass): what validation used, and what assessing
     # the model on the same scene should use, since one pass may not fit the memory budget
     validation_tiling: Dict[str, int] = field(default_factory=dict)
@@ -215,7 +220,7 @@ def probe_origin(valid: Optional[np.ndarray], rows: int, cols: int) -> Tuple[int
 
 
 def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Optional[Tensor],
-                                      amp: bool, valid: Optional[np.ndarray] = None) -> float:
+                                      precision: Precision, valid: Optional[np.ndarray] = None) -> float:
     """Memory of one training step per pixel, measured on a PROBE_SIZE² crop of ``x`` (1, Nb, H, W), the
     one with the most ``valid`` pixels (``probe_origin``).
 
@@ -242,7 +247,7 @@ def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Op
             torch.cuda.synchronize(x.device)
             torch.cuda.reset_peak_memory_stats(x.device)
             base = torch.cuda.memory_allocated(x.device)
-            with autocast(x.device, amp):
+            with precision.autocast(x.device):
                 out = model(crop, guide_crop)
                 loss = out.logits.float().square().mean() + (0 if out.aux_loss is None else out.aux_loss)
             loss.backward()
@@ -310,13 +315,6 @@ def deterministic(device: torch.device, threads: Optional[int]) -> Iterator[None
         torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
         torch.utils.deterministic.fill_uninitialized_memory = saved[5]
-
-
-def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when asked; the model keeps its fp32 weights. No-op on CPU."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -422,13 +420,13 @@ def _validation_tiling(max_pixels: int) -> Dict[str, int]:
 
 def _validation_oa(model: HSIClassifier, x: Tensor, image: np.ndarray,
                    valid: np.ndarray, val: np.ndarray, val_mask: np.ndarray, device: torch.device,
-                   amp: bool, tiling: Dict[str, int]) -> float:
+                   precision: Precision, tiling: Dict[str, int]) -> float:
     """Overall accuracy on the validation pixels, predicted on the full image (``tiling`` empty, one pass)
     or through predict_array's overlapping tiles when one pass would exceed the memory budget. Like
     prediction, it needs no labels: no guide is passed."""
     model.eval()
     try:
-        with torch.no_grad(), autocast(device, amp):
+        with torch.no_grad(), precision.autocast(device):
             if not tiling:
                 predicted = model(x).logits[0].argmax(0).cpu().numpy()
             else:
@@ -446,7 +444,7 @@ def _score(predicted: np.ndarray, val: np.ndarray, val_mask: np.ndarray) -> floa
     return float((predicted[val_mask] == val[val_mask]).mean())
 
 
-def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: TrainConfig,
+def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: TrainConfig, precision: Precision,
           valid: np.ndarray) -> Tuple[List[Window], int]:
     """Training windows within the memory budget, and the most pixels a window may hold.
 
@@ -455,7 +453,7 @@ def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: Trai
     """
     device = x.device
     budget_mb = config.memory_budget_mb or default_memory_budget_mb(device)
-    per_pixel = estimate_training_bytes_per_pixel(model, x, guide, config.amp, valid)
+    per_pixel = estimate_training_bytes_per_pixel(model, x, guide, precision, valid)
     fixed = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
     if device.type == "cuda":
         fixed += x.numel() * x.element_size()
@@ -471,10 +469,10 @@ def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: Trai
 
 
 def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor], window: Window,
-             n_labels: int, device: torch.device, amp: bool) -> Tuple[Tensor, ModelOutput]:
+             n_labels: int, device: torch.device, precision: Precision) -> Tuple[Tensor, ModelOutput]:
     """The training forward on one window: (CE on its training pixels + the model's auxiliary loss, output)."""
     crop = (slice(None), slice(None)) + window.slices
-    with autocast(device, amp):
+    with precision.autocast(device):
         out = model(x[crop], None if guide is None else guide[crop])
         if out.logits.shape[1] < n_labels:
             raise ValueError(f"the model predicts {out.logits.shape[1]} classes but the labels hold {n_labels}; "
@@ -485,10 +483,16 @@ def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor]
     return loss, out
 
 
-def _update(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: Optional["torch.amp.GradScaler"]) -> None:
+    """One optimizer step; with fp16's GradScaler the loss is scaled and a step with inf/NaN gradients skipped."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split,
@@ -539,7 +543,9 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
                    if c >= len(counts) or counts[c] == 0]
         if missing:
             _log.warning("classes %s have no training pixels: the model cannot learn them", missing)
-        windows, max_pixels = _plan(model, x, g, config, valid)
+        precision = choose_precision(device, config.precision)
+        _log.info("precision: %s", precision.describe())
+        windows, max_pixels = _plan(model, x, g, config, precision, valid)
         steps = [w for w in windows if (train[w.slices] >= 0).any()]
         val_tiling = {} if len(windows) == 1 else _validation_tiling(max_pixels)
         if not val_mask.any():
@@ -547,6 +553,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
 
         seed_everything(config.seed)                          # the probe ran the model once
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        scaler = precision.scaler(device)
         book = EpochBook(config.epochs, config.patience, report, _log)
         # Whole scene: epoch k's val OA comes from epoch k+1's training forward (module docstring).
         from_forward = len(windows) == 1 and bool(val_mask.any())
@@ -560,14 +567,14 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
                 check_cancel(f"in epoch {epoch}")
                 # The state the previous epoch left, before this forward moves the buffers (EMA prototypes).
                 before = buffer_copy(model) if from_forward and pending else None
-                loss, out = _forward(model, x, y, g, w, len(counts), device, config.amp)
+                loss, out = _forward(model, x, y, g, w, len(counts), device, precision)
                 if before is not None:
                     val_oa = _score(out.logits.detach()[0].argmax(0).cpu().numpy(), val, val_mask)
                     if book.record(**pending, val_oa=val_oa, state=lambda: state_copy(model, before)):
                         stopped = True
                         break
                     pending = None
-                _update(optimizer, loss)
+                optimizer_step(optimizer, loss, scaler)
                 losses.append(float(loss.detach()))
                 if not math.isfinite(losses[-1]):
                     raise ValueError(f"training diverged: the loss is {losses[-1]} in epoch {epoch}; "
@@ -588,9 +595,10 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
                 pending["seconds"] = time.perf_counter() - t0
                 continue
             check_cancel(f"before validating epoch {epoch}")
-            val_oa = (_validation_oa(model, x, image, valid, val, val_mask, device, config.amp, val_tiling)
+            val_oa = (_validation_oa(model, x, image, valid, val, val_mask, device, precision, val_tiling)
                       if val_mask.any() else math.nan)
             if book.record(**pending, val_oa=val_oa, seconds=time.perf_counter() - t0, state=lambda: state_copy(model)):
                 break
             pending = None
-        return book.finish(model, start, device, backend, windows=windows, validation_tiling=val_tiling)
+        return book.finish(model, start, device, backend, windows=windows, validation_tiling=val_tiling,
+                           precision=precision.describe())

@@ -18,6 +18,7 @@ from torch import nn
 from engine import train as train_module
 from engine.data.splits import Split, fixed_count_split
 from engine.models.base import HSIClassifier, ModelOutput
+from engine.precision import Precision
 from engine.train import (TrainConfig, TrainingCancelled, Window, estimate_training_bytes_per_pixel,
                           plan_windows, seed_everything, train_model)
 
@@ -264,7 +265,7 @@ def test_memory_probe_measures_a_positive_footprint_and_restores_buffers():
     model = GuidedNet(4, 3).train()
     x = torch.from_numpy(image)[None]
     guide = model.make_guide(raw, labels, valid)[None]
-    small = estimate_training_bytes_per_pixel(model, x, guide, amp=False)
+    small = estimate_training_bytes_per_pixel(model, x, guide, Precision("fp32"))
     assert small > 4 * 4                               # at least the saved input (4 float32 bands per pixel)
     assert int(model.train_forwards) == 0
     assert all(p.grad is None for p in model.parameters())
@@ -273,7 +274,7 @@ def test_memory_probe_measures_a_positive_footprint_and_restores_buffers():
 def test_a_small_memory_budget_trains_on_windows_with_the_real_probe():
     image, raw, valid, labels = easy_scene(40, 40)
     model = PixelNet(4, 3)
-    per_pixel = estimate_training_bytes_per_pixel(model.train(), torch.from_numpy(image)[None], None, amp=False)
+    per_pixel = estimate_training_bytes_per_pixel(model.train(), torch.from_numpy(image)[None], None, Precision("fp32"))
     fixed = 4 * sum(p.numel() * 4 for p in model.parameters())
     budget_mb = (fixed + 700 * per_pixel) / 2**20       # room for 700 of the 1600 px
     result = train_model(model, image, raw, valid, easy_split(labels), fast(epochs=2, memory_budget_mb=budget_mb))

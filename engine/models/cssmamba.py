@@ -87,9 +87,14 @@ class LearnableClustering(nn.Module):
         return logits
 
     def logits(self, u: Tensor) -> Tensor:
-        """cos(u, m)/τ with −∞ at ids never updated: (..., width) -> (..., K_tot)."""
-        prototypes = F.normalize(self.prototypes, dim=-1).to(u.dtype)  # a fresh tensor: later EMA steps are safe
-        logits = F.normalize(u, dim=-1) @ prototypes.T / self.tau
+        """cos(u, m)/τ with −∞ at ids never updated: (..., width) -> (..., K_tot), always in fp32.
+
+        Routing in fp32 under autocast too: bf16 cosines sent 5–8 % of tokens to another cluster than
+        the fp32 prediction path (issue 14), so a model would train on other clusters than it predicts with.
+        """
+        with torch.autocast(u.device.type, enabled=False):
+            prototypes = F.normalize(self.prototypes.float(), dim=-1)  # a fresh tensor: later EMA steps are safe
+            logits = F.normalize(u.float(), dim=-1) @ prototypes.T / self.tau
         if bool(self.used.any()):
             logits = logits.masked_fill(~self.used, float("-inf"))
         return logits

@@ -74,6 +74,18 @@ def _at_least_fp32(t: Tensor) -> Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
+def _same_dtype(*tensors: Tensor) -> Tuple[Tensor, ...]:
+    """The scan's inputs u, delta, B, C, z in one dtype: autocast's where it is on, else u's.
+
+    Under autocast the projections come out in bf16/fp16 while an op autocast leaves alone (the
+    reset-aware conv's products with fp32 weights, a CPU conv) stays fp32; the scan (and mamba-ssm's
+    kernel) needs u, delta and z in the same dtype. The scan accumulates its state in fp32 anyway.
+    """
+    device = tensors[0].device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else tensors[0].dtype
+    return tuple(t.to(dtype) for t in tensors)
+
+
 def _segment_starts(reset: Tensor) -> Tensor:
     """(b, l) bool -> (b, l) long: index of the first token of the sequence each token belongs to."""
     pos = torch.arange(reset.shape[1], device=reset.device)
@@ -209,6 +221,7 @@ class Mamba(nn.Module):
             B, C = torch.stack([B, B_b], 1), torch.stack([C, C_b], 1)
             A = torch.cat([A, -torch.exp(_at_least_fp32(self.A_b_log))])
             D, dt_bias = torch.cat([D, self.D_b]), torch.cat([dt_bias, self.dt_proj_b.bias])
+        u, delta, B, C, z = _same_dtype(u, delta, B, C, z)
         y = selective_scan(
             u, delta, A, B, C, _at_least_fp32(D), z=z, delta_bias=_at_least_fp32(dt_bias),
             delta_softplus=True, reset=reset, backend=self.scan_backend,
