@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence
 from .data.raster import RasterInfo, open_raster
 from .modelfile import WAVELENGTH_TOLERANCE_NM, check_raster_matches
 
-__all__ = ["choose_bands", "open_model_input"]
+__all__ = ["band_ranges", "choose_bands", "open_model_input"]
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,26 @@ def choose_bands(metadata: dict, raster_path: str, bands: Optional[Sequence[int]
                      raster_path, count, trained or "another count", len(chosen))
             return chosen
     trained_text = f"the training raster had {trained}" if trained else f"the model reads bands up to {max(indices)}"
-    raise ValueError(f"{raster_path} has {count} bands but {trained_text} ({len(indices)} in use), and the "
-                     f"bands cannot be matched by wavelength; reading bands {indices[0]}..{indices[-1]} of it would "
-                     f"give a wrong map. Name the {len(indices)} bands to read, in the training order (CLI: "
-                     f"classify --bands 1-{len(indices)}; toolbox: Bands), or classify a raster with the training "
-                     f"raster's bands")
+    raise ValueError(f"{raster_path} has {count} bands but {trained_text} ({len(indices)} in use: bands "
+                     f"{band_ranges(indices)}), and the bands cannot be matched by wavelength; reading those bands of "
+                     f"it would give a wrong map. Name the {len(indices)} bands of {raster_path} that hold the model's "
+                     f"bands, in the training order (CLI: classify --bands, e.g. --bands {band_ranges(indices)} when "
+                     f"they have the training raster's numbers; toolbox: Bands), or classify a raster with the "
+                     f"training raster's bands")
+
+
+def band_ranges(bands: Sequence[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> "1-3,5,7-8" (the --bands syntax)."""
+    parts: List[str] = []
+    start = previous = None
+    for band in list(bands) + [None]:
+        if band is not None and previous is not None and band == previous + 1:
+            previous = band
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = band
+    return ",".join(parts)
 
 
 def open_model_input(raster_path: str, metadata: dict, bands: Optional[Sequence[int]] = None) -> RasterInfo:

@@ -500,6 +500,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
     try:
         return args.run(args)
-    except ValueError as exc:  # bad input: the message is worded for the user
+    except (ValueError, OSError) as exc:  # bad input, a full disk: the message is worded for the user
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -57,7 +57,7 @@ import torch
 
 from torch import nn
 
-from .paths import check_writable, describe_write_error, remove_stale_temporaries, temporary_file
+from .paths import check_writable, describe_write_error, write_atomic
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelNotSaved", "save_model", "load_model", "validate_metadata",
            "check_raster_matches"]
@@ -202,27 +202,18 @@ def _non_finite(state: Dict[str, torch.Tensor]) -> list:
 
 
 class ModelNotSaved(ValueError):
-    """The model file could not be written (a full disk); ``recovered`` is where a copy went, if anywhere."""
+    """The model file could not be written (a full disk). ``recovered``: where a complete copy went, or
+    None; ``payload``: the file's content, still in memory, for ``write_payload`` to another path."""
 
-    def __init__(self, message: str, recovered: Optional[str]) -> None:
+    def __init__(self, message: str, recovered: Optional[str], payload: Dict[str, Any]) -> None:
         super().__init__(message)
         self.recovered = recovered
+        self.payload = payload
 
 
-def _write_payload(path: str, payload: Dict[str, Any]) -> None:
-    """torch.save to a temporary beside ``path``, fsync, rename; the temporary is removed on any failure."""
-    remove_stale_temporaries(path, [".tmp"])
-    tmp = temporary_file(path, ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def write_payload(path: str, payload: Dict[str, Any]) -> None:
+    """Write a model file's payload atomically (``paths.write_atomic``); OSError says why it failed."""
+    write_atomic(path, lambda stream: torch.save(payload, stream), "model file")
 
 
 def _recovery_folders(failed: str) -> list:
@@ -241,19 +232,25 @@ def _recover(path: str, payload: Dict[str, Any], error: BaseException) -> ModelN
     """After a failed write of ``path``: try the recovery folders and return the error to raise, which
     says where the trained model went (or that it could not be written anywhere)."""
     stem, extension = os.path.splitext(os.path.basename(path))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     reason = describe_write_error(error, path, "model file")
-    for folder in _recovery_folders(os.path.dirname(os.path.abspath(path))):
-        copy = os.path.join(folder, f"{stem}.recovered-{stamp}{extension or '.pt'}")
+    folders = _recovery_folders(os.path.dirname(os.path.abspath(path)))
+    for folder in folders:
+        try:  # a fresh name: an earlier recovery copy is never replaced
+            handle, copy = tempfile.mkstemp(prefix=f"{stem}.recovered-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                            suffix=extension or ".pt", dir=folder)
+            os.close(handle)
+        except OSError:
+            continue
         try:
-            _write_payload(copy, payload)
+            write_payload(copy, payload)
         except (OSError, RuntimeError):
+            os.remove(copy)
             continue
         return ModelNotSaved(f"{reason}. The trained model was saved instead to {copy}: move it where you want it "
-                             f"(it is a complete model file)", copy)
-    return ModelNotSaved(f"{reason}. No recovery copy could be written either (tried "
-                         f"{', '.join(_recovery_folders(os.path.dirname(os.path.abspath(path)))) or 'no other folder'}); "
-                         f"free disk space and train again", None)
+                             f"(it is a complete model file)", copy, payload)
+    tried = ", ".join(folders) or "no other folder"
+    return ModelNotSaved(f"{reason}. No recovery copy could be written either (tried {tried}); free disk space and "
+                         f"train again", None, payload)
 
 
 def save_model(path: str, model: nn.Module, metadata: Dict[str, Any]) -> None:
@@ -281,7 +278,7 @@ def save_model(path: str, model: nn.Module, metadata: Dict[str, Any]) -> None:
                          f"): training diverged; train again with a lower learning rate")
     payload = {"format": FORMAT, "metadata_json": text, "state_dict": state, "sha256": _digest(text, state)}
     try:
-        _write_payload(path, payload)
+        write_payload(path, payload)
     except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
         raise _recover(path, payload, exc) from exc
 
@@ -331,7 +328,8 @@ def load_model(path: str, map_location: Union[str, torch.device] = "cpu") -> Tup
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise _invalid(path, "the weights are not a mapping of names to tensors")
-    if "sha256" in payload and payload["sha256"] != _digest(payload["metadata_json"], state):
+    if "sha256" in payload and (not isinstance(payload["metadata_json"], str)
+                                or payload["sha256"] != _digest(payload["metadata_json"], state)):
         raise _invalid(path, "its checksum does not match its content: the file is damaged (a copy error, a bad "
                              "disk) or was edited")
     broken = _non_finite(state)

@@ -72,13 +72,14 @@ class SplitOptions:
             raise ValueError(f"unknown split mode {self.mode!r}; use one of {', '.join(SPLIT_MODES)}")
         for name, value in (("train_per_class", self.train_per_class), ("val_per_class", self.val_per_class)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a whole number of at least 1 "
-                                 f"pixel, got {value!r}")
+                raise ValueError(f"{_setting(name)} must be a whole number of at least 1 pixel, got {value!r}")
+        if self.mode != "ratio" or self.val_labels or self.val_rois:
+            return                                     # the ratios are not used
         for name, value in (("train_ratio", self.train_ratio), ("val_ratio", self.val_ratio)):
             if not 0 < value < 1:
-                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a fraction between 0 and 1, got {value!r}")
+                raise ValueError(f"{_setting(name)} must be a fraction between 0 and 1, got {value!r}")
         if self.train_ratio + self.val_ratio >= 1:
-            raise ValueError(f"train_ratio + val_ratio (--train-ratio, --val-ratio) must stay below 1 so that test "
+            raise ValueError(f"{_setting('train_ratio')} + {_setting('val_ratio')} must stay below 1 so that test "
                              f"pixels remain, got {self.train_ratio} + {self.val_ratio}")
 
     def describe(self) -> Dict[str, Any]:
@@ -87,6 +88,15 @@ class SplitOptions:
         if self.mode == "fixed":
             return {"mode": "fixed", "train_per_class": self.train_per_class, "val_per_class": self.val_per_class}
         return {"mode": "ratio", "train_ratio": self.train_ratio, "val_ratio": self.val_ratio}
+
+
+_TOOLBOX_LABELS = {"train_per_class": "Training pixels per class", "val_per_class": "Validation pixels per class",
+                   "train_ratio": "Training ratio", "val_ratio": "Validation ratio"}
+
+
+def _setting(name: str) -> str:
+    """'train_per_class (--train-per-class; toolbox: Training pixels per class)' for messages."""
+    return f"{name} (--{name.replace('_', '-')}; toolbox: {_TOOLBOX_LABELS[name]})"
 
 
 def absolute_or_none(path: Optional[str]) -> Optional[str]:

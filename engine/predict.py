@@ -334,7 +334,8 @@ def _release(error: BaseException) -> None:
 @contextmanager
 def _gdal_quiet() -> Iterator[None]:
     """No message from GDAL inside, and no "Exception ignored" report of a dataset whose close fails (a
-    destructor cannot raise to anyone, so Python hands the error to ``sys.unraisablehook``)."""
+    destructor cannot raise to anyone, so Python hands the error to ``sys.unraisablehook``). The hook is
+    process-wide; it is swapped only for the few lines that close datasets already known to have failed."""
     previous = sys.unraisablehook
     sys.unraisablehook = lambda unraisable: None
     gdal.PushErrorHandler("CPLQuietErrorHandler")
@@ -377,11 +378,12 @@ def _finish(outputs: List[_Output], ids: List[int], names: List[str], colors: Li
         if progress is not None:
             progress(_TILE_SHARE + (1 - _TILE_SHARE) * (i + 1) / len(outputs), f"wrote {out.kind} raster")
     for out in outputs:
-        os.replace(out.final, out.path)
-        side, target = out.final + ".aux.xml", out.path + ".aux.xml"
-        if os.path.exists(side):
-            os.replace(side, target)
-        elif os.path.exists(target):
-            os.remove(target)                           # a stale sidecar would describe the old file
+        with _writing(out):
+            os.replace(out.final, out.path)
+            side, target = out.final + ".aux.xml", out.path + ".aux.xml"
+            if os.path.exists(side):
+                os.replace(side, target)
+            elif os.path.exists(target):
+                os.remove(target)                       # a stale sidecar would describe the old file
         log.info("wrote the %s raster %s", out.kind, out.path)
     return {out.kind: out.path for out in outputs}

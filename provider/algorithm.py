@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeatureSourceDefinition,
     QgsProcessingFeedback,
+    QgsProviderRegistry,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
@@ -68,6 +69,18 @@ class CSSMambaAlgorithm(QgsProcessingAlgorithm):
         if isinstance(value, QgsProcessingFeatureSourceDefinition):
             value = value.source.staticValue()
         return self.parameterAsVectorLayer({name: value}, name, context)
+
+    def source_files(self, parameters: dict, names: Tuple[str, ...], context: QgsProcessingContext) -> dict:
+        """{parameter: the file on disk behind that vector layer}, for the engine's rule that no output may
+        overwrite an input: ``vector_file`` may hand the engine a temporary export instead of the user's file."""
+        files = {}
+        for name in names:
+            layer = self.vector_layer(parameters, name, context)
+            if layer is not None:
+                path = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source()).get("path")
+                if path:
+                    files[name] = path
+        return files
 
     def vector_file(self, parameters: dict, name: str, context: QgsProcessingContext,
                     feedback: QgsProcessingFeedback) -> str:

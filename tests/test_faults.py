@@ -11,11 +11,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
+from engine import paths as paths_module
 from engine.cli import main
 from engine.data.sample import generate_sample
 from engine.modelfile import load_model
@@ -123,6 +125,30 @@ def test_an_output_reached_through_a_symlink_is_refused(scene, capsys, tmp_path)
     before = digest(paths.raster)
     status, err = run_cli(capsys, "classify", "--model", model, "--raster", paths.raster, "--out", link)
     assert status == 2 and "resolves to the input raster" in err and digest(paths.raster) == before
+
+
+def test_a_file_that_is_part_of_a_multi_file_input_is_refused(scene, capsys, tmp_path):
+    """A shapefile's .dbf and an ENVI raster's .hdr are inputs too (GDAL lists them)."""
+    paths, model = scene
+    gdal.VectorTranslate(str(tmp_path / "rois.shp"), paths.rois)
+    before = digest(tmp_path / "rois.dbf")
+    status, err = run_cli(capsys, "evaluate", "--pred", paths.labels, "--rois", tmp_path / "rois.shp",
+                          "--class-field", "class_id", "--json", tmp_path / "rois.dbf")
+    assert status == 2 and "is part of the input reference ROI file" in err
+    assert digest(tmp_path / "rois.dbf") == before
+    gdal.Translate(str(tmp_path / "scene.img"), paths.raster, format="ENVI")
+    before = digest(tmp_path / "scene.hdr")
+    status, err = run_cli(capsys, "classify", "--model", model, "--raster", tmp_path / "scene.img", "--out",
+                          tmp_path / "scene.hdr")
+    assert status == 2 and "is part of the input raster" in err and digest(tmp_path / "scene.hdr") == before
+
+
+def test_a_hard_link_to_an_input_is_refused(scene, capsys, tmp_path):
+    paths, model = scene
+    os.link(paths.labels, tmp_path / "linked.tif")
+    status, err = run_cli(capsys, "evaluate", "--pred", paths.labels, "--labels", paths.labels, "--json",
+                          tmp_path / "linked.tif")
+    assert status == 2 and "is the same file as the input" in err
 
 
 def test_evaluate_json_equal_to_the_class_raster_is_refused(scene, capsys):
@@ -261,14 +287,15 @@ def full_disk(tmp_path):
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
                             text=True)
     if result.returncode:
-        pytest.fail(f"cannot mount a small tmpfs to simulate a full disk ({result.stderr.strip()}); the fault tests "
-                    "need root, as in CI")
+        message = f"cannot mount a small tmpfs to simulate a full disk ({result.stderr.strip()}); needs root"
+        if os.environ.get("CI"):
+            pytest.fail(message + ", as CI has")
+        pytest.skip(message)
     try:
-        with open(mount / "filler", "wb") as handle:
+        with open(mount / "filler", "wb", buffering=0) as handle:
             try:
                 while True:
-                    handle.write(b"\0" * 65536)
-                    handle.flush()
+                    handle.write(b"\0" * 4096)
             except OSError:
                 pass
         yield mount
@@ -353,22 +380,27 @@ def test_8_the_next_run_removes_what_a_killed_run_left(scene, slow_raster, tmp_p
     process.kill()
     process.communicate(timeout=60)
     stale = leftovers(tmp_path)
-    assert stale and all(name.startswith(f".c.tif.{process.pid}-") for name in stale)
-    alive = tmp_path / f".c.tif.{os.getpid()}-running.part.tif"   # a run still going on: never touched
-    alive.write_bytes(b"")
+    host = paths_module._host()
+    assert stale and all(name.startswith(f".c.tif.{host}-{process.pid}-") for name in stale)
+    alive = tmp_path / f".c.tif.{host}-{os.getpid()}-running.part.tif"   # a run still going on: never touched
+    elsewhere = tmp_path / f".c.tif.othermachine-{process.pid}-abc.part.tif"  # a run on another machine
+    legacy = tmp_path / ".c.abcd1234.part.tif"        # an older plugin version's name, two days old
+    for name in (alive, elsewhere, legacy):
+        name.write_bytes(b"")
+    os.utime(legacy, (time.time() - 2 * 86400,) * 2)
     paths, _ = scene
     finished = run_engine("classify", "--model", model, "--raster", paths.raster, "--out", tmp_path / "c.tif")
     _, err = finished.communicate(timeout=300)
     assert finished.returncode == 0, err
     assert "interrupted earlier run" in err
-    assert leftovers(tmp_path) == [alive.name] and (tmp_path / "c.tif").exists()
+    assert leftovers(tmp_path) == sorted([alive.name, elsewhere.name]) and (tmp_path / "c.tif").exists()
 
 
 def test_8_stale_model_temporaries_are_removed_when_the_model_is_saved(scene, tmp_path):
     paths, _ = scene
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".m.pt.{dead.pid}-abc123.tmp"
+    stale = tmp_path / f".m.pt.{paths_module._host()}-{dead.pid}-abc123.tmp"
     stale.write_bytes(b"half a model")
     train_from_files(paths.raster, str(tmp_path / "m.pt"), labels=paths.labels, model="mambahsi", epochs=1,
                      overrides={"dim": 8})
@@ -391,10 +423,12 @@ def more_bands(scene, tmp_path_factory):
 def test_9_another_band_count_is_refused_unless_the_bands_are_named(scene, more_bands, capsys, tmp_path):
     paths, model = scene
     status, err = run_cli(capsys, "classify", "--model", model, "--raster", more_bands, "--out", tmp_path / "c.tif")
-    assert status == 2 and "has 64 bands but the training raster had 12" in err and "--bands" in err
+    assert status == 2 and "has 64 bands but the training raster had 12" in err
+    assert "--bands 1-5,7-8,10-12 when" in err            # the stored bands, not 1-10 (bad bands 6 and 9 left out)
     assert os.listdir(tmp_path) == []
     reference = classify_file(model, paths.raster, str(tmp_path / "reference.tif"))["classes"]
     used = ",".join(map(str, load_model(model)[1]["bands"]["indices"]))
+    assert used == "1,2,3,4,5,7,8,10,11,12"
     status, err = run_cli(capsys, "classify", "--model", model, "--raster", more_bands, "--bands", used, "--out",
                           tmp_path / "named.tif")
     assert status == 0, err
@@ -443,14 +477,33 @@ def test_12_an_empty_roi_layer_says_so(scene, capsys, tmp_path):
     assert status == 2 and "has no features" in err and "inf" not in err
 
 
+def test_12_rois_without_class_ids_say_so(scene, capsys, tmp_path):
+    """A freshly drawn layer: features with geometry, class ids not filled in yet."""
+    paths, _ = scene
+    gdal.VectorTranslate(str(tmp_path / "drawn.gpkg"), paths.rois, SQLStatement="SELECT geom, NULL AS class_id "
+                         "FROM rois", SQLDialect="SQLite", layerName="rois")
+    status, err = run_cli(capsys, "train", "--raster", paths.raster, "--rois", tmp_path / "drawn.gpkg",
+                          "--class-field", "class_id", "--out", tmp_path / "m.pt", "--epochs", 1)
+    assert status == 2 and "has both a class id" in err and "without a class id" in err and "inf" not in err
+
+
+def test_a_full_disk_while_writing_a_report_is_an_error_line_not_a_traceback(scene, full_disk, capsys):
+    paths, _ = scene
+    status, err = run_cli(capsys, "evaluate", "--pred", paths.labels, "--labels", paths.labels, "--json",
+                          full_disk / "accuracy.json")
+    assert status == 2 and err.startswith("error: cannot write the JSON report") and "is full" in err
+    assert sorted(os.listdir(full_disk)) == ["filler"]
+
+
 @pytest.mark.parametrize("option, value, name", [("--train-per-class", 0, "train_per_class"),
                                                   ("--val-per-class", -1, "val_per_class"),
                                                   ("--train-ratio", 1.5, "train_ratio")])
 def test_13_a_bad_split_setting_is_named(scene, capsys, tmp_path, option, value, name):
     paths, _ = scene
+    mode = ["--split", "ratio"] if "ratio" in option else []
     status, err = run_cli(capsys, "train", "--raster", paths.raster, "--labels", paths.labels, "--out",
-                          tmp_path / "m.pt", "--epochs", 1, option, value)
-    assert status == 2 and f"{name} ({option})" in err and "overlap" not in err
+                          tmp_path / "m.pt", "--epochs", 1, option, value, *mode)
+    assert status == 2 and f"{name} ({option}; toolbox:" in err and "overlap" not in err
 
 
 # ------------------------------------------------------------------------------------------------

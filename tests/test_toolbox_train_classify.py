@@ -464,6 +464,20 @@ def test_train_refuses_to_write_the_model_over_its_input_raster(plugin, scene, t
     assert hashlib.sha256(open(scene["raster"], "rb").read()).hexdigest() == before
 
 
+def test_train_refuses_to_write_a_report_over_the_roi_file(plugin, scene, tmp_path):
+    """The ROI layer reaches the engine as a temporary export when it has edits or a selection, so the
+    provider checks the layer's own file too."""
+    import hashlib
+    import shutil
+
+    rois = str(tmp_path / "rois.gpkg")
+    shutil.copy(scene["rois"], rois)
+    before = hashlib.sha256(open(rois, "rb").read()).hexdigest()
+    message = refused(train, scene, tmp_path, ROIS=rois, OUTPUT_REPORT=rois, **SMALL)
+    assert "would destroy the input" in message
+    assert hashlib.sha256(open(rois, "rb").read()).hexdigest() == before
+
+
 def test_classify_reads_the_bands_named_in_bands(trained, scene, tmp_path):
     """A raster with more bands than the training raster (no wavelengths in this copy) is classified from the
     bands that BANDS names, and gives the same map as the training raster."""
@@ -504,7 +518,7 @@ def test_classify_refuses_a_raster_with_other_bands(trained, tmp_path):
     raster = str(tmp_path / "ten_bands.tif")
     gdal.GetDriverByName("GTiff").Create(raster, 8, 8, 10, gdal.GDT_Int16)
     message = refused(classify, trained["result"]["OUTPUT_MODEL"], raster, tmp_path)
-    assert "has 10 bands but the training raster had 224 (218 in use)" in message and "Bands" in message
+    assert "has 10 bands but the training raster had 224 (218 in use" in message and "Bands" in message
 
 
 def test_classify_refuses_a_file_that_is_not_a_model(trained, scene, tmp_path):

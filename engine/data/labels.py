@@ -321,6 +321,10 @@ def rasterize_rois(path: str, like: RasterInfo, class_field: str, name_field: Op
                         (outside, "lie outside the raster extent")):
         if count:
             log.warning("%d of %d ROI features of %s %s and are ignored", count, total, path, what)
+    if burn_layer.GetFeatureCount() == 0 and not np.isfinite(envelope[0]):
+        raise ValueError(f"none of the {total} features of the ROI layer {roi_layer.GetName()!r} of {path} has both a "
+                         f"class id in {class_field!r} and a geometry ({no_id} without a class id, {no_geometry} "
+                         f"without a geometry); fill in the class ids of the drawn ROIs and save them")
     if burn_layer.GetFeatureCount() == 0:
         raise ValueError(
             f"ROI layer has no features inside the raster extent; check that both use the same area and CRS "

@@ -362,16 +362,21 @@ def check_fits_in_memory(info: RasterInfo, available: Optional[int] = None) -> N
     """Refuse, before allocating, a raster that training cannot hold: TRAINING_COPIES float32 cubes of the
     bands in use must fit the memory free now (``available`` bytes; None: ask the OS, and skip the check
     when it does not say). The message gives the memory needed and the ways out."""
-    needed = TRAINING_COPIES * 4 * info.bands * info.rows * info.cols
     available = available_memory_bytes() if available is None else available
-    if available is None or needed <= available:
-        return
-    raise ValueError(
-        f"{info.path} is too large to train on here: {info.rows:,} x {info.cols:,} px x {info.bands} bands needs "
-        f"{gigabytes(needed)} in memory (the raster and its stretched copy as float32) but {gigabytes(available)} "
-        f"is free. Train on fewer bands (CLI: --bands; toolbox: Bands), or on a smaller extent around your ROIs "
-        f"(e.g. gdal_translate -projwin or Clip raster by extent), and classify the whole raster afterwards, "
-        f"which streams it tile by tile")
+    if available is not None and _training_bytes(info) > available:
+        raise ValueError(_too_large(info, f"{gigabytes(available)} is free"))
+
+
+def _training_bytes(info: RasterInfo) -> int:
+    return TRAINING_COPIES * 4 * info.bands * info.rows * info.cols
+
+
+def _too_large(info: RasterInfo, situation: str) -> str:
+    return (f"{info.path} is too large to train on here: {info.rows:,} x {info.cols:,} px x {info.bands} bands needs "
+            f"{gigabytes(_training_bytes(info))} in memory (the raster and its stretched copy as float32) but "
+            f"{situation}. Train on fewer bands (CLI: --bands; toolbox: Bands), or on a smaller extent around your "
+            f"ROIs (e.g. gdal_translate -projwin or Clip raster by extent), and classify the whole raster "
+            f"afterwards, which streams it tile by tile")
 
 
 def load_training_raster(path: str, bands: Optional[Sequence[int]] = None, progress: Optional[Progress] = None,
@@ -385,7 +390,10 @@ def load_training_raster(path: str, bands: Optional[Sequence[int]] = None, progr
     """
     info = open_raster(path, bands)
     check_fits_in_memory(info)
-    data = _read_all_marked(info, progress, cancelled)
+    try:
+        data = _read_all_marked(info, progress, cancelled)
+    except MemoryError:  # the estimate said it fits, but another program took the memory meanwhile
+        raise ValueError(_too_large(info, "the memory ran out while reading it")) from None
     keep = [k for k in range(info.bands) if np.isfinite(data[k]).any()]
     if len(keep) < info.bands:
         empty = [k for k in range(info.bands) if k not in keep]

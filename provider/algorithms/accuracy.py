@@ -80,6 +80,7 @@ class AccuracyAlgorithm(CSSMambaAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.evaluation import evaluate_files
+        from ...engine.paths import check_distinct
         from ...engine.report import accuracy_report_html, write_accuracy_tables, write_report
 
         classification = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -89,6 +90,7 @@ class AccuracyAlgorithm(CSSMambaAlgorithm):
         with engine_run(feedback):
             named = {f"{what} ({key})": outputs[key] for key, what in (
                 (self.OUTPUT_REPORT, "HTML report"), (self.OUTPUT_CSV, "CSV table"), (self.OUTPUT_JSON, "JSON file"))}
+            check_distinct(self.source_files(parameters, (self.REFERENCE_VECTOR,), context), named)
             result = evaluate_files(classification.source(), other_outputs=named, **reference)
             write_report(outputs[self.OUTPUT_REPORT],
                          accuracy_report_html(result, f"Accuracy assessment: {classification.name()}"))

@@ -258,6 +258,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.models.registry import default_config
         from ...engine.pipeline import SplitOptions, classify_file, train_from_files
+        from ...engine.paths import check_distinct
         from ...engine.predict import PredictionCancelled
         from ...engine.report import training_report_html, write_report
         from ...engine.train import TrainingCancelled
@@ -269,13 +270,14 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
-        split = SplitOptions(
-            mode=SPLITS[self.parameterAsEnum(parameters, self.SPLIT, context)],
-            train_per_class=self.parameterAsInt(parameters, self.TRAIN_PER_CLASS, context),
-            val_per_class=self.parameterAsInt(parameters, self.VAL_PER_CLASS, context),
-            train_ratio=self.parameterAsDouble(parameters, self.TRAIN_RATIO, context),
-            val_ratio=self.parameterAsDouble(parameters, self.VAL_RATIO, context),
-            val_rois=rois.validation or None)
+        with engine_run(feedback):                      # bad split settings: a Processing error, no traceback
+            split = SplitOptions(
+                mode=SPLITS[self.parameterAsEnum(parameters, self.SPLIT, context)],
+                train_per_class=self.parameterAsInt(parameters, self.TRAIN_PER_CLASS, context),
+                val_per_class=self.parameterAsInt(parameters, self.VAL_PER_CLASS, context),
+                train_ratio=self.parameterAsDouble(parameters, self.TRAIN_RATIO, context),
+                val_ratio=self.parameterAsDouble(parameters, self.VAL_RATIO, context),
+                val_rois=rois.validation or None)
         overrides = self._model_options(parameters, model, default_config(model), context, feedback)
         run = {
             self.INPUT: raster, self.BANDS: self.parameterAsInts(parameters, self.BANDS, context) or None,
@@ -290,6 +292,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         share = CLASSIFY_SHARE if classification else 1.0
 
         with engine_run(feedback):
+            check_distinct(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context),
+                           {"model file": model_path, "report": report_path, "classification": classification})
             announce_device(self, device, feedback)
             if rois.validation:
                 feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains "

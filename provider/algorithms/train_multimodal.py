@@ -130,6 +130,7 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         from ...engine.models.registry import default_config
         from ...engine.multimodal import classify_multimodal_file, train_multimodal_from_files
         from ...engine.pipeline import SplitOptions
+        from ...engine.paths import check_distinct
         from ...engine.predict import PredictionCancelled
         from ...engine.report import training_report_html, write_report
         from ...engine.train import TrainingCancelled
@@ -160,6 +161,8 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         share = CLASSIFY_SHARE if classification else 1.0
 
         with engine_run(feedback):
+            check_distinct(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context),
+                           {"model file": model_path, "report": report_path, "classification": classification})
             announce_device(self, device, feedback)
             if rois.validation:
                 feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains."))
