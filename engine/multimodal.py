@@ -48,8 +48,9 @@ from .precision import Precision, choose_precision
 from .predict import PredictionCancelled, TilePrediction, classify_tiles
 from .ssm import scan
 from .tiling import Tile, plan_tiles
-from .train import (EpochBook, TrainConfig, TrainingCancelled, TrainResult, deterministic, optimizer_step, seed_everything,
-                    state_copy)
+from .sizing import choose_size
+from .train import (EpochBook, TrainConfig, TrainingCancelled, TrainResult, default_memory_budget_mb, deterministic,
+                    optimizer_step, seed_everything, state_copy)
 
 __all__ = ["DEFAULT_BLOCK", "EPOCHS", "LEARNING_RATE", "WEIGHT_DECAY", "BATCH_SIZE", "train_on_crops",
            "predict_multimodal_raster", "train_multimodal_from_files", "classify_multimodal_file"]
@@ -309,6 +310,32 @@ def predict_multimodal_raster(net: nn.Module, metadata: dict, raster_path: str, 
 # File-to-file jobs
 
 
+def _batch_fits(net: nn.Module, batch_size: int, config: TrainConfig) -> bool:
+    """Whether one training step on a batch of crops fits the memory budget of ``config``'s CUDA device:
+    the measured peak of a forward and backward on random crops, plus the weights' gradients and Adam's
+    two moments. Used to size the model for a GPU; the model is left on the CPU."""
+    device = resolve_device(config.device)
+    budget = (config.memory_budget_mb or default_memory_budget_mb(device)) * 2**20
+    precision = choose_precision(device, config.precision)
+    try:
+        net.to(device).train()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        hsi = torch.rand(batch_size, net.config["hsi_bands"], net.crop, net.crop, device=device)
+        aux = torch.rand(batch_size, net.config["aux_bands"], net.crop, net.crop, device=device)
+        with precision.autocast(device):
+            loss = sum(output.float().mean() for output in net(hsi, aux))
+        loss.backward()
+        optimizer_state = 3 * sum(p.numel() * p.element_size() for p in net.parameters() if p.requires_grad)
+        return torch.cuda.max_memory_allocated(device) - base + optimizer_state <= budget
+    except torch.cuda.OutOfMemoryError:
+        return False
+    finally:
+        net.zero_grad(set_to_none=True)
+        net.to("cpu")
+        torch.cuda.empty_cache()
+
+
 def _clip_config(clip_weights: Optional[str], use_clip: bool) -> Optional[Dict[str, int]]:
     """The CLIP architecture of the weights file, checked before any data is read; None without CLIP."""
     if not use_clip:
@@ -414,14 +441,22 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
         hsi = apply_stretch(hsi_raw, valid, stretches[0])
         aux_image = np.concatenate([apply_stretch(data, valid, s) for data, s in zip(aux_raw, stretches[1:])])
         del hsi_raw, aux_raw
+        config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads)
+        overrides = dict(overrides or {})
+
+        def build(size: Dict[str, Any]) -> nn.Module:
+            return build_multimodal_model(model, info.bands, aux_image.shape[0], len(table.ids), use_clip=use_clip,
+                                          clip=clip, **{**size, **overrides})
+
+        size, why = choose_size(model, resolve_device(device), overrides,
+                                lambda candidate: _batch_fits(build(candidate), batch_size, config))
         seed_everything(seed)  # model initialisation is part of the seeded run
-        net = build_multimodal_model(model, info.bands, aux_image.shape[0], len(table.ids), use_clip=use_clip,
-                                     clip=clip, **(overrides or {}))
+        net = build(size)
+        log.info("model %s at width %s, depth %s (%s)", model, net.config["dim"], net.config["depth"], why)
         checkpoint = net.load_clip_weights(clip_weights) if use_clip else None
         load(1.0, f"{model}: {sum(p.numel() for p in net.parameters() if p.requires_grad):,} trainable parameters, "
                   f"{info.bands} + {aux_image.shape[0]} bands, {len(table.ids)} classes, "
                   f"{sum(counts['train'])} training pixels, CLIP {'on' if use_clip else 'off (ablation)'}")
-        config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads)
         result = train_on_crops(net, hsi, aux_image, valid, scene_split, config, batch_size=batch_size,
                                 progress=phase_progress(progress, 0.05, 0.95), cancelled=cancelled)
         assess = phase_progress(progress, 0.95, 1.0)

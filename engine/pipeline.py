@@ -29,13 +29,15 @@ from .data.labels import ClassTable, Color, class_indices, read_reference
 from .data.normalize import apply_stretch, fit_stretch
 from .data.raster import RasterInfo, load_training_raster
 from .data.splits import Split, fixed_count_split, ratio_split
+from .device import resolve_device
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
-from .paths import check_distinct
 from .models.registry import build_model
+from .paths import check_distinct
 from .predict import predict_raster
+from .sizing import choose_size
 from .tiling import predict_array
-from .train import TrainConfig, TrainResult, train_model
+from .train import TrainConfig, TrainResult, train_model, whole_scene_fits
 
 gdal.UseExceptions()
 
@@ -267,12 +269,21 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
             scene.table = restyle_classes(scene.table, class_style, keep_names=name_field is not None)
         stretch = fit_stretch(scene.raw, scene.valid)
         image = apply_stretch(scene.raw, scene.valid, stretch)
-        torch.manual_seed(seed)  # model initialisation is part of the seeded run
-        net = build_model(model, scene.info.bands, len(scene.table.ids), **(overrides or {}))
-        load(1.0, f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters, {scene.info.bands} bands, "
-                  f"{len(scene.table.ids)} classes, {sum(scene.counts['train'])} training pixels")
         config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads,
                              memory_budget_mb=memory_budget_mb)
+        overrides = dict(overrides or {})
+
+        def fits(size: Dict[str, Any]) -> bool:
+            candidate = build_model(model, scene.info.bands, len(scene.table.ids), **{**overrides, **size})
+            return whole_scene_fits(candidate, image, scene.raw, scene.valid, scene.split.train, config)
+
+        size, why = choose_size(model, resolve_device(device), overrides, fits)
+        torch.manual_seed(seed)  # model initialisation is part of the seeded run
+        net = build_model(model, scene.info.bands, len(scene.table.ids), **{**size, **overrides})
+        LOG.info("model %s at width %s%s (%s)", model, net.config.get("dim"),
+                 f", depth {net.config['depth']}" if "depth" in net.config else "", why)
+        load(1.0, f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters, {scene.info.bands} bands, "
+                  f"{len(scene.table.ids)} classes, {sum(scene.counts['train'])} training pixels")
         result = train_model(net, image, scene.raw, scene.valid, scene.split, config,
                              progress=phase_progress(progress, 0.05, 0.95), cancelled=cancelled)
         assess = phase_progress(progress, 0.95, 1.0)

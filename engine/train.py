@@ -42,7 +42,8 @@ from .models.base import HSIClassifier, ModelOutput
 from .ssm import scan
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingCancelled", "Window", "plan_windows", "seed_everything",
-           "estimate_training_bytes_per_pixel", "default_memory_budget_mb", "EpochBook", "optimizer_step", "train_model"]
+           "estimate_training_bytes_per_pixel", "default_memory_budget_mb", "EpochBook", "optimizer_step", "train_model",
+           "whole_scene_fits"]
 
 _log = logging.getLogger(__name__)
 
@@ -466,6 +467,28 @@ def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: Trai
     _log.info("estimated training memory %.0f MB for the whole scene (%.0f bytes per pixel; budget %.0f MB): "
               "%d window(s)", (rows * cols * per_pixel + fixed) / 2**20, per_pixel, budget_mb, len(windows))
     return windows, max_pixels
+
+
+def whole_scene_fits(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid: np.ndarray,
+                     train_labels: np.ndarray, config: TrainConfig) -> bool:
+    """Whether one training step of ``model`` on the whole scene fits the memory budget of
+    ``config``'s device (the same estimate as the trainer's window plan); used to size a model for a GPU.
+    The model is left on the CPU."""
+    device = resolve_device(config.device)
+    precision = choose_precision(device, config.precision)
+    guide = model.make_guide(np.asarray(raw, dtype=np.float32), train_labels, valid)
+    try:
+        model.to(device).train()
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
+        g = None if guide is None else guide.to(device=device, dtype=torch.int64)[None]
+        _, max_pixels = _plan(model, x, g, config, precision, valid)
+        return image.shape[1] * image.shape[2] <= max_pixels
+    except (ValueError, torch.cuda.OutOfMemoryError):
+        return False
+    finally:
+        model.to("cpu")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor], window: Window,

@@ -331,7 +331,7 @@ LEARNING_RATE: Adam's step size.
 DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
 SEED: the same seed gives the same split and the same model.
 SPLIT (advanced): 'Pixels per class' takes TRAIN_PER_CLASS training and VAL_PER_CLASS validation pixels per class (the papers' 30 / 10); 'Ratio' takes the fractions TRAIN_RATIO and VAL_RATIO. The rest are test pixels, on which the report's accuracy is measured.
-WIDTH (advanced): hidden width of the model; 0 = the model's default.
+WIDTH (advanced): hidden width of the model; 0 = chosen for the device: on a GPU the paper's 128 when a training step on the whole scene fits its memory, else the largest width that fits; on the CPU 32. The log says which.
 TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (advanced, CSSMamba only; the paper's ablations): TOKEN_SELECTION weights the pixels inside each cluster by relevance; CLUSTER_LOSS keeps the clusters compact and apart (La), makes them follow the k-means prior (Lb) or is off; GATE mixes the attention and prior scores of the token selection (learned, prior only, attention only); POOLING halves the resolution between stages: training is about twice as fast, but it cost 5 to 8 points of OA on the EnMAP and MUUFL scenes, so it is off by default (the paper's layout).
 MEMORY_BUDGET (advanced): MB a training step may use; a scene that needs more is trained in overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.
 TILE_SIZE (advanced): tile size for OUTPUT_CLASSIFICATION; 0 = the default.
@@ -353,7 +353,7 @@ LEARNING_RATE: die Schrittweite von Adam.
 DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
 SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
 SPLIT (erweitert): „Pixel je Klasse“ nimmt TRAIN_PER_CLASS Trainings- und VAL_PER_CLASS Validierungspixel je Klasse (30 / 10 wie in den Veröffentlichungen); „Anteil“ nimmt die Anteile TRAIN_RATIO und VAL_RATIO. Der Rest sind Testpixel, auf denen die Genauigkeit im Bericht gemessen wird.
-WIDTH (erweitert): versteckte Breite des Modells; 0 = Vorgabe des Modells.
+WIDTH (erweitert): versteckte Breite des Modells; 0 = passend zum Gerät gewählt: auf einer GPU die 128 der Veröffentlichung, wenn ein Trainingsschritt auf der ganzen Szene in ihren Speicher passt, sonst die größte Breite, die passt; auf der CPU 32. Das Protokoll nennt die Wahl.
 TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (erweitert, nur CSSMamba; die Ablationen der Veröffentlichung): TOKEN_SELECTION gewichtet die Pixel in jedem Cluster nach Relevanz; CLUSTER_LOSS hält die Cluster kompakt und getrennt (La), lässt sie dem k-Means-Prior folgen (Lb) oder ist aus; GATE mischt die Attention- und Prior-Werte der Token-Auswahl (gelernt, nur Prior, nur Attention); POOLING halbiert die Auflösung zwischen den Stufen: Das Training wird etwa doppelt so schnell, kostete auf den Szenen EnMAP und MUUFL aber 5 bis 8 Punkte OA und ist daher standardmäßig aus (der Aufbau der Veröffentlichung).
 MEMORY_BUDGET (erweitert): MB, die ein Trainingsschritt belegen darf; eine Szene, die mehr braucht, wird in überlappenden Fenstern trainiert. 0 = halber Arbeitsspeicher (CPU) oder 80 % des freien GPU-Speichers.
 TILE_SIZE (erweitert): Kachelgröße für OUTPUT_CLASSIFICATION; 0 = Vorgabe.
@@ -512,7 +512,7 @@ EPOCHS: training passes over the crops holding training pixels; the epoch with t
 LEARNING_RATE: AdamW's step size.
 DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
 SEED: the same seed gives the same split and the same model.
-WIDTH, DEPTH (advanced): hidden width and blocks per stream; 0 = the plugin's CPU-friendly defaults (the paper: width 384, 9 blocks).
+WIDTH, DEPTH (advanced): hidden width and blocks per stream; 0 = chosen for the device: on a GPU the paper's width 384 and 9 blocks when a training step fits its memory, else the largest width that fits; on the CPU width 16 and 2 blocks. The log says which.
 AUX_RESAMPLING (advanced): how every auxiliary raster is resampled onto INPUT's grid: bilinear for continuous data such as a DSM, nearest for classes or codes, average for rasters much finer than INPUT.
 OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.
 OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the parameters, the device and timings.
@@ -531,7 +531,7 @@ EPOCHS: Trainingsdurchläufe über die Ausschnitte mit Trainingspixeln; die Epoc
 LEARNING_RATE: die Schrittweite von AdamW.
 DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
 SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
-WIDTH, DEPTH (erweitert): versteckte Breite und Blöcke je Strom; 0 = die CPU-freundlichen Vorgaben des Plugins (in der Veröffentlichung: Breite 384, 9 Blöcke).
+WIDTH, DEPTH (erweitert): versteckte Breite und Blöcke je Strom; 0 = passend zum Gerät gewählt: auf einer GPU Breite 384 und 9 Blöcke wie in der Veröffentlichung, wenn ein Trainingsschritt in ihren Speicher passt, sonst die größte Breite, die passt; auf der CPU Breite 16 und 2 Blöcke. Das Protokoll nennt die Wahl.
 AUX_RESAMPLING (erweitert): wie jedes Zusatzraster auf das Gitter von INPUT umgerechnet wird: bilinear für kontinuierliche Daten wie ein DSM, nächster Nachbar für Klassen oder Codes, Mittelwert für Raster, die viel feiner als INPUT sind.
 OUTPUT_MODEL: die Modelldatei (.pt), erst geschrieben, wenn das Training fertig ist: Ein abgebrochener Lauf hinterlässt keine.
 OUTPUT_REPORT: HTML-Bericht mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
@@ -806,8 +806,98 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Modell {}: {}; Zusatzraster in dieser Reihenfolge: {}</translation>
     </message>
     <message>
+        <source>size chosen for the device</source>
+        <translation>Größe passend zum Gerät gewählt</translation>
+    </message>
+    <message>
         <source>The validation ROIs choose the epoch: every training ROI pixel trains.</source>
         <translation>Die Validierungs-ROIs bestimmen die Epoche: Jedes Pixel der Trainings-ROIs trainiert.</translation>
+    </message>
+    <message>
+        <source>Trains a pixel classifier on a raster from training ROIs and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.
+
+INPUT: the raster to learn from (e.g. a hyperspectral scene); bad bands (bbl=0) and nodata are left out.
+BANDS: optional subset of bands to train on; the model remembers them. Empty = every good band.
+ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres they cover are the labels. 'Selected features only' and unsaved edits are honoured.
+CLASS_FIELD: numeric field with the class id (integers &gt;= 1). Features with NULL are skipped.
+NAME_FIELD: optional text field with the class names shown in the legend and the report.
+VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS trains. Without them the labelled pixels are split (SPLIT).
+MODEL: CSSMamba (clustering-guided Mamba) or MambaHSI (the baseline without clustering).
+CLUSTERS_PER_CLASS: CSSMamba's sub-clusters per class (1–5).
+EPOCHS: training passes over the scene; the epoch with the best validation accuracy is kept.
+LEARNING_RATE: Adam's step size.
+DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
+SEED: the same seed gives the same split and the same model.
+SPLIT (advanced): 'Pixels per class' takes TRAIN_PER_CLASS training and VAL_PER_CLASS validation pixels per class (the papers' 30 / 10); 'Ratio' takes the fractions TRAIN_RATIO and VAL_RATIO. The rest are test pixels, on which the report's accuracy is measured.
+WIDTH (advanced): hidden width of the model; 0 = the model's default.
+TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (advanced, CSSMamba only; the paper's ablations): TOKEN_SELECTION weights the pixels inside each cluster by relevance; CLUSTER_LOSS keeps the clusters compact and apart (La), makes them follow the k-means prior (Lb) or is off; GATE mixes the attention and prior scores of the token selection (learned, prior only, attention only); POOLING halves the resolution between stages: training is about twice as fast, but it cost 5 to 8 points of OA on the EnMAP and MUUFL scenes, so it is off by default (the paper's layout).
+MEMORY_BUDGET (advanced): MB a training step may use; a scene that needs more is trained in overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.
+TILE_SIZE (advanced): tile size for OUTPUT_CLASSIFICATION; 0 = the default.
+OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.
+OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the parameters, the device and timings.
+OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours.</source>
+        <translation type="vanished">Trainiert einen Pixelklassifikator auf einem Raster anhand von Trainings-ROIs und schreibt eine Modelldatei für „Raster klassifizieren“, einen HTML-Trainingsbericht und auf Wunsch die klassifizierte Trainingsszene.
+
+INPUT: das Raster, aus dem gelernt wird (z. B. eine Hyperspektralszene); schlechte Bänder (bbl=0) und NoData bleiben außen vor.
+BANDS: optionale Auswahl der Bänder für das Training; das Modell merkt sie sich. Leer = alle guten Bänder.
+ROIS: Trainingspolygone oder -punkte in beliebigem KBS (auf das des Rasters umprojiziert); die Pixel, deren Mittelpunkte sie abdecken, sind die Labels. „Nur gewählte Objekte“ und ungespeicherte Änderungen werden berücksichtigt.
+CLASS_FIELD: numerisches Feld mit der Klassen-ID (ganze Zahlen &gt;= 1). Objekte mit NULL werden übersprungen.
+NAME_FIELD: optionales Textfeld mit den Klassennamen für Legende und Bericht.
+VALIDATION_ROIS: optionale ROIs (gleiches Klassenfeld), die die beste Epoche bestimmen; dann trainiert jedes Pixel von ROIS. Ohne sie werden die gelabelten Pixel aufgeteilt (SPLIT).
+MODEL: CSSMamba (clustergeführtes Mamba) oder MambaHSI (die Vergleichsbasis ohne Clusterbildung).
+CLUSTERS_PER_CLASS: Unter-Cluster je Klasse bei CSSMamba (1–5).
+EPOCHS: Trainingsdurchläufe über die Szene; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
+LEARNING_RATE: die Schrittweite von Adam.
+DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
+SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
+SPLIT (erweitert): „Pixel je Klasse“ nimmt TRAIN_PER_CLASS Trainings- und VAL_PER_CLASS Validierungspixel je Klasse (30 / 10 wie in den Veröffentlichungen); „Anteil“ nimmt die Anteile TRAIN_RATIO und VAL_RATIO. Der Rest sind Testpixel, auf denen die Genauigkeit im Bericht gemessen wird.
+WIDTH (erweitert): versteckte Breite des Modells; 0 = Vorgabe des Modells.
+TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (erweitert, nur CSSMamba; die Ablationen der Veröffentlichung): TOKEN_SELECTION gewichtet die Pixel in jedem Cluster nach Relevanz; CLUSTER_LOSS hält die Cluster kompakt und getrennt (La), lässt sie dem k-Means-Prior folgen (Lb) oder ist aus; GATE mischt die Attention- und Prior-Werte der Token-Auswahl (gelernt, nur Prior, nur Attention); POOLING halbiert die Auflösung zwischen den Stufen: Das Training wird etwa doppelt so schnell, kostete auf den Szenen EnMAP und MUUFL aber 5 bis 8 Punkte OA und ist daher standardmäßig aus (der Aufbau der Veröffentlichung).
+MEMORY_BUDGET (erweitert): MB, die ein Trainingsschritt belegen darf; eine Szene, die mehr braucht, wird in überlappenden Fenstern trainiert. 0 = halber Arbeitsspeicher (CPU) oder 80 % des freien GPU-Speichers.
+TILE_SIZE (erweitert): Kachelgröße für OUTPUT_CLASSIFICATION; 0 = Vorgabe.
+OUTPUT_MODEL: die Modelldatei (.pt), erst geschrieben, wenn das Training fertig ist: Ein abgebrochener Lauf hinterlässt keine.
+OUTPUT_REPORT: HTML-Bericht mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
+OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klassenfarben gestylt.</translation>
+    </message>
+    <message>
+        <source>Trains M3amba, a CLIP-driven multi-modal Mamba classifier, on a hyperspectral raster together with auxiliary rasters of the same area (LiDAR DSM or intensity, SAR), and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.
+
+INPUT: the hyperspectral raster; its grid is the grid of the outputs. Bad bands (bbl=0) and nodata are left out.
+AUX_RASTERS: one or more auxiliary rasters. Each is resampled onto INPUT's grid with GDAL (another resolution, extent or CRS is fine; they must overlap INPUT); pixels that are nodata in any raster are left out. The order matters: the model file records it, and 'Classify raster' needs the same kinds of rasters in the same order.
+ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres they cover are the labels. 'Selected features only' and unsaved edits are honoured.
+CLASS_FIELD: numeric field with the class id (integers &gt;= 1). Features with NULL are skipped.
+NAME_FIELD: optional text field with the class names shown in the legend and the report.
+VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS trains. Without them 30 training and 10 validation pixels per class are drawn and the rest are test pixels, on which the report's accuracy is measured.
+CLIP_WEIGHTS: the weights of the CLIP ViT-B/32 image encoder, which the plugin cannot download: OpenAI's ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt), or an open_clip or safetensors ViT-B/32 file, saved on this computer. The model file records its checksum.
+NO_CLIP: train the documented ablation without the CLIP branch instead; then leave CLIP_WEIGHTS empty.
+EPOCHS: training passes over the crops holding training pixels; the epoch with the best validation accuracy is kept.
+LEARNING_RATE: AdamW's step size.
+DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
+SEED: the same seed gives the same split and the same model.
+WIDTH, DEPTH (advanced): hidden width and blocks per stream; 0 = the plugin's CPU-friendly defaults (the paper: width 384, 9 blocks).
+AUX_RESAMPLING (advanced): how every auxiliary raster is resampled onto INPUT's grid: bilinear for continuous data such as a DSM, nearest for classes or codes, average for rasters much finer than INPUT.
+OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.
+OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the parameters, the device and timings.
+OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours.</source>
+        <translation type="vanished">Trainiert M3amba, einen CLIP-gestützten multimodalen Mamba-Klassifikator, auf einem Hyperspektralraster zusammen mit Zusatzrastern desselben Gebiets (LiDAR-DSM oder -Intensität, SAR) und schreibt eine Modelldatei für „Raster klassifizieren“, einen HTML-Trainingsbericht und auf Wunsch die klassifizierte Trainingsszene.
+
+INPUT: das Hyperspektralraster; sein Gitter ist das Gitter der Ausgaben. Schlechte Bänder (bbl=0) und NoData bleiben außen vor.
+AUX_RASTERS: ein oder mehrere Zusatzraster. Jedes wird mit GDAL auf das Gitter von INPUT umgerechnet (andere Auflösung, Ausdehnung oder ein anderes KBS sind kein Problem; sie müssen INPUT überlappen); Pixel, die in einem der Raster NoData sind, bleiben außen vor. Die Reihenfolge zählt: Die Modelldatei hält sie fest, und „Raster klassifizieren“ braucht dieselben Arten von Rastern in derselben Reihenfolge.
+ROIS: Trainingspolygone oder -punkte in beliebigem KBS (auf das des Rasters umprojiziert); die Pixel, deren Mittelpunkte sie abdecken, sind die Labels. „Nur gewählte Objekte“ und ungespeicherte Änderungen werden berücksichtigt.
+CLASS_FIELD: numerisches Feld mit der Klassen-ID (ganze Zahlen &gt;= 1). Objekte mit NULL werden übersprungen.
+NAME_FIELD: optionales Textfeld mit den Klassennamen für Legende und Bericht.
+VALIDATION_ROIS: optionale ROIs (gleiches Klassenfeld), die die beste Epoche bestimmen; dann trainiert jedes Pixel von ROIS. Ohne sie werden je Klasse 30 Trainings- und 10 Validierungspixel gezogen; der Rest sind Testpixel, auf denen die Genauigkeit im Bericht gemessen wird.
+CLIP_WEIGHTS: die Gewichte des CLIP-ViT-B/32-Bildencoders, die das Plugin nicht herunterladen kann: OpenAIs ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt) oder eine open_clip- bzw. safetensors-Datei von ViT-B/32, gespeichert auf diesem Rechner. Die Modelldatei hält ihre Prüfsumme fest.
+NO_CLIP: stattdessen die dokumentierte Ablation ohne den CLIP-Zweig trainieren; CLIP_WEIGHTS dann leer lassen.
+EPOCHS: Trainingsdurchläufe über die Ausschnitte mit Trainingspixeln; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
+LEARNING_RATE: die Schrittweite von AdamW.
+DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
+SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
+WIDTH, DEPTH (erweitert): versteckte Breite und Blöcke je Strom; 0 = die CPU-freundlichen Vorgaben des Plugins (in der Veröffentlichung: Breite 384, 9 Blöcke).
+AUX_RESAMPLING (erweitert): wie jedes Zusatzraster auf das Gitter von INPUT umgerechnet wird: bilinear für kontinuierliche Daten wie ein DSM, nächster Nachbar für Klassen oder Codes, Mittelwert für Raster, die viel feiner als INPUT sind.
+OUTPUT_MODEL: die Modelldatei (.pt), erst geschrieben, wenn das Training fertig ist: Ein abgebrochener Lauf hinterlässt keine.
+OUTPUT_REPORT: HTML-Bericht mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
+OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klassenfarben gestylt.</translation>
     </message>
     <message>
         <source>Classifies a raster with a model trained by 'Train CSSMamba' or 'Train M3amba (multi-modal)'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.

@@ -16,7 +16,8 @@ from torch import nn
 
 from .base import HSIClassifier
 
-__all__ = ["MODEL_NAMES", "MULTIMODAL_NAMES", "default_config", "build_model", "build_multimodal_model"]
+__all__ = ["MODEL_NAMES", "MULTIMODAL_NAMES", "PLUGIN_DEFAULTS", "paper_config", "default_config", "build_model",
+           "build_multimodal_model"]
 
 MODEL_NAMES = ("cssmamba", "mambahsi")     # hyperspectral raster only (HSIClassifier)
 MULTIMODAL_NAMES = ("m3amba",)             # hyperspectral raster + auxiliary rasters (LiDAR, SAR)
@@ -62,9 +63,14 @@ def _options(name: str) -> Dict[str, inspect.Parameter]:
             if key not in _DATA_KWARGS and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
+def paper_config(name: str) -> Dict[str, Any]:
+    """The constructor's defaults of model ``name`` (the paper's configuration), without the data sizes."""
+    return {key: p.default for key, p in _options(name).items()}
+
+
 def default_config(name: str) -> Dict[str, Any]:
     """Default options of model ``name`` (without the data sizes), e.g. {'dim': 32, ...}."""
-    return {**{key: p.default for key, p in _options(name).items()}, **PLUGIN_DEFAULTS.get(name, {})}
+    return {**paper_config(name), **PLUGIN_DEFAULTS.get(name, {})}
 
 
 def build_model(name: str, in_bands: int, n_classes: int, **overrides: Any) -> HSIClassifier:

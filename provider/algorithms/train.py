@@ -182,7 +182,9 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         "SPLIT (advanced): 'Pixels per class' takes TRAIN_PER_CLASS training and VAL_PER_CLASS validation "
         "pixels per class (the papers' 30 / 10); 'Ratio' takes the fractions TRAIN_RATIO and VAL_RATIO. The "
         "rest are test pixels, on which the report's accuracy is measured.\n"
-        "WIDTH (advanced): hidden width of the model; 0 = the model's default.\n"
+        "WIDTH (advanced): hidden width of the model; 0 = chosen for the device: on a GPU the paper's 128 when a "
+        "training step on the whole scene fits its memory, else the largest width that fits; on the CPU 32. The log "
+        "says which.\n"
         "TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (advanced, CSSMamba only; the paper's ablations): "
         "TOKEN_SELECTION weights the pixels inside each cluster by relevance; CLUSTER_LOSS keeps the clusters "
         "compact and apart (La), makes them follow the k-means prior (Lb) or is off; GATE mixes the attention "
@@ -256,7 +258,6 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.addParameter(output)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        from ...engine.models.registry import default_config
         from ...engine.pipeline import SplitOptions, classify_file, train_from_files
         from ...engine.paths import check_distinct
         from ...engine.predict import PredictionCancelled
@@ -278,7 +279,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                 train_ratio=self.parameterAsDouble(parameters, self.TRAIN_RATIO, context),
                 val_ratio=self.parameterAsDouble(parameters, self.VAL_RATIO, context),
                 val_rois=rois.validation or None)
-        overrides = self._model_options(parameters, model, default_config(model), context, feedback)
+        overrides = self._model_options(parameters, model, context, feedback)
         run = {
             self.INPUT: raster, self.BANDS: self.parameterAsInts(parameters, self.BANDS, context) or None,
             ROIS: rois.rois, CLASS_FIELD: rois.class_field, NAME_FIELD: rois.name_field,
@@ -331,11 +332,12 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         outputs[self.OUTPUT_CLASSIFICATION] = classification
         return outputs
 
-    def _model_options(self, parameters: Dict[str, Any], model: str, defaults: Dict[str, Any],
-                       context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+    def _model_options(self, parameters: Dict[str, Any], model: str, context: QgsProcessingContext,
+                       feedback: QgsProcessingFeedback) -> Dict[str, Any]:
         """The model options (``build_model`` overrides) the parameters set; for MambaHSI, say which
         CSSMamba-only settings the user changed and are ignored."""
-        options = {"dim": self.parameterAsInt(parameters, self.WIDTH, context) or defaults["dim"]}
+        width = self.parameterAsInt(parameters, self.WIDTH, context)
+        options = {"dim": width} if width else {}
         switches = {
             self.CLUSTERS_PER_CLASS: self.parameterAsInt(parameters, self.CLUSTERS_PER_CLASS, context),
             self.TOKEN_SELECTION: self.parameterAsBool(parameters, self.TOKEN_SELECTION, context),

@@ -80,8 +80,9 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         "LEARNING_RATE: AdamW's step size.\n"
         "DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.\n"
         "SEED: the same seed gives the same split and the same model.\n"
-        "WIDTH, DEPTH (advanced): hidden width and blocks per stream; 0 = the plugin's CPU-friendly defaults "
-        "(the paper: width 384, 9 blocks).\n"
+        "WIDTH, DEPTH (advanced): hidden width and blocks per stream; 0 = chosen for the device: on a GPU the "
+        "paper's width 384 and 9 blocks when a training step fits its memory, else the largest width that fits; "
+        "on the CPU width 16 and 2 blocks. The log says which.\n"
         "AUX_RESAMPLING (advanced): how every auxiliary raster is resampled onto INPUT's grid: bilinear for "
         "continuous data such as a DSM, nearest for classes or codes, average for rasters much finer than INPUT.\n"
         "OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.\n"
@@ -127,7 +128,6 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.addParameter(output)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        from ...engine.models.registry import default_config
         from ...engine.multimodal import classify_multimodal_file, train_multimodal_from_files
         from ...engine.pipeline import SplitOptions
         from ...engine.paths import check_distinct
@@ -142,9 +142,9 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
-        defaults = default_config(MODEL)
-        overrides = {"dim": self.parameterAsInt(parameters, self.WIDTH, context) or defaults["dim"],
-                     "depth": self.parameterAsInt(parameters, self.DEPTH, context) or defaults["depth"]}
+        overrides = {key: value for key, value in (("dim", self.parameterAsInt(parameters, self.WIDTH, context)),
+                                                   ("depth", self.parameterAsInt(parameters, self.DEPTH, context)))
+                     if value}
         run = {
             self.INPUT: raster, self.AUX_RASTERS: aux, ROIS: rois.rois, CLASS_FIELD: rois.class_field,
             NAME_FIELD: rois.name_field, VALIDATION_ROIS: rois.validation or None,
@@ -156,7 +156,8 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.AUX_RESAMPLING: RESAMPLING[self.parameterAsEnum(parameters, self.AUX_RESAMPLING, context)],
         }
         feedback.pushInfo(self.tr("Model {}: {}; auxiliary rasters in this order: {}").format(
-            MODEL, ", ".join(f"{key} {value}" for key, value in overrides.items()), ", ".join(aux)))
+            MODEL, ", ".join(f"{key} {value}" for key, value in overrides.items()) or self.tr("size chosen for the device"),
+            ", ".join(aux)))
         progress, cancelled = engine_callbacks(feedback)
         share = CLASSIFY_SHARE if classification else 1.0
 
