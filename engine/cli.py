@@ -53,17 +53,20 @@ _last_cancel = {"signal": 0}  # the signal that cancelled the last job, for its 
 
 @contextlib.contextmanager
 def _ctrl_c_cancels() -> Iterator[Any]:
-    """Yield a ``cancelled()`` check that turns true on the first Ctrl-C or SIGTERM (a second one
-    interrupts at once). SIGTERM (``kill``, a batch scheduler's time limit) is a cancel like Ctrl-C, so
-    the job removes its temporaries instead of leaving them behind; ``cancel_status()`` is then 143."""
+    """Yield a ``cancelled()`` check that turns true on the first Ctrl-C or SIGTERM (a second Ctrl-C
+    interrupts at once). SIGTERM (``kill``, a batch scheduler's time limit, torchrun stopping its workers,
+    which sends it more than once) is a cancel like Ctrl-C, so the job removes its temporaries instead of
+    leaving them behind; ``cancel_status()`` is then 143."""
     state = {"signal": 0}
     names = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
     def handler(signum, frame):
         if state["signal"]:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         state["signal"] = signum
-        print(f"\n{names.get(signum, 'signal')}: cancelling after the current step (again to abort at once)",
+        print(f"\n{names.get(signum, 'signal')}: cancelling after the current step (Ctrl-C again to abort at once)",
               file=sys.stderr)
 
     try:
@@ -180,12 +183,16 @@ def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
 
         inputs = dict(inputs, aux=args.aux, aux_resampling=args.aux_resampling, clip_weights=args.clip_weights,
                       use_clip=not args.no_clip)
+    from .distributed import is_main
+
+    if getattr(args, "windows_per_step", 1) != 1:
+        inputs["windows_per_step"] = args.windows_per_step
     with _ctrl_c_cancels() as cancelled:
         try:
             return job(raster=args.raster, out_model=args.out_model, model=args.model, epochs=args.epochs,
                        device=args.device, seed=args.seed, overrides=overrides, split=_split_options(args),
-                       patience=args.patience, threads=args.threads or None, progress=_progress_printer("train"),
-                       cancelled=cancelled, **inputs)
+                       patience=args.patience, threads=args.threads or None,
+                       progress=_progress_printer("train") if is_main() else None, cancelled=cancelled, **inputs)
         except TrainingCancelled:
             print("training cancelled: no model file written", file=sys.stderr)
             return None
@@ -221,6 +228,7 @@ def _check_modalities(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .paths import write_text_atomic
 
     _check_modalities(args)
@@ -232,9 +240,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     bands = parse_bands(args.bands)
     if bands is not None:
         inputs["bands"] = bands
-    trained = _train(args, parse_overrides(args.set), **inputs)
+    with distributed.session(args.device) as group:
+        if group is not None and args.model in MULTIMODAL_NAMES:
+            raise ValueError(f"{args.model} trains on one device (its crop trainer has no DistributedDataParallel "
+                             f"yet); run it without torchrun, or train {' or '.join(MODEL_NAMES)} on several GPUs")
+        if group is not None and args.windows_per_step != 1:
+            raise ValueError("--windows-per-step is set by torchrun's process count (one window per process and "
+                             "step); leave it out under torchrun")
+        trained = _train(args, parse_overrides(args.set), **inputs)
     if trained is None:
         return cancel_status()
+    if group is not None and group.rank != 0:
+        return 0                                       # rank 0 prints and writes the report
     metadata, result = trained
     _print_training(metadata, result, args.out)
     if args.report:
@@ -427,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "safetensors file); the plugin never downloads them")
     clip.add_argument("--no-clip", action="store_true",
                       help="m3amba: the documented ablation without the CLIP branch (no weights needed)")
+    train.add_argument("--windows-per-step", type=int, default=1, metavar="N",
+                       help="average the gradients of N training windows per optimizer step (the scene is cut into "
+                            "at least N windows); what 'torchrun --nproc_per_node=N' computes on N GPUs at once")
     train.add_argument("--bands", help="file bands to train on, e.g. 1-50,60,70-80 (default: every band but alpha "
                                        "and bad bands); classify reads the same ones")
     train.add_argument("--out", required=True, help="model file to write (written only when training ends)")

@@ -30,6 +30,7 @@ from .data.normalize import apply_stretch, fit_stretch
 from .data.raster import RasterInfo, load_training_raster
 from .data.splits import Split, fixed_count_split, ratio_split
 from .device import resolve_device
+from .distributed import is_main
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
 from .models.registry import build_model
@@ -242,7 +243,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                      memory_budget_mb: Optional[int] = None,
                      class_style: Optional[Dict[int, Tuple[Optional[str], Color]]] = None,
                      other_outputs: Optional[Dict[str, Optional[str]]] = None,
-                     progress: Optional[Progress] = None,
+                     windows_per_step: int = 1, progress: Optional[Progress] = None,
                      cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
     """Train ``model`` on ``raster`` with labels (raster) or ROIs (vector + class field); save it to ``out_model``.
 
@@ -257,6 +258,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     defaults); on a busy machine an oversubscribed OpenMP pool is many times slower than one thread.
     ``other_outputs``: {what: path} of the caller's further outputs of the same run (a report, a class
     map), so that no output of the run can overwrite an input or another output (``paths.check_distinct``).
+    ``windows_per_step``: TrainConfig's gradient accumulation. Under torchrun (engine/distributed.py) only
+    rank 0 writes the model file.
     """
     split = split or SplitOptions()
     started = utc_now()
@@ -270,7 +273,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         stretch = fit_stretch(scene.raw, scene.valid)
         image = apply_stretch(scene.raw, scene.valid, stretch)
         config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads,
-                             memory_budget_mb=memory_budget_mb)
+                             memory_budget_mb=memory_budget_mb, windows_per_step=windows_per_step)
         overrides = dict(overrides or {})
 
         def fits(size: Dict[str, Any]) -> bool:
@@ -304,8 +307,9 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                      "rois": absolute_or_none(rois), "class_field": class_field, "name_field": name_field},
             split, scene.counts, seed, epochs, lr, evaluated_on, metrics, started),
     }
-    save_model(out_model, net, metadata)
-    assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")
+    if is_main():
+        save_model(out_model, net, metadata)
+        assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")
     return metadata, result
 
 

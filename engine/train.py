@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data.splits import Split
+from . import distributed
 from .device import resolve_device
 from .memory import physical_memory_bytes
 from .precision import PRECISIONS, Precision, choose_precision
@@ -68,6 +69,9 @@ class TrainConfig:
     exceed it train on overlapping windows. threads: torch CPU threads (None: leave torch's setting).
     precision: "auto" (bf16 on GPUs that have it, else fp16 with gradient scaling, fp32 on the CPU;
     engine/precision.py), or "bf16", "fp16", "fp32"; weights stay fp32 in every case.
+    windows_per_step: training windows whose gradients one optimizer step averages (gradient
+    accumulation; the scene is cut into at least that many windows). Under torchrun it is the number of
+    processes, each computing one window of the step (engine/distributed.py).
     """
 
     epochs: int = 200
@@ -78,6 +82,7 @@ class TrainConfig:
     memory_budget_mb: Optional[float] = None
     threads: Optional[int] = None
     precision: str = "auto"
+    windows_per_step: int = 1
 
     def __post_init__(self) -> None:
         if int(self.epochs) != self.epochs or self.epochs < 1:
@@ -92,6 +97,9 @@ class TrainConfig:
             raise ValueError(f"memory_budget_mb must be > 0, got {self.memory_budget_mb}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+        if isinstance(self.windows_per_step, bool) or not isinstance(self.windows_per_step, int) \
+                or self.windows_per_step < 1:
+            raise ValueError(f"windows_per_step must be a whole number >= 1, got {self.windows_per_step!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -446,8 +454,9 @@ def _score(predicted: np.ndarray, val: np.ndarray, val_mask: np.ndarray) -> floa
 
 
 def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: TrainConfig, precision: Precision,
-          valid: np.ndarray) -> Tuple[List[Window], int]:
-    """Training windows within the memory budget, and the most pixels a window may hold.
+          valid: np.ndarray, min_windows: int = 1) -> Tuple[List[Window], int]:
+    """Training windows within the memory budget (at least ``min_windows``, one per process of an optimizer
+    step), and the most pixels a window may hold.
 
     The budget pays for the weights, their gradients and Adam's two moments (4x the parameters), the
     scene itself on a GPU, and then a measured number of bytes per pixel of the window.
@@ -463,6 +472,8 @@ def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: Trai
         raise ValueError(f"the memory budget of {budget_mb:.0f} MB does not even hold the model's weights and "
                          f"optimizer state ({fixed / 2**20:.0f} MB); raise the memory budget")
     rows, cols = x.shape[2:]
+    if min_windows > 1:
+        max_pixels = min(max_pixels, -(-rows * cols // min_windows))
     windows = plan_windows(rows, cols, max_pixels)
     _log.info("estimated training memory %.0f MB for the whole scene (%.0f bytes per pixel; budget %.0f MB): "
               "%d window(s)", (rows * cols * per_pixel + fixed) / 2**20, per_pixel, budget_mb, len(windows))
@@ -509,13 +520,32 @@ def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor]
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: Optional["torch.amp.GradScaler"]) -> None:
     """One optimizer step; with fp16's GradScaler the loss is scaled and a step with inf/NaN gradients skipped."""
     optimizer.zero_grad(set_to_none=True)
+    _backward(loss, scaler)
+    _step(optimizer, scaler)
+
+
+def _backward(loss: Tensor, scaler: Optional["torch.amp.GradScaler"]) -> None:
+    (loss if scaler is None else scaler.scale(loss)).backward()
+
+
+def _step(optimizer: torch.optim.Optimizer, scaler: Optional["torch.amp.GradScaler"]) -> None:
     if scaler is None:
-        loss.backward()
         optimizer.step()
         return
-    scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
+
+
+def _windows_of_this_process(batch: List[Window], group: Optional[distributed.Group]) -> List[Tuple[Window, float]]:
+    """(window, loss weight) pairs this process computes for one optimizer step over ``batch``: all of them,
+    each weighted 1/len(batch), in a single process (gradient accumulation); its own under DDP, weighted so
+    that DDP's mean over ranks is the same mean over the batch (a rank without a window of its own runs
+    the first one at weight 0, since every rank must take part in each step)."""
+    if group is None:
+        return [(w, 1.0 / len(batch)) for w in batch]
+    if group.rank < len(batch):
+        return [(batch[group.rank], group.world_size / len(batch))]
+    return [(batch[0], 0.0)]
 
 
 def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split,
@@ -535,7 +565,11 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
     train = _check_inputs(image, raw, valid, split)
     val = np.asarray(split.validation, dtype=np.int64)
     val_mask = (val >= 0) & valid
+    group = distributed.current()
     device = resolve_device(config.device)
+    if group is not None:
+        device = group.device(device)
+    per_step = config.windows_per_step if group is None else group.world_size
     report = progress or (lambda fraction, text="": None)
     stop = cancelled or (lambda: False)
     rows, cols = image.shape[1:]
@@ -568,58 +602,74 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
             _log.warning("classes %s have no training pixels: the model cannot learn them", missing)
         precision = choose_precision(device, config.precision)
         _log.info("precision: %s", precision.describe())
-        windows, max_pixels = _plan(model, x, g, config, precision, valid)
+        windows, max_pixels = _plan(model, x, g, config, precision, valid, min_windows=per_step)
+        if group is not None:                                 # the probe's estimate may differ a little by rank
+            windows, max_pixels = distributed.broadcast_object((windows, max_pixels))
         steps = [w for w in windows if (train[w.slices] >= 0).any()]
         val_tiling = {} if len(windows) == 1 else _validation_tiling(max_pixels)
         if not val_mask.any():
             _log.warning("no validation pixels: the last epoch is kept instead of the best one")
 
         seed_everything(config.seed)                          # the probe ran the model once
+        trained = model if group is None else distributed.wrap(model, device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         scaler = precision.scaler(device)
         book = EpochBook(config.epochs, config.patience, report, _log)
         # Whole scene: epoch k's val OA comes from epoch k+1's training forward (module docstring).
         from_forward = len(windows) == 1 and bool(val_mask.any())
+        batches = [steps[k:k + per_step] for k in range(0, len(steps), per_step)]
         backend = "none"
         pending: Optional[dict] = None                        # the finished epoch still waiting for its score
         stopped = False
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
-            losses, aux_losses = [], []
-            for i, w in enumerate(steps):
-                check_cancel(f"in epoch {epoch}")
-                # The state the previous epoch left, before this forward moves the buffers (EMA prototypes).
-                before = buffer_copy(model) if from_forward and pending else None
-                loss, out = _forward(model, x, y, g, w, len(counts), device, precision)
-                if before is not None:
-                    val_oa = _score(out.logits.detach()[0].argmax(0).cpu().numpy(), val, val_mask)
-                    if book.record(**pending, val_oa=val_oa, state=lambda: state_copy(model, before)):
-                        stopped = True
-                        break
-                    pending = None
-                optimizer_step(optimizer, loss, scaler)
-                losses.append(float(loss.detach()))
-                if not math.isfinite(losses[-1]):
-                    raise ValueError(f"training diverged: the loss is {losses[-1]} in epoch {epoch}; "
+            totals = np.zeros(4)                              # sums of window losses, aux losses; windows, aux windows
+            for i, batch in enumerate(batches):
+                if stop() if group is None else distributed.any_rank(stop(), device):
+                    raise TrainingCancelled(f"training cancelled in epoch {epoch}")
+                optimizer.zero_grad(set_to_none=True)
+                step = np.zeros(4)
+                for w, weight in _windows_of_this_process(batch, group):
+                    # The state the previous epoch left, before this forward moves the buffers (EMA prototypes).
+                    before = buffer_copy(model) if from_forward and pending else None
+                    loss, out = _forward(trained, x, y, g, w, len(counts), device, precision)
+                    if before is not None:
+                        val_oa = _score(out.logits.detach()[0].argmax(0).cpu().numpy(), val, val_mask)
+                        if book.record(**pending, val_oa=val_oa, state=lambda: state_copy(model, before)):
+                            stopped = True
+                            break
+                        pending = None
+                    _backward(loss * weight, scaler)
+                    if weight:
+                        aux = out.aux_loss is not None
+                        step += [float(loss.detach()), float(out.aux_loss.detach()) if aux else 0.0, 1, aux]
+                if stopped:
+                    break
+                _step(optimizer, scaler)
+                totals += step if group is None else np.asarray(distributed.mean_over_ranks(list(step), device)) * group.world_size
+                if not math.isfinite(totals[0]):
+                    raise ValueError(f"training diverged: the loss is {totals[0]} in epoch {epoch}; "
                                      f"lower the learning rate (now {config.lr})")
-                if out.aux_loss is not None:
-                    aux_losses.append(float(out.aux_loss.detach()))
-                if len(steps) > 1:
-                    report((epoch - 1 + (i + 1) / len(steps)) / config.epochs,
-                           f"epoch {epoch}/{config.epochs}: window {i + 1}/{len(steps)}")
+                if len(batches) > 1:
+                    report((epoch - 1 + (i + 1) / len(batches)) / config.epochs,
+                           f"epoch {epoch}/{config.epochs}: step {i + 1}/{len(batches)}")
             if stopped:
                 break
             if epoch == 1:
                 backend = scan.last_backend()
                 _log.info("selective scan backend: %s", backend)
-            pending = {"epoch": epoch, "loss": float(np.mean(losses)),
-                       "aux_loss": float(np.mean(aux_losses)) if aux_losses else None, "steps": len(steps)}
+            pending = {"epoch": epoch, "loss": float(totals[0] / totals[2]),
+                       "aux_loss": float(totals[1] / totals[3]) if totals[3] else None, "steps": len(batches)}
             if from_forward and epoch < config.epochs:
                 pending["seconds"] = time.perf_counter() - t0
                 continue
-            check_cancel(f"before validating epoch {epoch}")
-            val_oa = (_validation_oa(model, x, image, valid, val, val_mask, device, precision, val_tiling)
-                      if val_mask.any() else math.nan)
+            if stop() if group is None else distributed.any_rank(stop(), device):
+                raise TrainingCancelled(f"training cancelled before validating epoch {epoch}")
+            val_oa = math.nan
+            if val_mask.any() and (group is None or group.rank == 0):
+                val_oa = _validation_oa(model, x, image, valid, val, val_mask, device, precision, val_tiling)
+            if group is not None:
+                val_oa = distributed.broadcast_object(val_oa)   # one score, so every rank decides alike
             if book.record(**pending, val_oa=val_oa, seconds=time.perf_counter() - t0, state=lambda: state_copy(model)):
                 break
             pending = None
