@@ -274,8 +274,9 @@ def save_model(path: str, model: nn.Module, metadata: Dict[str, Any]) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     broken = _non_finite(state)
     if broken:
-        raise ValueError(f"the trained weights hold NaN or Inf ({', '.join(broken[:3])}{' …' if len(broken) > 3 else ''}"
-                         f"): training diverged; train again with a lower learning rate")
+        shown = ", ".join(broken[:3]) + (" …" if len(broken) > 3 else "")
+        raise ValueError(f"the trained weights hold NaN or Inf ({shown}): training diverged; train again with a "
+                         f"lower learning rate")
     payload = {"format": FORMAT, "metadata_json": text, "state_dict": state, "sha256": _digest(text, state)}
     try:
         write_payload(path, payload)

@@ -420,8 +420,8 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
     fixed = sorted({"use_clip", "clip"} & set(overrides or {}))
     if fixed:
         raise ValueError(f"{', '.join(fixed)} cannot be set as model options; use --clip-weights FILE or --no-clip")
-    check_distinct(training_inputs(raster, labels, rois, split, **{"auxiliary raster": aux, "CLIP weights": clip_weights}),
-                   dict(other_outputs or {}, **{"model file": out_model}))
+    inputs = training_inputs(raster, labels, rois, split, **{"auxiliary raster": aux, "CLIP weights": clip_weights})
+    check_distinct(inputs, dict(other_outputs or {}, **{"model file": out_model}))
     clip = _clip_config(clip_weights, use_clip)
     load = phase_progress(progress, 0.0, 0.05)
     load(0.0, f"reading {raster} and {len(aux)} auxiliary raster(s)")

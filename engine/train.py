@@ -43,8 +43,8 @@ from .models.base import HSIClassifier, ModelOutput
 from .ssm import scan
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingCancelled", "Window", "plan_windows", "seed_everything",
-           "estimate_training_bytes_per_pixel", "default_memory_budget_mb", "EpochBook", "optimizer_step", "train_model",
-           "whole_scene_fits"]
+           "estimate_training_bytes_per_pixel", "estimate_epoch_seconds", "default_memory_budget_mb", "EpochBook",
+           "optimizer_step", "train_model", "whole_scene_fits"]
 
 _log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class TrainResult:
     seconds: float
     windows: List[Window] = field(default_factory=list)
     precision: str = "fp32"              # what the run computed in, with the reason (Precision.describe)
+    estimated_epoch_seconds: float = math.nan  # the estimate logged before epoch 1 (estimate_epoch_seconds)
     # predict_array's tiling for this scene ({} = one pass): what validation used, and what assessing
     # the model on the same scene should use, since one pass may not fit the memory budget
     validation_tiling: Dict[str, int] = field(default_factory=dict)
@@ -480,6 +481,54 @@ def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: Trai
     return windows, max_pixels
 
 
+def estimate_epoch_seconds(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], precision: Precision,
+                           valid: np.ndarray, step_pixels: int, validation_pixels: int) -> float:
+    """Seconds an epoch will take, from one timed training step (forward, backward) on the probe crop.
+
+    The models' cost is linear in the pixel count (MODELS.md: scans and per-pixel layers), so the crop's
+    seconds per pixel scale to ``step_pixels`` (the training windows' pixels) plus a third of it for
+    ``validation_pixels`` (a forward without the backward). A first, untimed step absorbs one-off costs
+    (the compiled scan kernel's loading, allocator warm-up). The small crop's fixed costs make this
+    err on the slow side; the log compares it with the measured time at the end. The model's buffers
+    and gradients are restored."""
+    rows, cols = min(x.shape[2], PROBE_SIZE), min(x.shape[3], PROBE_SIZE)
+    row0, col0 = probe_origin(valid, rows, cols)
+    window = (slice(None), slice(None), slice(row0, row0 + rows), slice(col0, col0 + cols))
+    crop, guide_crop = x[window], None if guide is None else guide[window]
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    try:
+        for timed in (False, True):
+            if timed:
+                _synchronize(x.device)
+                started = time.perf_counter()
+            with precision.autocast(x.device):
+                out = model(crop, guide_crop)
+                loss = out.logits.float().square().mean() + (0 if out.aux_loss is None else out.aux_loss.float())
+            loss.backward()
+            _synchronize(x.device)
+        seconds = time.perf_counter() - started
+    finally:
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
+    return seconds / (rows * cols) * (step_pixels + validation_pixels / 3)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '7.5 min', '2.3 h' for the log."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def whole_scene_fits(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid: np.ndarray,
                      train_labels: np.ndarray, config: TrainConfig) -> bool:
     """Whether one training step of ``model`` on the whole scene fits the memory budget of
@@ -607,6 +656,11 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
             windows, max_pixels = distributed.broadcast_object((windows, max_pixels))
         steps = [w for w in windows if (train[w.slices] >= 0).any()]
         val_tiling = {} if len(windows) == 1 else _validation_tiling(max_pixels)
+        per_process = sum(w.pixels for w in steps) / (1 if group is None else group.world_size)
+        estimate = estimate_epoch_seconds(model, x, g, precision, valid, int(per_process),
+                                          0 if len(windows) == 1 or not val_mask.any() else rows * cols)
+        _log.info("estimated time: %.1f s per epoch, %s for %d epochs (from a timed step on a %d px crop)",
+                  estimate, _duration(estimate * config.epochs), config.epochs, min(rows, PROBE_SIZE) * min(cols, PROBE_SIZE))
         if not val_mask.any():
             _log.warning("no validation pixels: the last epoch is kept instead of the best one")
 
@@ -673,5 +727,9 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
             if book.record(**pending, val_oa=val_oa, seconds=time.perf_counter() - t0, state=lambda: state_copy(model)):
                 break
             pending = None
-        return book.finish(model, start, device, backend, windows=windows, validation_tiling=val_tiling,
-                           precision=precision.describe())
+        result = book.finish(model, start, device, backend, windows=windows, validation_tiling=val_tiling,
+                             precision=precision.describe(), estimated_epoch_seconds=estimate)
+        measured = sum(h["seconds"] for h in result.history) / len(result.history)
+        _log.info("time per epoch: estimated %.1f s before training, measured %.1f s (%.2fx the estimate)",
+                  estimate, measured, measured / estimate if estimate > 0 else math.nan)
+        return result

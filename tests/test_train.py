@@ -22,6 +22,15 @@ from engine.precision import Precision
 from engine.train import (TrainConfig, TrainingCancelled, Window, estimate_training_bytes_per_pixel,
                           plan_windows, seed_everything, train_model)
 
+
+@pytest.fixture(autouse=True)
+def untimed(request, monkeypatch):
+    """The tests below count the model's forwards; the timed step of the epoch estimate would add two
+    (its own test, test_the_epoch_time_is_estimated_before_training, keeps it)."""
+    if "estimated" not in request.node.name:
+        monkeypatch.setattr(train_module, "estimate_epoch_seconds", lambda *args, **kwargs: 1.0)
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -458,3 +467,16 @@ def test_real_models_train_save_and_load(name, tmp_path, one_thread):
     x = torch.from_numpy(image)[None]
     with torch.no_grad():
         assert torch.equal(loaded(x).logits, model(x).logits)
+
+
+def test_the_epoch_time_is_estimated_before_training_and_compared_after(caplog):
+    image, raw, valid, labels = easy_scene()
+    caplog.set_level("INFO", logger="engine.train")
+    model = PixelNet(4, 3)
+    result = train_model(model, image, raw, valid, easy_split(labels), fast(epochs=3))
+    assert result.estimated_epoch_seconds > 0
+    lines = caplog.text.splitlines()
+    estimate = next(i for i, line in enumerate(lines) if "estimated time:" in line and "for 3 epochs" in line)
+    first = next(i for i, line in enumerate(lines) if "first epoch took" in line)
+    assert estimate < first                                        # said before epoch 1 ended
+    assert "time per epoch: estimated" in caplog.text and "measured" in caplog.text
