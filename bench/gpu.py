@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import datetime
 import importlib.util
-import inspect
 import json
 import os
 import platform
@@ -53,16 +52,15 @@ from torch import Tensor, nn  # noqa: E402
 from bench.scan import Shape, make_inputs, projection  # noqa: E402
 from engine.crops import (  # noqa: E402
     PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crops_covering, cut, pad, plan_crops)
-from engine.models.cssmamba import CSSMamba  # noqa: E402
-from engine.models.m3amba import M3amba, m3amba_loss  # noqa: E402
-from engine.models.mambahsi import MambaHSI  # noqa: E402
-from engine.models.registry import PLUGIN_DEFAULTS, build_model, build_multimodal_model  # noqa: E402
+from engine.models.m3amba import m3amba_loss  # noqa: E402
+from engine.models.registry import (MODEL_NAMES, MULTIMODAL_NAMES, PLUGIN_DEFAULTS, build_model,  # noqa: E402
+                                    build_multimodal_model, paper_config)
 from engine.precision import Precision, choose_precision  # noqa: E402
 from engine.ssm.scan import mamba_ssm_status, selective_scan  # noqa: E402
 from engine.train import optimizer_step  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results"
-MODEL_CLASSES = {"cssmamba": CSSMamba, "mambahsi": MambaHSI, "m3amba": M3amba}
+MODELS = MODEL_NAMES + MULTIMODAL_NAMES
 WIDTHS = ("plugin", "paper")
 LEARNING_RATE = 1e-3
 # M3amba's trainer uses AdamW with this decay (engine/multimodal.py); the HSI trainer plain Adam.
@@ -223,8 +221,7 @@ def model_config(name: str, width: str, sizes: Sizes) -> Dict[str, Any]:
     if width == "plugin":
         config = dict(PLUGIN_DEFAULTS.get(name, {}))
     else:
-        parameters = inspect.signature(MODEL_CLASSES[name]).parameters
-        config = {key: parameters[key].default for key in PLUGIN_DEFAULTS.get(name, {})}
+        config = {key: paper_config(name)[key] for key in PLUGIN_DEFAULTS.get(name, {})}
     if name == "m3amba":
         config["use_clip"] = False  # no CLIP weights on a bench machine; the documented ablation
     return {**config, **sizes.model_overrides.get(name, {})}
@@ -450,7 +447,7 @@ def run(args: argparse.Namespace, argv: List[str]) -> Dict[str, Any]:
             save()
     scene = synthetic_scene(sizes)
     for width in WIDTHS:                       # every model at the plugin's widths before any paper width
-        for name in MODEL_CLASSES:
+        for name in MODELS:
             row = {"model": name, "width": width}
             _measure(row, lambda: bench_model(name, width, scene, sizes, device, args.repeats), deadline, device)
             report["models"].append(row)

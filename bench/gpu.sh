@@ -7,4 +7,5 @@ set -e
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
 [ -x "$python" ] || python=python3   # a GPU machine without the project's venv: its own Python
-exec "$python" bench/gpu.py "$@"
+# A hard stop at 9 minutes: --budget-s (6 min) only keeps new rows from starting.
+exec timeout 540 "$python" bench/gpu.py "$@"

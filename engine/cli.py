@@ -185,7 +185,7 @@ def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
                       use_clip=not args.no_clip)
     from .distributed import is_main
 
-    if getattr(args, "windows_per_step", 1) != 1:
+    if args.command == "train" and args.windows_per_step != 1:
         inputs["windows_per_step"] = args.windows_per_step
     with _ctrl_c_cancels() as cancelled:
         try:
@@ -219,6 +219,9 @@ def _check_modalities(args: argparse.Namespace) -> None:
     if args.model in MULTIMODAL_NAMES:
         if not args.aux:
             raise ValueError(f"--model {args.model} needs at least one --aux raster (LiDAR, SAR) of the area of --raster")
+        if args.windows_per_step != 1:
+            raise ValueError(f"--windows-per-step is for the hyperspectral-only models ({', '.join(MODEL_NAMES)}); "
+                             f"{args.model} trains on batches of crops")
         if args.bands:
             raise ValueError(f"--bands is for the hyperspectral-only models ({', '.join(MODEL_NAMES)}); "
                              f"{args.model} trains on every band of --raster (subset it with gdal_translate -b)")

@@ -1,12 +1,15 @@
 """Training on several GPUs (or CPU processes) with ``torchrun`` and DistributedDataParallel.
 
 ``torchrun --nproc_per_node=N -m engine train …`` starts N copies of the command; each reads the scene,
-and the trainer gives every optimizer step N training windows, one per process, whose gradients DDP
-averages. That is exactly what one process computes with ``--windows-per-step N`` (gradient
-accumulation over N windows), only N times as fast; a test checks the two agree. Rank 0 plans the
-windows (every rank trains the same plan), validates, writes the model file and the report and prints;
-the others only train. A cancel on any rank (Ctrl-C, SIGTERM) stops every rank at the same step; an
-error on one rank ends its process, and torchrun then stops the others.
+the scene is cut into a multiple of N windows, and every optimizer step takes N of them, one per process,
+whose gradients DDP averages. One process computes the same with ``--windows-per-step N`` (gradient
+accumulation over N windows): for MambaHSI the same weights (a test checks this); CSSMamba's EMA
+prototypes follow rank 0's windows, as DDP broadcasts rank 0's buffers. Cutting the scene costs the
+whole-scene validation shortcut (validation runs tiled), so the speed-up over one GPU is less than N;
+it is not measured yet. Rank 0 chooses the model size, plans the windows, validates, assesses, writes
+the model file and the report and prints; the others only train. A cancel on any rank (Ctrl-C,
+SIGTERM) stops every rank at the same step; an error on one rank ends its process, and torchrun then
+stops the others (also for errors before or after the training loop).
 
 CUDA runs use NCCL with one GPU per process (``LOCAL_RANK``); CPU runs use gloo (what CI tests).
 No GDAL here.
@@ -77,13 +80,16 @@ def session(device: str) -> Iterator[Optional[Group]]:
     if cuda:
         torch.cuda.set_device(group.local_rank)
     dist.init_process_group(backend="nccl" if cuda else "gloo")
+    engine_log = logging.getLogger(__name__.rsplit(".", 1)[0])
+    level = engine_log.level
     if group.rank != 0:  # one log, one progress bar: rank 0's
-        logging.getLogger(__name__.rsplit(".", 1)[0]).setLevel(logging.WARNING)
+        engine_log.setLevel(logging.WARNING)
     log.info("distributed training: %d processes (%s), this is rank %d", group.world_size,
              "NCCL, one GPU each" if cuda else "gloo on the CPU", group.rank)
     try:
         yield group
     finally:
+        engine_log.setLevel(level)
         dist.destroy_process_group()
 
 

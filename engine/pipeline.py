@@ -30,6 +30,7 @@ from .data.normalize import apply_stretch, fit_stretch
 from .data.raster import RasterInfo, load_training_raster
 from .data.splits import Split, fixed_count_split, ratio_split
 from .device import resolve_device
+from . import distributed
 from .distributed import is_main
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
@@ -276,11 +277,19 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                              memory_budget_mb=memory_budget_mb, windows_per_step=windows_per_step)
         overrides = dict(overrides or {})
 
+        guides: List[Any] = []                          # make_guide once for every size tried
+
         def fits(size: Dict[str, Any]) -> bool:
             candidate = build_model(model, scene.info.bands, len(scene.table.ids), **{**overrides, **size})
-            return whole_scene_fits(candidate, image, scene.raw, scene.valid, scene.split.train, config)
+            if not guides:
+                guides.append(candidate.make_guide(scene.raw, scene.split.train, scene.valid))
+            return whole_scene_fits(candidate, image, guides[0], scene.valid, config)
 
-        size, why = choose_size(model, resolve_device(device), overrides, fits)
+        group = distributed.current()
+        if group is None or group.rank == 0:
+            size, why = choose_size(model, resolve_device(device), overrides, fits)
+        if group is not None:                           # every rank builds rank 0's size, or DDP cannot start
+            size, why = distributed.broadcast_object((size, why) if group.rank == 0 else None)
         torch.manual_seed(seed)  # model initialisation is part of the seeded run
         net = build_model(model, scene.info.bands, len(scene.table.ids), **{**size, **overrides})
         LOG.info("model %s at width %s%s (%s)", model, net.config.get("dim"),
@@ -291,7 +300,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                              progress=phase_progress(progress, 0.05, 0.95), cancelled=cancelled)
         assess = phase_progress(progress, 0.95, 1.0)
         assess(0.0, "assessing the kept model")
-        evaluated_on, metrics = _assess(net, image, scene, result)
+        # Under torchrun only rank 0 assesses and writes; the others end here with its training result.
+        evaluated_on, metrics = _assess(net, image, scene, result) if is_main() else ("test", {})
 
     info, table = scene.info, scene.table
     metadata = {

@@ -8,7 +8,7 @@
 
 Every model and option runs forward and backward under each of these (tests/test_precision.py runs
 bf16 and fp16 autocast on the CPU, where CI can) and agrees with fp32 within the stated tolerance.
-No GDAL here.
+Needs torch >= 2.4 (``torch.get_autocast_dtype``, the CPU GradScaler). No GDAL here.
 """
 
 from __future__ import annotations
@@ -52,20 +52,16 @@ class Precision:
 
 
 def _native_bf16(device: torch.device) -> bool:
-    try:
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # torch before 2.3 has no including_emulation: its answer is the native one
-        return bool(torch.cuda.is_bf16_supported())
+    """Compute capability 8.0 and newer (Ampere on) has bf16 units; before it bf16 is only emulated."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def choose_precision(device: torch.device, requested: str = "auto") -> Precision:
     """The precision for a run on ``device``: ``requested`` when it is not "auto", else the rule of the
-    module docstring. ValueError for an unknown name or fp16/bf16 asked of a device that cannot."""
+    module docstring. ValueError for an unknown name."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if requested != "auto":
-        if requested == "fp16" and device.type == "cpu" and not hasattr(torch.amp, "GradScaler"):
-            raise ValueError("fp16 on the CPU needs torch >= 2.3 (GradScaler for the CPU); use fp32")
         return Precision(requested, "requested")
     if device.type != "cuda":
         return Precision("fp32", f"{device.type}: autocast would not be faster here")

@@ -40,16 +40,25 @@ def size_candidates(name: str) -> List[Size]:
 
 def choose_size(name: str, device: torch.device, overrides: Mapping[str, Any],
                 fits: Callable[[Size], bool]) -> Tuple[Size, str]:
-    """(size options to build ``name`` with, why). ``fits(size)`` answers whether a training step at that
-    size fits the device's memory budget; it is only asked on CUDA, largest size first."""
-    cpu = dict(PLUGIN_DEFAULTS.get(name, {}))
-    if any(key in overrides for key in cpu):
+    """(size options to build ``name`` with, why). The size options the user set (``overrides``) are
+    left out: only the others are chosen. ``fits(size)`` answers whether a training step at that size
+    (with the user's options) fits the device's memory budget; it is only asked on CUDA, largest first."""
+    def free(size: Size) -> Size:
+        return {key: value for key, value in size.items() if key not in overrides}
+
+    cpu = free(PLUGIN_DEFAULTS.get(name, {}))
+    user = "; " + ", ".join(f"{key} set by the user" for key in PLUGIN_DEFAULTS.get(name, {}) if key in overrides)
+    user = user if len(user) > 2 else ""
+    if not cpu:
         return {}, "set by the user"
     if device.type != "cuda":
-        return cpu, "the plugin's CPU size"
-    candidates = size_candidates(name)
+        return cpu, "the plugin's CPU size" + user
+    candidates: List[Size] = []
+    for size in map(free, size_candidates(name)):
+        if size not in candidates:
+            candidates.append(size)
     for i, size in enumerate(candidates):
         if fits(size):
             return size, ("the paper's size; it fits the GPU" if i == 0 else
-                          "the largest size that fits the GPU (the paper's does not)")
-    return cpu, "the plugin's CPU size: no larger size fits the GPU memory"
+                          "the largest size that fits the GPU (the paper's does not)") + user
+    return cpu, "the plugin's CPU size: no larger size fits the GPU memory" + user

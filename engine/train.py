@@ -13,8 +13,9 @@ same scores and the same chosen epoch; only the last epoch needs its own validat
 
 A scene whose training step does not fit the memory budget is cut into a grid of overlapping windows
 (``plan_windows``), generalising MambaHSI's split into two halves that overlap by 10 rows and CSSMamba's
-four quadrants with a 5 px margin. Each window that holds training pixels makes one optimizer step per
-epoch; validation then runs tiled through ``engine.tiling.predict_array``.
+four quadrants with a 5 px margin. Each window that holds training pixels takes part in one optimizer
+step per epoch (``windows_per_step`` windows per step: gradient accumulation, or one window per process
+under torchrun, engine/distributed.py); validation then runs tiled through ``engine.tiling.predict_array``.
 
 No GDAL here: this module also runs on GPU machines without it.
 """
@@ -162,9 +163,11 @@ def _max_span(length: int, parts: int, margin: int) -> int:
     return max(stop - start for start, stop in _spans(length, parts, margin))
 
 
-def plan_windows(rows: int, cols: int, max_pixels: int, margin: int = WINDOW_MARGIN) -> List[Window]:
+def plan_windows(rows: int, cols: int, max_pixels: int, margin: int = WINDOW_MARGIN,
+                 multiple_of: int = 1) -> List[Window]:
     """The fewest overlapping windows, in a grid, that cover a rows x cols scene with at most
-    ``max_pixels`` pixels each; row-major order.
+    ``max_pixels`` pixels each, their count a multiple of ``multiple_of`` (the windows of one optimizer
+    step, e.g. one per torchrun process); row-major order.
 
     Each axis is cut into equal shares (at floor(k·L/n)) widened by ``margin`` px on each interior side,
     so neighbouring windows overlap by exactly 2·margin px and every pixel is covered. The whole scene
@@ -193,6 +196,10 @@ def plan_windows(rows: int, cols: int, max_pixels: int, margin: int = WINDOW_MAR
                 n_cols += 1
             if n_cols > cols:
                 continue
+        while n_cols <= cols and (n_rows * n_cols) % multiple_of:
+            n_cols += 1
+        if n_cols > cols:
+            continue
         candidate = (n_rows * n_cols, row_span * _max_span(cols, n_cols, margin), n_cols, n_rows)
         if best is None or candidate < best:
             best = candidate
@@ -456,8 +463,8 @@ def _score(predicted: np.ndarray, val: np.ndarray, val_mask: np.ndarray) -> floa
 
 def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: TrainConfig, precision: Precision,
           valid: np.ndarray, min_windows: int = 1) -> Tuple[List[Window], int]:
-    """Training windows within the memory budget (at least ``min_windows``, one per process of an optimizer
-    step), and the most pixels a window may hold.
+    """Training windows within the memory budget (a multiple of ``min_windows``: the windows of one
+    optimizer step), and the most pixels a window may hold.
 
     The budget pays for the weights, their gradients and Adam's two moments (4x the parameters), the
     scene itself on a GPU, and then a measured number of bytes per pixel of the window.
@@ -473,9 +480,7 @@ def _plan(model: HSIClassifier, x: Tensor, guide: Optional[Tensor], config: Trai
         raise ValueError(f"the memory budget of {budget_mb:.0f} MB does not even hold the model's weights and "
                          f"optimizer state ({fixed / 2**20:.0f} MB); raise the memory budget")
     rows, cols = x.shape[2:]
-    if min_windows > 1:
-        max_pixels = min(max_pixels, -(-rows * cols // min_windows))
-    windows = plan_windows(rows, cols, max_pixels)
+    windows = plan_windows(rows, cols, max_pixels, multiple_of=min_windows)
     _log.info("estimated training memory %.0f MB for the whole scene (%.0f bytes per pixel; budget %.0f MB): "
               "%d window(s)", (rows * cols * per_pixel + fixed) / 2**20, per_pixel, budget_mb, len(windows))
     return windows, max_pixels
@@ -529,14 +534,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def whole_scene_fits(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid: np.ndarray,
-                     train_labels: np.ndarray, config: TrainConfig) -> bool:
+def whole_scene_fits(model: HSIClassifier, image: np.ndarray, guide: Optional[Tensor], valid: np.ndarray,
+                     config: TrainConfig) -> bool:
     """Whether one training step of ``model`` on the whole scene fits the memory budget of
     ``config``'s device (the same estimate as the trainer's window plan); used to size a model for a GPU.
-    The model is left on the CPU."""
+    ``guide``: the model's ``make_guide`` (it depends on the classes and clusters, not on the width, so
+    the caller computes it once for every size it tries). The model is left on the CPU."""
     device = resolve_device(config.device)
     precision = choose_precision(device, config.precision)
-    guide = model.make_guide(np.asarray(raw, dtype=np.float32), train_labels, valid)
     try:
         model.to(device).train()
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
@@ -605,7 +610,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
     image: (Nb, H, W) float32 normalised (apply_stretch); raw: (Nb, H, W) float32 spectra as read, for
     ``model.make_guide``; valid: (H, W) bool, False under nodata; split: label maps (class index, -1 =
     none). progress(fraction, text) is called after every epoch (and every window when there are
-    several); cancelled() is polled before every window and every validation and raises
+    several); cancelled() is polled before every optimizer step and every validation and raises
     TrainingCancelled. On return the model holds the best state, on the CPU, in eval mode.
     """
     config = config or TrainConfig()

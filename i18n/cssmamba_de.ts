@@ -434,8 +434,8 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Validierungsanteil</translation>
     </message>
     <message>
-        <source>Hidden width (0 = model default)</source>
-        <translation>Versteckte Breite (0 = Vorgabe des Modells)</translation>
+        <source>Hidden width (0 = chosen for the device)</source>
+        <translation>Versteckte Breite (0 = passend zum Gerät)</translation>
     </message>
     <message>
         <source>Token selection (CSSMamba)</source>
@@ -558,8 +558,8 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Ohne den CLIP-Zweig (Ablation, keine Gewichte nötig)</translation>
     </message>
     <message>
-        <source>Blocks per stream (0 = model default)</source>
-        <translation>Blöcke je Strom (0 = Vorgabe des Modells)</translation>
+        <source>Blocks per stream (0 = chosen for the device)</source>
+        <translation>Blöcke je Strom (0 = passend zum Gerät)</translation>
     </message>
     <message>
         <source>Resampling of the auxiliary rasters</source>
@@ -786,6 +786,10 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Modell {}: {}</translation>
     </message>
     <message>
+        <source>size chosen for the device</source>
+        <translation>Größe passend zum Gerät gewählt</translation>
+    </message>
+    <message>
         <source>{} ({}) has no field '{}'; its fields: {}. Choose the field that holds the {} in {}.</source>
         <translation>{} ({}) hat kein Feld „{}“; seine Felder: {}. Wählen Sie das Feld, das die {} in {} enthält.</translation>
     </message>
@@ -806,12 +810,16 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Modell {}: {}; Zusatzraster in dieser Reihenfolge: {}</translation>
     </message>
     <message>
-        <source>size chosen for the device</source>
-        <translation>Größe passend zum Gerät gewählt</translation>
-    </message>
-    <message>
         <source>The validation ROIs choose the epoch: every training ROI pixel trains.</source>
         <translation>Die Validierungs-ROIs bestimmen die Epoche: Jedes Pixel der Trainings-ROIs trainiert.</translation>
+    </message>
+    <message>
+        <source>Hidden width (0 = model default)</source>
+        <translation type="vanished">Versteckte Breite (0 = Vorgabe des Modells)</translation>
+    </message>
+    <message>
+        <source>Blocks per stream (0 = model default)</source>
+        <translation type="vanished">Blöcke je Strom (0 = Vorgabe des Modells)</translation>
     </message>
     <message>
         <source>Trains a pixel classifier on a raster from training ROIs and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.

@@ -3,7 +3,8 @@
 # Submit from the repository (or the unpacked plugin) folder, e.g.
 #   sbatch --gres=gpu:4 scripts/slurm_train.sh scene.tif rois.gpkg class_id model.pt
 # One process per GPU; rank 0 writes the model file and the report. A time limit's SIGTERM cancels
-# cleanly on every rank (no half-written model); give --signal=TERM@120 for two minutes of warning.
+# cleanly on every rank (no half-written model); give --signal=B:TERM@120 (to this batch shell, which
+# runs torchrun) for two minutes of warning.
 #SBATCH --job-name=cssmamba-train
 #SBATCH --nodes=1
 #SBATCH --ntasks=1

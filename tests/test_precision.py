@@ -113,11 +113,10 @@ def test_windowed_training_runs_in_each_precision(precision, monkeypatch):
 def test_the_precision_rule(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert choose_precision(cpu).name == "fp32"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation
-                        or True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))   # an H100
     assert choose_precision(cuda).name == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    chosen = choose_precision(cuda)                     # a T4 / V100: bf16 only emulated
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))   # a T4: bf16 emulated
+    chosen = choose_precision(cuda)
     assert chosen.name == "fp16" and chosen.scaler(cpu) is not None and "gradient scaling" in chosen.describe()
     assert choose_precision(cuda, "fp32").dtype is None and Precision("fp32").scaler(cpu) is None
     with pytest.raises(ValueError, match="precision must be one of"):

@@ -35,6 +35,8 @@ def test_the_rule():
     size, why = choose_size("m3amba", CUDA, {}, fits_up_to(0))
     assert size == {"dim": 16, "depth": 2} and "no larger size fits" in why
     assert choose_size("cssmamba", CUDA, {"dim": 48}, fits_up_to(0)) == ({}, "set by the user")
+    size, why = choose_size("m3amba", CUDA, {"dim": 64}, lambda size: True)   # the width set, the depth chosen
+    assert size == {"depth": 9} and why.endswith("dim set by the user")
 
 
 def test_training_on_a_gpu_builds_the_largest_model_that_fits(tmp_path, monkeypatch, caplog):
@@ -60,6 +62,7 @@ def test_the_estimate_says_whether_the_whole_scene_fits(tmp_path):
     labels[::4, ::4] = np.arange(64).reshape(8, 8) % 3
     net = build_model("cssmamba", 12, 3, dim=8)
     valid = np.ones((32, 32), bool)
-    assert whole_scene_fits(net, image, image, valid, labels, TrainConfig(device="cpu", memory_budget_mb=4096))
-    assert not whole_scene_fits(net, image, image, valid, labels, TrainConfig(device="cpu", memory_budget_mb=0.5))
+    guide = net.make_guide(image, labels, valid)
+    assert whole_scene_fits(net, image, guide, valid, TrainConfig(device="cpu", memory_budget_mb=4096))
+    assert not whole_scene_fits(net, image, guide, valid, TrainConfig(device="cpu", memory_budget_mb=0.5))
     assert next(net.parameters()).device.type == "cpu"

@@ -36,7 +36,9 @@ def _causal_conv1d_fn() -> Optional[Callable[..., Tensor]]:
     try:
         from causal_conv1d import causal_conv1d_fn
     except Exception as exc:  # a missing package and a broken CUDA build both mean "use torch"
-        _log.info("causal_conv1d unavailable (%s); Mamba uses the torch depthwise conv", exc)
+        level = logging.INFO if isinstance(exc, ModuleNotFoundError) else logging.WARNING  # broken: say so
+        _log.log(level, "causal_conv1d unavailable (%s: %s); Mamba uses the torch depthwise conv, somewhat slower "
+                 "on CUDA", type(exc).__name__, exc)
         return None
     _log.info("Mamba uses causal_conv1d's fused conv on CUDA")
     return causal_conv1d_fn

@@ -236,8 +236,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                                          maxValue=1.0),
             QgsProcessingParameterNumber(self.VAL_RATIO, self.tr("Validation ratio"), double, 0.01, minValue=0.0,
                                          maxValue=1.0),
-            QgsProcessingParameterNumber(self.WIDTH, self.tr("Hidden width (0 = model default)"), integer, 0,
-                                         minValue=0),
+            QgsProcessingParameterNumber(self.WIDTH, self.tr("Hidden width (0 = chosen for the device)"), integer,
+                                         0, minValue=0),
             # Defaults of the switches: engine/models/registry.py default_config("cssmamba") (a test checks).
             QgsProcessingParameterBoolean(self.TOKEN_SELECTION, self.tr("Token selection (CSSMamba)"), True),
             QgsProcessingParameterEnum(self.CLUSTER_LOSS, self.tr("Cluster loss (CSSMamba)"),
@@ -359,5 +359,6 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                 feedback.pushWarning(self.tr("{} has no clustering: {} apply to CSSMamba only and are ignored.").format(
                     "MambaHSI", ", ".join(changed)))
         feedback.pushInfo(self.tr("Model {}: {}").format(
-            model, ", ".join(f"{key} {value}" for key, value in options.items())))
+            model, ", ".join(f"{key} {value}" for key, value in options.items())
+            or self.tr("size chosen for the device")))
         return options

@@ -115,10 +115,10 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         self.addParameter(device_parameter(self, self.DEVICE))
         self.addParameter(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), integer, 0, minValue=0))
         for parameter in (
-            QgsProcessingParameterNumber(self.WIDTH, self.tr("Hidden width (0 = model default)"), integer, 0,
-                                         minValue=0),
-            QgsProcessingParameterNumber(self.DEPTH, self.tr("Blocks per stream (0 = model default)"), integer, 0,
-                                         minValue=0),
+            QgsProcessingParameterNumber(self.WIDTH, self.tr("Hidden width (0 = chosen for the device)"), integer,
+                                         0, minValue=0),
+            QgsProcessingParameterNumber(self.DEPTH, self.tr("Blocks per stream (0 = chosen for the device)"), integer,
+                                         0, minValue=0),
             QgsProcessingParameterEnum(self.AUX_RESAMPLING, self.tr("Resampling of the auxiliary rasters"),
                                        options=[self.tr("Bilinear"), self.tr("Cubic"), self.tr("Nearest neighbour"),
                                                 self.tr("Average")], defaultValue=0),
@@ -156,7 +156,8 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.AUX_RESAMPLING: RESAMPLING[self.parameterAsEnum(parameters, self.AUX_RESAMPLING, context)],
         }
         feedback.pushInfo(self.tr("Model {}: {}; auxiliary rasters in this order: {}").format(
-            MODEL, ", ".join(f"{key} {value}" for key, value in overrides.items()) or self.tr("size chosen for the device"),
+            MODEL, ", ".join(f"{key} {value}" for key, value in overrides.items())
+            or self.tr("size chosen for the device"),
             ", ".join(aux)))
         progress, cancelled = engine_callbacks(feedback)
         share = CLASSIFY_SHARE if classification else 1.0
