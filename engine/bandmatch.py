@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 from typing import List, Optional, Sequence
 
-from .data.raster import RasterInfo, open_raster
+from .data.raster import RasterInfo, band_ranges, open_raster
 from .modelfile import WAVELENGTH_TOLERANCE_NM, check_raster_matches
 
-__all__ = ["band_ranges", "choose_bands", "open_model_input"]
+__all__ = ["choose_bands", "open_model_input"]
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +73,6 @@ def choose_bands(metadata: dict, raster_path: str, bands: Optional[Sequence[int]
                      f"bands, in the training order (CLI: classify --bands, e.g. --bands {band_ranges(indices)} when "
                      f"they have the training raster's numbers; toolbox: Bands), or classify a raster with the "
                      f"training raster's bands")
-
-
-def band_ranges(bands: Sequence[int]) -> str:
-    """[1, 2, 3, 5, 7, 8] -> "1-3,5,7-8" (the --bands syntax)."""
-    parts: List[str] = []
-    start = previous = None
-    for band in list(bands) + [None]:
-        if band is not None and previous is not None and band == previous + 1:
-            previous = band
-            continue
-        if start is not None:
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
-        start = previous = band
-    return ",".join(parts)
 
 
 def open_model_input(raster_path: str, metadata: dict, bands: Optional[Sequence[int]] = None) -> RasterInfo:

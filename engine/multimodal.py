@@ -162,7 +162,7 @@ def train_on_crops(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, valid: np.n
                  net.name, f"{sum(p.numel() for p in net.parameters() if p.requires_grad):,}", rows, cols,
                  hsi.shape[0], aux.shape[0], len(crops), crop, steps, batch_size)
         log.info("training pixels per class: %s; validation pixels: %d",
-                 ", ".join(f"{c}: {n}" for c, n in enumerate(counts)), int(val_mask.sum()))
+                 ", ".join(f"{config.class_label(c)}: {n}" for c, n in enumerate(counts)), int(val_mask.sum()))
         if not val_mask.any():
             log.warning("no validation pixels: the last epoch is kept instead of the best one")
         order = torch.Generator().manual_seed(config.seed)
@@ -441,7 +441,8 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
         hsi = apply_stretch(hsi_raw, valid, stretches[0])
         aux_image = np.concatenate([apply_stretch(data, valid, s) for data, s in zip(aux_raw, stretches[1:])])
         del hsi_raw, aux_raw
-        config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads)
+        config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads,
+                             class_ids=tuple(table.ids))
         overrides = dict(overrides or {})
 
         def build(size: Dict[str, Any]) -> nn.Module:

@@ -274,7 +274,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         stretch = fit_stretch(scene.raw, scene.valid)
         image = apply_stretch(scene.raw, scene.valid, stretch)
         config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads,
-                             memory_budget_mb=memory_budget_mb, windows_per_step=windows_per_step)
+                             memory_budget_mb=memory_budget_mb, windows_per_step=windows_per_step,
+                             class_ids=tuple(scene.table.ids))
         overrides = dict(overrides or {})
 
         guides: List[Any] = []                          # make_guide once for every size tried

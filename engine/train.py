@@ -84,6 +84,13 @@ class TrainConfig:
     threads: Optional[int] = None
     precision: str = "auto"
     windows_per_step: int = 1
+    class_ids: Optional[Tuple[int, ...]] = None   # the user's class ids in the model's order, for the log
+
+    def class_label(self, index: int) -> str:
+        """How the log names class ``index``: the user's class id where known ('class 3'), else 'index 2'."""
+        if self.class_ids is not None and index < len(self.class_ids):
+            return f"class {self.class_ids[index]}"
+        return f"index {index}"
 
     def __post_init__(self) -> None:
         if int(self.epochs) != self.epochs or self.epochs < 1:
@@ -649,11 +656,11 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
                   device, torch.get_num_threads(), model.name or type(model).__name__,
                   f"{sum(p.numel() for p in model.parameters()):,}", rows, cols, image.shape[0])
         _log.info("training pixels per class: %s; validation pixels: %d",
-                  ", ".join(f"{c}: {n}" for c, n in enumerate(counts)), int(val_mask.sum()))
-        missing = [c for c in range(int(model.config.get("n_classes", len(counts))))
+                  ", ".join(f"{config.class_label(c)}: {n}" for c, n in enumerate(counts)), int(val_mask.sum()))
+        missing = [config.class_label(c) for c in range(int(model.config.get("n_classes", len(counts))))
                    if c >= len(counts) or counts[c] == 0]
         if missing:
-            _log.warning("classes %s have no training pixels: the model cannot learn them", missing)
+            _log.warning("no training pixels for %s: the model cannot learn them", ", ".join(missing))
         precision = choose_precision(device, config.precision)
         _log.info("precision: %s", precision.describe())
         windows, max_pixels = _plan(model, x, g, config, precision, valid, min_windows=per_step)

@@ -750,6 +750,10 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Trainiert auf {} mit dem Selective-Scan-Backend „{}“ in {:.1f} s; behalten: Epoche {} (Validierungs-OA {:.4f}); {} OA {:.4f}, Kappa {:.4f}</translation>
     </message>
     <message>
+        <source>The model file gets the extension .pt, which 'Classify raster' expects: {}</source>
+        <translation>Die Modelldatei erhält die Endung .pt, die „Raster klassifizieren“ erwartet: {}</translation>
+    </message>
+    <message>
         <source>Class colours{} taken from the categorised style of the ROI layer.</source>
         <translation>Klassenfarben{} aus dem kategorisierten Stil des ROI-Layers übernommen.</translation>
     </message>

@@ -478,6 +478,14 @@ def test_train_refuses_to_write_a_report_over_the_roi_file(plugin, scene, tmp_pa
     assert hashlib.sha256(open(rois, "rb").read()).hexdigest() == before
 
 
+def test_a_model_file_without_the_pt_extension_gets_it_so_classify_accepts_it(plugin, scene, tmp_path):
+    feedback = Feedback.make()
+    result = train(scene, tmp_path, feedback, OUTPUT_MODEL=str(tmp_path / "m.model"), **SMALL)
+    assert result["OUTPUT_MODEL"] == str(tmp_path / "m.model.pt") and os.path.isfile(result["OUTPUT_MODEL"])
+    assert "gets the extension .pt" in feedback.log and not (tmp_path / "m.model").exists()
+    classify(result["OUTPUT_MODEL"], scene["raster"], tmp_path)
+
+
 def test_classify_reads_the_bands_named_in_bands(trained, scene, tmp_path):
     """A raster with more bands than the training raster (no wavelengths in this copy) is classified from the
     bands that BANDS names, and gives the same map as the training raster."""

@@ -341,9 +341,12 @@ def test_a_diverging_loss_stops_training_with_advice():
 
 def test_a_class_without_training_pixels_is_warned_about(caplog):
     image, raw, valid, labels = easy_scene()
-    with caplog.at_level("WARNING", logger="engine.train"):
-        train_model(PixelNet(4, 4), image, raw, valid, easy_split(labels), fast(epochs=1))
-    assert "classes [3] have no training pixels" in caplog.text
+    with caplog.at_level("INFO", logger="engine.train"):
+        train_model(PixelNet(4, 4), image, raw, valid, easy_split(labels),
+                    TrainConfig(epochs=1, lr=0.05, device="cpu", class_ids=(2, 5, 7, 9)))
+    # the user's class ids, not the model's 0-based indices
+    assert "no training pixels for class 9" in caplog.text
+    assert "training pixels per class: class 2: " in caplog.text and "class 7: " in caplog.text
 
 
 @pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0.0}, {"device": "gpu"}, {"patience": 0},

@@ -184,9 +184,27 @@ def _bad_band_list(ds: gdal.Dataset) -> Optional[List[bool]]:
     return flags
 
 
-def _describe(names: Sequence[str], indices: Sequence[int]) -> str:
-    """'130 (band 130 (1331.22 nm)), 131 (...)' for log messages."""
-    return ", ".join(f"{index} ({name})" for index, name in zip(indices, names))
+def band_ranges(bands: Sequence[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> "1-3,5,7-8" (the --bands syntax)."""
+    parts: List[str] = []
+    start = previous = None
+    for band in list(bands) + [None]:
+        if band is not None and previous is not None and band == previous + 1:
+            previous = band
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = band
+    return ",".join(parts)
+
+
+def _describe(names: Sequence[str], indices: Sequence[int], wavelengths: Optional[Sequence[float]] = None) -> str:
+    """'130 (band 130), 131 (band 131)' for a few bands; for more, the band numbers as ranges and their
+    wavelength span, so that 18 dropped water-vapour bands take one short line, not eighteen."""
+    if len(indices) <= 4:
+        return ", ".join(f"{index} ({name})" for index, name in zip(indices, names))
+    span = f" ({min(wavelengths):.0f}-{max(wavelengths):.0f} nm)" if wavelengths else ""
+    return f"bands {band_ranges(indices)}{span}"
 
 
 def open_raster(path: str, bands: Optional[Sequence[int]] = None, drop_bad_bands: bool = True) -> RasterInfo:
@@ -211,8 +229,10 @@ def open_raster(path: str, bands: Optional[Sequence[int]] = None, drop_bad_bands
         if bad is not None and any(bad[b - 1] for b in bands):
             dropped = [b for b in bands if bad[b - 1]]
             bands = [b for b in bands if not bad[b - 1]]
+            all_wavelengths = _wavelengths(ds)
             log.info("%s: %d bad bands (bbl=0) dropped: %s", path, len(dropped), _describe(
-                [ds.GetRasterBand(b).GetDescription() for b in dropped], dropped))
+                [ds.GetRasterBand(b).GetDescription() for b in dropped], dropped,
+                None if all_wavelengths is None else [all_wavelengths[b - 1] for b in dropped]))
         if not bands:
             raise ValueError(f"raster {path} has no usable band: every band is an alpha or bad band (bbl=0)")
     wavelengths = _wavelengths(ds)
@@ -399,7 +419,9 @@ def load_training_raster(path: str, bands: Optional[Sequence[int]] = None, progr
         empty = [k for k in range(info.bands) if k not in keep]
         log.warning("%s: %d bands hold no valid value (all nodata/NaN/Inf or masked) and are dropped: %s",
                     path, len(empty), _describe([info.band_names[k] for k in empty],
-                                                [info.band_indices[k] for k in empty]))
+                                                [info.band_indices[k] for k in empty],
+                                                None if info.wavelengths is None else
+                                                [info.wavelengths[k] for k in empty]))
         if not keep:
             raise ValueError(f"raster {path} has no valid pixel: every band is entirely nodata, NaN/Inf or masked")
         for new, old in enumerate(keep):

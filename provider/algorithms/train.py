@@ -29,6 +29,7 @@ from ..algorithm import CSSMambaAlgorithm, engine_callbacks, engine_run
 from ..styling import roi_class_style
 from .classify import (
     DEVICES,
+    MODEL_EXTENSION,
     MODEL_FILTER,
     StylesOnCompletion,
     advanced,
@@ -79,6 +80,18 @@ def training_outputs(alg: CSSMambaAlgorithm) -> List[QgsProcessingParameterDefin
         QgsProcessingParameterRasterDestination(alg.OUTPUT_CLASSIFICATION, alg.tr("Classified training scene"),
                                                 optional=True, createByDefault=False),
     ]
+
+
+def model_file_path(alg: CSSMambaAlgorithm, parameters: Dict[str, Any], context: QgsProcessingContext,
+                    feedback: QgsProcessingFeedback) -> str:
+    """OUTPUT_MODEL with the .pt extension that 'Classify raster' (and its file filter in qgis_process)
+    accepts, appended when the user gave another one, so the model can be used where it was written."""
+    path = alg.parameterAsFileOutput(parameters, alg.OUTPUT_MODEL, context)
+    if path and not path.lower().endswith(f".{MODEL_EXTENSION}"):
+        path = f"{path}.{MODEL_EXTENSION}"
+        feedback.pushInfo(alg.tr("The model file gets the extension .pt, which 'Classify raster' expects: {}")
+                          .format(path))
+    return path
 
 
 def training_rois(alg: CSSMambaAlgorithm, parameters: Dict[str, Any], context: QgsProcessingContext,
@@ -268,7 +281,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         rois = training_rois(self, parameters, context, feedback)
         model = MODELS[self.parameterAsEnum(parameters, self.MODEL, context)]
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
-        model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        model_path = model_file_path(self, parameters, context, feedback)
         report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
         with engine_run(feedback):                      # bad split settings: a Processing error, no traceback

@@ -34,6 +34,7 @@ from .train import (
     VALIDATION_ROIS,
     announce_device,
     announce_result,
+    model_file_path,
     roi_parameters,
     training_outputs,
     training_rois,
@@ -139,7 +140,7 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         aux = raster_files(self, parameters, self.AUX_RASTERS, context)
         rois = training_rois(self, parameters, context, feedback)
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
-        model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        model_path = model_file_path(self, parameters, context, feedback)
         report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
         overrides = {key: value for key, value in (("dim", self.parameterAsInt(parameters, self.WIDTH, context)),
