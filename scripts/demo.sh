@@ -3,11 +3,15 @@
 # Toolbox: the built-in sample (made once) -> Train CSSMamba on its ROIs -> Classify raster -> Accuracy
 # assessment against the sample's full reference map; then where the outputs are.
 # Usage: scripts/demo.sh [FOLDER]   (default: sample/ in the repository)
-# DEMO_EPOCHS overrides the 50 epochs of engine/cli.py's DEMO_EPOCHS (the CLI demo trains as long).
+# DEMO_EPOCHS overrides the 50 epochs of engine/cli.py's DEMO_EPOCHS (the CLI demo trains as long);
+# DEMO_THREADS caps torch's CPU threads (e.g. 1 on a machine busy with other work).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=$(realpath -m "${1:-$root/sample}")
 epochs="${DEMO_EPOCHS:-50}"
+if [ -n "${DEMO_THREADS:-}" ]; then
+  export OMP_NUM_THREADS="$DEMO_THREADS" MKL_NUM_THREADS="$DEMO_THREADS"  # torch's thread pool size at start-up
+fi
 
 step() { printf '\n== %s\n' "$*"; }
 # QGIS's own Python start-up warns about sip.setapi; it says nothing about this job.

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -127,3 +128,17 @@ def test_qgis_starts_and_explains_when_torch_is_missing(tmp_path):
 
 def run_script(script, env, *args):
     return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_plugin_makes_openmp_wait_passively_unless_the_user_chose(tmp_path):
+    """Spinning OpenMP workers halved training speed inside qgis_process; the plugin's import sets
+    OMP_WAIT_POLICY before torch can load, and keeps a value the user set."""
+    from conftest import PLUGIN_PARENT
+
+    code = "import os, cssmamba; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = PLUGIN_PARENT
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    chosen = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_WAIT_POLICY="ACTIVE"),
+                            capture_output=True, text=True, timeout=60)
+    assert default.stdout.strip() == "PASSIVE" and chosen.stdout.strip() == "ACTIVE", default.stderr
