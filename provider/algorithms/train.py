@@ -83,15 +83,18 @@ def training_outputs(alg: CSSMambaAlgorithm) -> List[QgsProcessingParameterDefin
 
 
 def model_file_path(alg: CSSMambaAlgorithm, parameters: Dict[str, Any], context: QgsProcessingContext,
-                    feedback: QgsProcessingFeedback) -> str:
-    """OUTPUT_MODEL with the .pt extension that 'Classify raster' (and its file filter in qgis_process)
-    accepts, appended when the user gave another one, so the model can be used where it was written."""
-    path = alg.parameterAsFileOutput(parameters, alg.OUTPUT_MODEL, context)
+                    feedback: QgsProcessingFeedback) -> Tuple[str, str]:
+    """(OUTPUT_MODEL as given, the path written): the .pt extension that 'Classify raster' (and its file
+    filter in qgis_process) accepts is appended when the user gave another one, so the model can be used
+    where it was written. The path as given is still checked against the inputs: a model aimed at the
+    input raster is a mistake to report, not one to hide behind a new name."""
+    given = alg.parameterAsFileOutput(parameters, alg.OUTPUT_MODEL, context)
+    path = given
     if path and not path.lower().endswith(f".{MODEL_EXTENSION}"):
         path = f"{path}.{MODEL_EXTENSION}"
         feedback.pushInfo(alg.tr("The model file gets the extension .pt, which 'Classify raster' expects: {}")
                           .format(path))
-    return path
+    return given, path
 
 
 def training_rois(alg: CSSMambaAlgorithm, parameters: Dict[str, Any], context: QgsProcessingContext,
@@ -281,7 +284,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         rois = training_rois(self, parameters, context, feedback)
         model = MODELS[self.parameterAsEnum(parameters, self.MODEL, context)]
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
-        model_path = model_file_path(self, parameters, context, feedback)
+        given_model_path, model_path = model_file_path(self, parameters, context, feedback)
         report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
         with engine_run(feedback):                      # bad split settings: a Processing error, no traceback
@@ -306,8 +309,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         share = CLASSIFY_SHARE if classification else 1.0
 
         with engine_run(feedback):
-            check_distinct(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context),
-                           {"model file": model_path, "report": report_path, "classification": classification})
+            check_distinct(dict(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context), raster=raster),
+                           {"model file": given_model_path, "report": report_path, "classification": classification})
             announce_device(self, device, feedback)
             if rois.validation:
                 feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains "

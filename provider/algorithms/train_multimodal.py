@@ -140,7 +140,7 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         aux = raster_files(self, parameters, self.AUX_RASTERS, context)
         rois = training_rois(self, parameters, context, feedback)
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
-        model_path = model_file_path(self, parameters, context, feedback)
+        given_model_path, model_path = model_file_path(self, parameters, context, feedback)
         report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
         overrides = {key: value for key, value in (("dim", self.parameterAsInt(parameters, self.WIDTH, context)),
@@ -164,8 +164,8 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         share = CLASSIFY_SHARE if classification else 1.0
 
         with engine_run(feedback):
-            check_distinct(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context),
-                           {"model file": model_path, "report": report_path, "classification": classification})
+            check_distinct(dict(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context), raster=raster),
+                           {"model file": given_model_path, "report": report_path, "classification": classification})
             announce_device(self, device, feedback)
             if rois.validation:
                 feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains."))
