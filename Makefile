@@ -42,7 +42,7 @@ zip: setup i18n
 ## QGIS desktop with the plugin enabled, the sample raster and its ROIs (made if missing), the demo's
 ## class and cluster maps when `make demo` ran, and the Processing Toolbox showing the CSSMamba tools.
 qgis: setup i18n
-	@[ -f $(SAMPLE)/sample.tif ] || $(PY) -m engine sample --out $(SAMPLE)
+	@[ -f $(SAMPLE)/sample.tif ] || scripts/qgis_process.sh run cssmamba:createsample -- OUTPUT_FOLDER=$(CURDIR)/$(SAMPLE)
 	scripts/run_qgis.sh --code $(CURDIR)/scripts/qgis_startup.py $(SAMPLE)/sample.tif \
 	    $(wildcard $(SAMPLE)/demo_classes.tif $(SAMPLE)/demo_clusters.tif) $(SAMPLE)/sample_rois.gpkg
 

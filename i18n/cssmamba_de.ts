@@ -722,6 +722,10 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Der ROI-Layer {} wurde geschrieben, lässt sich aber nicht wieder öffnen</translation>
     </message>
     <message>
+        <source>The sample ROIs' style could not be saved in {}: {}</source>
+        <translation>Der Stil der Beispiel-ROIs konnte nicht in {} gespeichert werden: {}</translation>
+    </message>
+    <message>
         <source>The training ROI layer</source>
         <translation>Der Trainings-ROI-Layer</translation>
     </message>

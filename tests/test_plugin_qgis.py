@@ -52,6 +52,14 @@ def test_processing_run_create_sample_writes_the_sample(loaded_plugin, tmp_path)
     ds = gdal.Open(result["OUTPUT_RASTER"])
     assert (ds.RasterCount, ds.RasterYSize, ds.RasterXSize) == (16, 24, 30)
     assert os.path.isfile(result["OUTPUT_ROIS"]) and os.path.isfile(result["OUTPUT_LABELS"])
+    # the ROIs open coloured by class (the style saved in the GeoPackage), not in a random single colour
+    from qgis.core import QgsVectorLayer
+
+    rois = QgsVectorLayer(result["OUTPUT_ROIS"], "rois", "ogr")
+    renderer = rois.renderer()
+    assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "class_id"
+    water = next(c for c in renderer.categories() if c.label() == "water")
+    assert water.symbol().color().name() == "#0064ff"
 
 
 def test_processing_run_check_installation_passes(loaded_plugin, tmp_path):

@@ -7,6 +7,7 @@ from qgis.core import (
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
+    QgsVectorLayer,
 )
 
 from ..algorithm import CSSMambaAlgorithm, engine_callbacks
@@ -65,6 +66,7 @@ class CreateSampleAlgorithm(CSSMambaAlgorithm):
             return {}
         except (ValueError, OSError) as exc:
             raise QgsProcessingException(str(exc)) from exc
+        self._style_rois(paths.rois, feedback)
         return {
             self.OUTPUT_FOLDER: folder,
             self.OUTPUT_RASTER: paths.raster,
@@ -72,3 +74,16 @@ class CreateSampleAlgorithm(CSSMambaAlgorithm):
             self.OUTPUT_ROIS: paths.rois,
             self.OUTPUT_CLASSES: paths.classes_csv,
         }
+
+    def _style_rois(self, path: str, feedback) -> None:
+        """Save the ROI layer's categorised style (the sample's class colours and names, as 'Create
+        training ROI layer' styles a new one) inside the GeoPackage, so it opens coloured by class."""
+        from ...engine.data.sample import CLASSES
+        from .create_roi_layer import style_roi_layer
+
+        layer = QgsVectorLayer(path, "sample ROIs", "ogr")
+        colors = {c.id: c.rgb for c in CLASSES}
+        style_roi_layer(layer, [(c.id, c.name) for c in CLASSES], colors.__getitem__)
+        problem = layer.saveStyleToDatabase(layer.name(), "sample ROI classes (cssmamba)", True, "")
+        if problem:
+            feedback.pushWarning(self.tr("The sample ROIs' style could not be saved in {}: {}").format(path, problem))
