@@ -13,7 +13,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsColorRampShader,
+    QgsContrastEnhancement,
     QgsMapLayer,
+    QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
     QgsProcessingContext,
     QgsProcessingFeedback,
@@ -118,18 +120,55 @@ def _categorised_on(renderer, field: str) -> bool:
     return isinstance(renderer, QgsCategorizedSymbolRenderer) and renderer.classAttribute() == field
 
 
+TRUE_COLOUR_NM = (640.0, 550.0, 470.0)  # red, green, blue band centres
+
+
+def true_colour_renderer(layer: QgsRasterLayer) -> Optional[QgsMultiBandColorRenderer]:
+    """RGB from the bands nearest 640/550/470 nm, each stretched to its 2–98 % cumulative range, as the
+    EnMAP-Box shows a hyperspectral scene (QGIS's default, bands 1-2-3, is a grey blur of the blue end).
+    None when the raster has no wavelengths, or none within 50 nm of a visible colour."""
+    from ..engine.data.raster import open_raster
+
+    info = open_raster(layer.source(), drop_bad_bands=False)
+    if info.wavelengths is None:
+        return None
+    bands = []
+    for nm in TRUE_COLOUR_NM:
+        k = min(range(info.bands), key=lambda i: abs(info.wavelengths[i] - nm))
+        if abs(info.wavelengths[k] - nm) > 50:
+            return None
+        bands.append(info.band_indices[k])
+    provider = layer.dataProvider()
+    renderer = QgsMultiBandColorRenderer(provider, *bands)
+    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+               renderer.setBlueContrastEnhancement)
+    for band, set_enhancement in zip(bands, setters):
+        low, high = provider.cumulativeCut(band, 0.02, 0.98)
+        enhancement = QgsContrastEnhancement(provider.dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        enhancement.setMinimumValue(low)
+        enhancement.setMaximumValue(high)
+        set_enhancement(enhancement)
+    return renderer
+
+
 def sidecar_path(path: str) -> str:
     """Where QGIS looks for a raster's default style: the same folder and basename, ``.qml``."""
     return os.path.splitext(path)[0] + ".qml"
 
 
-def write_qml_sidecar(path: str, renderer_fn: RendererFn) -> str:
+def write_qml_sidecar(path: str,
+                      renderer_fn: Callable[[QgsRasterLayer], Optional[QgsRasterRenderer]]) -> Optional[str]:
     """Style the raster at ``path`` with ``renderer_fn`` and save that style as its sidecar; returns
-    the ``.qml`` path. Raises OSError when the raster cannot be opened or the style not written."""
+    the ``.qml`` path, or None when ``renderer_fn`` has no renderer for it (QGIS's default then applies).
+    Raises OSError when the raster cannot be opened or the style not written."""
     layer = QgsRasterLayer(path, os.path.basename(path), "gdal")
     if not layer.isValid():
         raise OSError(f"cannot open {path} to write its style")
-    layer.setRenderer(renderer_fn(layer))
+    renderer = renderer_fn(layer)
+    if renderer is None:
+        return None
+    layer.setRenderer(renderer)
     qml = sidecar_path(path)
     message, saved = layer.saveNamedStyle(qml, categories=QgsMapLayer.Symbology)
     if not saved:

@@ -22,7 +22,6 @@ import traceback
 from typing import Any, Dict, List, Optional
 
 CONFIG_ENV = "CSSMAMBA_SCREENSHOT_CONFIG"  # set for the QGIS process: run the inside part
-TRUE_COLOUR_NM = (640.0, 550.0, 470.0)
 
 
 # ---- outside QGIS: start it under Xvfb and wait -------------------------------------------------------
@@ -105,37 +104,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 # ---- inside QGIS (run by `qgis --code`) -------------------------------------------------------------
 
-def true_colour_bands(path: str) -> List[int]:
-    """1-based bands nearest to 640/550/470 nm, from the GDAL ``wavelength`` metadata of each band."""
-    from osgeo import gdal
-
-    dataset = gdal.Open(path)
-    wavelengths = [float(dataset.GetRasterBand(b).GetMetadataItem("wavelength") or "nan")
-                   for b in range(1, dataset.RasterCount + 1)]
-    return [min(range(len(wavelengths)), key=lambda i: abs(wavelengths[i] - nm)) + 1 for nm in TRUE_COLOUR_NM]
-
-
-def style_true_colour(layer) -> None:
-    """RGB from the visible bands, each stretched to its 2–98 % cumulative range, as the EnMAP-Box shows it."""
-    from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer
-
-    provider = layer.dataProvider()
-    bands = true_colour_bands(layer.source())
-    renderer = QgsMultiBandColorRenderer(provider, *bands)
-    enhancements = []
-    for band in bands:
-        low, high = provider.cumulativeCut(band, 0.02, 0.98)
-        enhancement = QgsContrastEnhancement(provider.dataType(band))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
-        enhancement.setMinimumValue(low)
-        enhancement.setMaximumValue(high)
-        enhancements.append(enhancement)
-    renderer.setRedContrastEnhancement(enhancements[0])
-    renderer.setGreenContrastEnhancement(enhancements[1])
-    renderer.setBlueContrastEnhancement(enhancements[2])
-    layer.setRenderer(renderer)
-
-
 def train_and_classify(config: Dict[str, Any]) -> Dict[str, Any]:
     """Train (unless a model is given) and classify through Processing; the outputs load styled."""
     import processing
@@ -187,7 +155,9 @@ def lay_out(iface: Any, plugin: Any, paths: Dict[str, Any]) -> List[Any]:
     classes = by_source[os.path.realpath(paths["OUTPUT"])]
     clusters = by_source[os.path.realpath(paths["OUTPUT_CLUSTERS"])]
     mosaic = QgsRasterLayer(paths["mosaic"], "EnMAP mosaic (true colour)")
-    style_true_colour(mosaic)
+    from cssmamba.provider.styling import true_colour_renderer  # the plugin, loaded in this QGIS
+
+    mosaic.setRenderer(true_colour_renderer(mosaic))
     project.addMapLayer(mosaic, False)
     root.addLayer(mosaic)  # at the bottom of the legend
     for index, layer in enumerate((classes, clusters)):

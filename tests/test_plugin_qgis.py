@@ -62,6 +62,24 @@ def test_processing_run_create_sample_writes_the_sample(loaded_plugin, tmp_path)
     assert water.symbol().color().name() == "#0064ff"
 
 
+def test_the_sample_raster_opens_in_true_colour(loaded_plugin, tmp_path):
+    import processing
+    from qgis.core import QgsRasterLayer
+
+    result = processing.run("cssmamba:createsample", {"ROWS": 24, "COLUMNS": 24, "BANDS": 128,
+                                                      "OUTPUT_FOLDER": str(tmp_path)})
+    assert (tmp_path / "sample.qml").exists()
+    layer = QgsRasterLayer(result["OUTPUT_RASTER"], "sample", "gdal")   # picks up sample.qml by itself
+    renderer = layer.renderer()
+    assert renderer.type() == "multibandcolor"
+    from osgeo import gdal
+
+    dataset = gdal.Open(result["OUTPUT_RASTER"])
+    centres = [float(dataset.GetRasterBand(b).GetMetadataItem("wavelength"))
+               for b in (renderer.redBand(), renderer.greenBand(), renderer.blueBand())]
+    assert [abs(c - nm) < 20 for c, nm in zip(centres, (640, 550, 470))] == [True] * 3
+
+
 def test_processing_run_check_installation_passes(loaded_plugin, tmp_path):
     import processing
 
@@ -150,3 +168,21 @@ def test_the_plugin_makes_openmp_wait_passively_unless_the_user_chose(tmp_path):
     chosen = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_WAIT_POLICY="ACTIVE"),
                             capture_output=True, text=True, timeout=60)
     assert default.stdout.strip() == "PASSIVE" and chosen.stdout.strip() == "ACTIVE", default.stderr
+
+
+def test_true_colour_takes_the_visible_bands_and_needs_wavelengths(loaded_plugin, shared_data, tmp_path):
+    """What the screenshot's mosaic and the sample use; a raster without wavelengths keeps QGIS's default."""
+    from osgeo import gdal
+    from qgis.core import QgsRasterLayer
+
+    from cssmamba.provider.styling import true_colour_renderer
+
+    mosaic = os.path.join(shared_data, "enmap_potsdam", "enmap_potsdam_mosaic.tif")
+    renderer = true_colour_renderer(QgsRasterLayer(mosaic, "mosaic", "gdal"))
+    dataset = gdal.Open(mosaic)
+    centres = [float(dataset.GetRasterBand(b).GetMetadataItem("wavelength"))
+               for b in (renderer.redBand(), renderer.greenBand(), renderer.blueBand())]
+    assert all(abs(c - nm) < 10 for c, nm in zip(centres, (640, 550, 470)))
+    plain = str(tmp_path / "plain.tif")
+    gdal.GetDriverByName("GTiff").Create(plain, 4, 4, 3, gdal.GDT_Byte)
+    assert true_colour_renderer(QgsRasterLayer(plain, "plain", "gdal")) is None

@@ -11,6 +11,7 @@ from qgis.core import (
 )
 
 from ..algorithm import CSSMambaAlgorithm, engine_callbacks
+from ..styling import true_colour_renderer, write_qml_sidecar
 
 
 class CreateSampleAlgorithm(CSSMambaAlgorithm):
@@ -67,6 +68,7 @@ class CreateSampleAlgorithm(CSSMambaAlgorithm):
         except (ValueError, OSError) as exc:
             raise QgsProcessingException(str(exc)) from exc
         self._style_rois(paths.rois, feedback)
+        write_qml_sidecar(paths.raster, true_colour_renderer)   # opens in true colour, not as grey bands 1-2-3
         return {
             self.OUTPUT_FOLDER: folder,
             self.OUTPUT_RASTER: paths.raster,
