@@ -161,19 +161,28 @@ def write_qml_sidecar(path: str,
                       renderer_fn: Callable[[QgsRasterLayer], Optional[QgsRasterRenderer]]) -> Optional[str]:
     """Style the raster at ``path`` with ``renderer_fn`` and save that style as its sidecar; returns
     the ``.qml`` path, or None when ``renderer_fn`` has no renderer for it (QGIS's default then applies).
-    Raises OSError when the raster cannot be opened or the style not written."""
-    layer = QgsRasterLayer(path, os.path.basename(path), "gdal")
-    if not layer.isValid():
-        raise OSError(f"cannot open {path} to write its style")
-    renderer = renderer_fn(layer)
-    if renderer is None:
-        return None
-    layer.setRenderer(renderer)
-    qml = sidecar_path(path)
-    message, saved = layer.saveNamedStyle(qml, categories=QgsMapLayer.Symbology)
-    if not saved:
-        raise OSError(f"cannot write the style {qml}: {message}")
-    return qml
+    GDAL's .aux.xml statistics file is not left behind (opening the layer computes statistics). Raises
+    OSError when the raster cannot be opened or the style not written."""
+    from osgeo import gdal
+
+    pam = gdal.GetConfigOption("GDAL_PAM_ENABLED")
+    gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")
+    try:
+        layer = QgsRasterLayer(path, os.path.basename(path), "gdal")
+        if not layer.isValid():
+            raise OSError(f"cannot open {path} to write its style")
+        renderer = renderer_fn(layer)
+        if renderer is None:
+            return None
+        layer.setRenderer(renderer)
+        qml = sidecar_path(path)
+        message, saved = layer.saveNamedStyle(qml, categories=QgsMapLayer.Symbology)
+        if not saved:
+            raise OSError(f"cannot write the style {qml}: {message}")
+        return qml
+    finally:
+        layer = None  # closes the dataset while GDAL still writes no .aux.xml
+        gdal.SetConfigOption("GDAL_PAM_ENABLED", pam)
 
 
 class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
