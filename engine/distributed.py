@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["Group", "current", "session", "is_main", "any_rank", "mean_over_ranks", "broadcast_object", "wrap"]
+__all__ = ["Group", "current", "session", "is_main", "any_rank", "sum_over_ranks", "broadcast_object", "wrap"]
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,11 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0)
 
 
-def mean_over_ranks(values: List[float], device: torch.device) -> List[float]:
-    """The element-wise mean of ``values`` over all ranks (the same list on every rank)."""
+def sum_over_ranks(values: List[float], device: torch.device) -> List[float]:
+    """The element-wise sum of ``values`` over all ranks (the same list on every rank)."""
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return (tensor / dist.get_world_size()).tolist()
+    return tensor.tolist()
 
 
 def broadcast_object(value: Any) -> Any:

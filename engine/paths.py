@@ -216,24 +216,24 @@ def remove_stale_temporaries(path: str, suffixes: Sequence[str]) -> List[str]:
     return removed
 
 
-def free_space_text(folder: str) -> str:
-    """'12.3 MB free' for messages, '' when the platform cannot tell."""
+def _free_bytes(folder: str) -> Optional[int]:
     try:
         import shutil
 
-        free = shutil.disk_usage(folder).free
+        return shutil.disk_usage(folder).free
     except OSError:
-        return ""
-    return f"{free / 1e6:,.1f} MB free"
+        return None
+
+
+def free_space_text(folder: str) -> str:
+    """'12.3 MB free' for messages, '' when the platform cannot tell."""
+    free = _free_bytes(folder)
+    return "" if free is None else f"{free / 1e6:,.1f} MB free"
 
 
 def _nearly_full(folder: str) -> bool:
-    try:
-        import shutil
-
-        return shutil.disk_usage(folder).free < 2**20
-    except OSError:
-        return False
+    free = _free_bytes(folder)
+    return free is not None and free < 2**20
 
 
 def describe_write_error(error: BaseException, path: str, what: str) -> str:

@@ -31,7 +31,6 @@ from .data.raster import RasterInfo, load_training_raster
 from .data.splits import Split, fixed_count_split, ratio_split
 from .device import resolve_device
 from . import distributed
-from .distributed import is_main
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
 from .models.registry import build_model
@@ -302,7 +301,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         assess = phase_progress(progress, 0.95, 1.0)
         assess(0.0, "assessing the kept model")
         # Under torchrun only rank 0 assesses and writes; the others end here with its training result.
-        evaluated_on, metrics = _assess(net, image, scene, result) if is_main() else ("test", {})
+        evaluated_on, metrics = _assess(net, image, scene, result) if distributed.is_main() else ("test", {})
 
     info, table = scene.info, scene.table
     metadata = {
@@ -318,7 +317,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                      "rois": absolute_or_none(rois), "class_field": class_field, "name_field": name_field},
             split, scene.counts, seed, epochs, lr, evaluated_on, metrics, started),
     }
-    if is_main():
+    if distributed.is_main():
         save_model(out_model, net, metadata)
         assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")
     return metadata, result

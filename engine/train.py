@@ -259,14 +259,9 @@ def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Op
     fixed parts of a small crop, so the per-pixel figure errs on the safe side. The model's buffers
     (e.g. CSSMamba's EMA prototypes, updated in a training forward) are restored afterwards.
     """
-    rows, cols = min(x.shape[2], PROBE_SIZE), min(x.shape[3], PROBE_SIZE)
-    row0, col0 = probe_origin(valid, rows, cols)
-    window = (slice(None), slice(None), slice(row0, row0 + rows), slice(col0, col0 + cols))
-    crop = x[window]
-    guide_crop = None if guide is None else guide[window]
-    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    crop, guide_crop = _probe_crop(x, guide, valid)
     params = {p.data_ptr() for p in model.parameters()}
-    try:
+    with _state_restored(model):
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
             torch.cuda.reset_peak_memory_stats(x.device)
@@ -289,12 +284,28 @@ def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Op
                 out = model(crop, guide_crop)
             used = CPU_BACKWARD_FACTOR * (sum(seen.values()) + out.logits.numel() * out.logits.element_size())
         del out
+    return max(float(used), 1.0) / (crop.shape[2] * crop.shape[3])
+
+
+def _probe_crop(x: Tensor, guide: Optional[Tensor], valid: Optional[np.ndarray]) -> Tuple[Tensor, Optional[Tensor]]:
+    """The PROBE_SIZE² crop of ``x`` (and of ``guide``) with the most valid pixels (``probe_origin``)."""
+    rows, cols = min(x.shape[2], PROBE_SIZE), min(x.shape[3], PROBE_SIZE)
+    row0, col0 = probe_origin(valid, rows, cols)
+    window = (slice(None), slice(None), slice(row0, row0 + rows), slice(col0, col0 + cols))
+    return x[window], None if guide is None else guide[window]
+
+
+@contextmanager
+def _state_restored(model: nn.Module) -> Iterator[None]:
+    """Run probe steps on ``model`` and leave it as it was: buffers (EMA prototypes) restored, no gradients."""
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    try:
+        yield
     finally:
         model.zero_grad(set_to_none=True)
         with torch.no_grad():
             for name, b in model.named_buffers():
                 b.copy_(buffers[name])
-    return max(float(used), 1.0) / (rows * cols)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -503,12 +514,8 @@ def estimate_epoch_seconds(model: HSIClassifier, x: Tensor, guide: Optional[Tens
     (the compiled scan kernel's loading, allocator warm-up). The small crop's fixed costs make this
     err on the slow side; the log compares it with the measured time at the end. The model's buffers
     and gradients are restored."""
-    rows, cols = min(x.shape[2], PROBE_SIZE), min(x.shape[3], PROBE_SIZE)
-    row0, col0 = probe_origin(valid, rows, cols)
-    window = (slice(None), slice(None), slice(row0, row0 + rows), slice(col0, col0 + cols))
-    crop, guide_crop = x[window], None if guide is None else guide[window]
-    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    try:
+    crop, guide_crop = _probe_crop(x, guide, valid)
+    with _state_restored(model):
         for timed in (False, True):
             if timed:
                 _synchronize(x.device)
@@ -519,12 +526,7 @@ def estimate_epoch_seconds(model: HSIClassifier, x: Tensor, guide: Optional[Tens
             loss.backward()
             _synchronize(x.device)
         seconds = time.perf_counter() - started
-    finally:
-        model.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            for name, b in model.named_buffers():
-                b.copy_(buffers[name])
-    return seconds / (rows * cols) * (step_pixels + validation_pixels / 3)
+    return seconds / (crop.shape[2] * crop.shape[3]) * (step_pixels + validation_pixels / 3)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -640,6 +642,10 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
         if stop():
             raise TrainingCancelled(f"training cancelled {where}")
 
+    def cancel_requested() -> bool:
+        """This process's cancel, or under torchrun any rank's, so that every rank stops at the same step."""
+        return stop() if group is None else distributed.any_rank(stop(), device)
+
     with deterministic(device, config.threads):
         seed_everything(config.seed)
         check_cancel("before it started")
@@ -672,7 +678,8 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
         estimate = estimate_epoch_seconds(model, x, g, precision, valid, int(per_process),
                                           0 if len(windows) == 1 or not val_mask.any() else rows * cols)
         _log.info("estimated time: %.1f s per epoch, %s for %d epochs (from a timed step on a %d px crop)",
-                  estimate, _duration(estimate * config.epochs), config.epochs, min(rows, PROBE_SIZE) * min(cols, PROBE_SIZE))
+                  estimate, _duration(estimate * config.epochs), config.epochs,
+                  min(rows, PROBE_SIZE) * min(cols, PROBE_SIZE))
         if not val_mask.any():
             _log.warning("no validation pixels: the last epoch is kept instead of the best one")
 
@@ -691,7 +698,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
             t0 = time.perf_counter()
             totals = np.zeros(4)                              # sums of window losses, aux losses; windows, aux windows
             for i, batch in enumerate(batches):
-                if stop() if group is None else distributed.any_rank(stop(), device):
+                if cancel_requested():
                     raise TrainingCancelled(f"training cancelled in epoch {epoch}")
                 optimizer.zero_grad(set_to_none=True)
                 step = np.zeros(4)
@@ -712,7 +719,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
                 if stopped:
                     break
                 _step(optimizer, scaler)
-                totals += step if group is None else np.asarray(distributed.mean_over_ranks(list(step), device)) * group.world_size
+                totals += step if group is None else np.asarray(distributed.sum_over_ranks(list(step), device))
                 if not math.isfinite(totals[0]):
                     raise ValueError(f"training diverged: the loss is {totals[0]} in epoch {epoch}; "
                                      f"lower the learning rate (now {config.lr})")
@@ -729,7 +736,7 @@ def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid:
             if from_forward and epoch < config.epochs:
                 pending["seconds"] = time.perf_counter() - t0
                 continue
-            if stop() if group is None else distributed.any_rank(stop(), device):
+            if cancel_requested():
                 raise TrainingCancelled(f"training cancelled before validating epoch {epoch}")
             val_oa = math.nan
             if val_mask.any() and (group is None or group.rank == 0):
