@@ -175,6 +175,7 @@ class RunSettings:
     rf_trees: int = 500
     overrides: Optional[Dict[str, Any]] = None   # model config overrides for the deep models (--set)
     progress: bool = False
+    label_margin: Optional[int] = None           # deep models train on label windows with this margin (None: whole)
 
 
 def _reference(scene: Scene, index_map: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
@@ -234,14 +235,18 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
     from engine.data.normalize import apply_stretch, fit_stretch
     from engine.models.registry import build_model
     from engine.tiling import predict_array
-    from engine.train import TrainConfig, train_model
+    from engine.train import TrainConfig, train_patches, whole_scene_patch
 
     image = apply_stretch(scene.data, scene.valid, fit_stretch(scene.data, scene.valid))
     torch.manual_seed(seed)
     net = build_model(method, scene.data.shape[0], len(class_ids), **overrides)
     config = TrainConfig(epochs=settings.epochs, device=settings.device, seed=seed, threads=settings.threads)
     progress = _throttled_progress(f"{scene.name} {method} seed {seed}") if settings.progress else None
-    result = train_model(net, image, scene.data, scene.valid, split, config, progress=progress)
+    if settings.label_margin is None:
+        patches = [whole_scene_patch(image, scene.data, scene.valid, split)]
+    else:
+        patches = label_window_patches(image, scene.data, scene.valid, split, settings.label_margin)
+    result = train_patches(net, patches, config, progress=progress)
     started = time.perf_counter()
     probabilities, _ = predict_array(net, image, scene.valid, device=result.device, **result.validation_tiling)
     predict_seconds = time.perf_counter() - started
@@ -250,6 +255,20 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
                    best_epoch=result.best_epoch, epochs=settings.epochs, epochs_run=len(result.history),
                    validation_oa=result.best_val_oa, device=str(result.device), backend=result.backend,
                    threads=result.threads, parameters=sum(p.numel() for p in net.parameters()))
+
+
+def label_window_patches(image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split, margin: int) -> List[Any]:
+    """The scene as the engine's label windows (engine/sampler.py) around its training and validation
+    pixels, so that training sees only their context; the test pixels are classified on the whole scene."""
+    from engine.sampler import Patch, label_windows
+
+    plan = label_windows((split.train >= 0) | (split.validation >= 0), margin=margin)
+    patches = []
+    for k, w in enumerate(plan.windows):
+        own = plan.owned(k)
+        patches.append(Patch(w, image[(slice(None),) + w.slices], raw[(slice(None),) + w.slices], valid[w.slices],
+                             np.where(own, split.train[w.slices], -1), np.where(own, split.validation[w.slices], -1)))
+    return patches
 
 
 def _throttled_progress(prefix: str) -> Callable[..., None]:
@@ -442,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-limit", type=float, help="start no new run after this many seconds")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into --out and stop")
     parser.add_argument("--progress", action="store_true", help="print deep-model training progress")
+    parser.add_argument("--label-margin", type=int, metavar="PX",
+                        help="deep models train on the engine's label windows with this margin around the training "
+                             "and validation pixels (engine/sampler.py) instead of the whole scene; a variant of "
+                             "its own in the results")
     return parser
 
 
@@ -457,6 +480,11 @@ def _plan(args: argparse.Namespace) -> List[Tuple[str, str, Optional[str], Dict[
         return [(datasets[0], "cssmamba", label, dict(base, **overrides), seed)
                 for label, overrides in variants.items() for seed in seeds]
     methods = _csv(args.methods, METHODS, "method")
+    if args.label_margin is not None:
+        if set(methods) - set(DEEP_METHODS):
+            raise ValueError(f"--label-margin is for the deep methods ({', '.join(DEEP_METHODS)})")
+        label = f"label windows, margin {args.label_margin}"
+        return [(d, m, label, base, s) for d in datasets for m in methods for s in seeds]
     return [(d, m, None, base if m in DEEP_METHODS else {}, s) for d in datasets for m in methods for s in seeds]
 
 
@@ -518,7 +546,8 @@ def _main(args: argparse.Namespace, argv: List[str]) -> int:
 def _run(args: argparse.Namespace, argv: List[str], plan: List[Tuple[str, str, Optional[str], Dict[str, Any], int]],
          out: Path) -> int:
     settings = RunSettings(epochs=args.epochs, device=args.device, threads=args.threads, rf_trees=args.rf_trees,
-                           overrides=parse_overrides(args.set), progress=args.progress)
+                           overrides=parse_overrides(args.set), progress=args.progress,
+                           label_margin=args.label_margin)
     source = f"cache {args.cache}" if args.cache else f"GDAL {args.data}"
     report = {"benchmark": "accuracy", "runs": [], "datasets": {}, "results": []}
     if args.resume and out.is_file():
@@ -547,6 +576,10 @@ def _run(args: argparse.Namespace, argv: List[str], plan: List[Tuple[str, str, O
         split = fixed_count_split(scene.class_index(class_ids), seed, valid=scene.valid)
         if method in DEEP_METHODS:
             record = run_deep(method, scene, split, class_ids, seed, settings, overrides)
+            if settings.label_margin is not None:
+                windows = label_window_patches(scene.data[:1], scene.data[:1], scene.valid, split, settings.label_margin)
+                record["label_windows"] = {"margin": settings.label_margin, "count": len(windows),
+                                           "share_of_scene": sum(p.window.pixels for p in windows) / scene.valid.size}
         else:
             record = run_sklearn(method, scene, split, class_ids, seed, settings)
         record = dict(dataset=dataset, method=method, variant=variant, seed=seed, run=run_index, **record)

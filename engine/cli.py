@@ -187,6 +187,8 @@ def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
 
     if args.command == "train" and args.windows_per_step != 1:
         inputs["windows_per_step"] = args.windows_per_step
+    if args.command == "train" and args.sampling != "auto":
+        inputs["sampling"] = args.sampling
     with _ctrl_c_cancels() as cancelled:
         try:
             return job(raster=args.raster, out_model=args.out_model, model=args.model, epochs=args.epochs,
@@ -219,6 +221,9 @@ def _check_modalities(args: argparse.Namespace) -> None:
     if args.model in MULTIMODAL_NAMES:
         if not args.aux:
             raise ValueError(f"--model {args.model} needs at least one --aux raster (LiDAR, SAR) of the area of --raster")
+        if args.sampling != "auto":
+            raise ValueError(f"--sampling is for the hyperspectral-only models ({', '.join(MODEL_NAMES)}); "
+                             f"{args.model} trains on crops around the training pixels")
         if args.windows_per_step != 1:
             raise ValueError(f"--windows-per-step is for the hyperspectral-only models ({', '.join(MODEL_NAMES)}); "
                              f"{args.model} trains on batches of crops")
@@ -450,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--windows-per-step", type=int, default=1, metavar="N",
                        help="average the gradients of N training windows per optimizer step (the scene is cut into "
                             "at least N windows); what 'torchrun --nproc_per_node=N' computes on N GPUs at once")
+    train.add_argument("--sampling", choices=("auto", "windows", "whole"), default="auto",
+                       help="what training reads and steps over: windows around the labelled pixels (the cost "
+                            "follows the ROIs, not the scene), the whole scene, or auto (default: the whole scene "
+                            "when the windows would cover half of it or more and it fits in memory)")
     train.add_argument("--bands", help="file bands to train on, e.g. 1-50,60,70-80 (default: every band but alpha "
                                        "and bad bands); classify reads the same ones")
     train.add_argument("--out", required=True, help="model file to write (written only when training ends)")

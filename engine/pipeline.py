@@ -25,20 +25,23 @@ from osgeo import gdal
 from threadpoolctl import threadpool_limits
 
 from . import __version__
-from .data.labels import ClassTable, Color, class_indices, read_reference
-from .data.normalize import apply_stretch, fit_stretch
-from .data.raster import RasterInfo, load_training_raster
+from .data.labels import ClassTable, Color, class_indices, drop_unusable_classes, read_reference
+from .data.normalize import Stretch, apply_stretch, fit_stretch
+from .data.raster import (TRAINING_COPIES, RasterInfo, ReadCancelled, check_fits_in_memory, load_training_raster,
+                          open_raster, read_sample, read_window)
 from .data.splits import Split, fixed_count_split, ratio_split
 from .device import resolve_device
 from . import distributed
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
 from .models.registry import build_model
+from .memory import available_memory_bytes, gigabytes
 from .paths import check_distinct
 from .predict import predict_raster
 from .sizing import choose_size
 from .tiling import predict_array
-from .train import TrainConfig, TrainResult, train_model, whole_scene_fits
+from .sampler import LabelWindows, Patch, Window, label_windows
+from .train import TrainConfig, TrainingCancelled, TrainResult, make_guides, train_patches, whole_scene_fits
 
 gdal.UseExceptions()
 
@@ -121,12 +124,22 @@ def training_inputs(raster: str, labels: Optional[str], rois: Optional[str], spl
             "validation ROI file": split.val_rois, **more}
 
 
+def read_validation_ids(info: RasterInfo, options: SplitOptions, class_field: Optional[str]) -> Optional[np.ndarray]:
+    """Class ids (H, W) of the validation labels or ROIs (0 = none), or None when the split samples them."""
+    if not (options.val_labels or options.val_rois):
+        return None
+    val_ids, _ = read_reference(info, options.val_labels, options.val_rois, options.val_class_field or class_field,
+                                None, what="validation")
+    return val_ids
+
+
 def make_split(info: RasterInfo, index: np.ndarray, table: ClassTable, valid: np.ndarray, seed: int,
-                options: SplitOptions, class_field: Optional[str]) -> Split:
-    """Train / validation / test maps of class indices (H, W), -1 outside each set; nodata never used."""
+               options: SplitOptions, class_field: Optional[str], val_ids: Optional[np.ndarray] = None) -> Split:
+    """Train / validation / test maps of class indices (H, W), -1 outside each set; nodata never used.
+    ``val_ids``: ``read_validation_ids``'s map when the caller has read it already."""
     if options.val_labels or options.val_rois:
-        val_ids, _ = read_reference(info, options.val_labels, options.val_rois,
-                                     options.val_class_field or class_field, None, what="validation")
+        if val_ids is None:
+            val_ids = read_validation_ids(info, options, class_field)
         val_index = class_indices(val_ids, table)
         unknown = sorted(set(np.unique(val_ids[(val_ids > 0) & (val_index < 0)]).tolist()))
         if unknown:
@@ -183,41 +196,121 @@ def training_provenance(result: TrainResult, sources: Dict[str, Any], split: Spl
             "started": started, "created": utc_now()}
 
 
+SAMPLINGS = ("auto", "windows", "whole")
+# auto: train on the whole scene when the label windows would hold at least this share of it (they would
+# save little, and the whole scene gives every pixel its full context and a free validation) and it fits.
+WHOLE_SCENE_SHARE = 0.5
+
+
 @dataclass
 class _Scene:
-    """A training raster with its classes and split, ready for the trainer."""
+    """A training raster with its classes, split and stretch, as the patches the trainer sees."""
 
     info: RasterInfo
-    raw: np.ndarray          # (Nb, H, W) float32 as read
-    valid: np.ndarray        # (H, W) bool
     table: ClassTable
-    split: Split
+    split: Split                   # label maps of the whole grid
     counts: Dict[str, List[int]]   # pixels per class (table order) in train / validation / test
+    stretch: Stretch
+    patches: List[Patch]           # the whole scene, or its label windows
+    sampling: str                  # "whole scene" or "label windows", for the log and the model file
+
+
+def _whole_scene(info: RasterInfo, plan: LabelWindows, sampling: str) -> bool:
+    """Whether to train on the whole scene rather than its label windows (``sampling`` 'auto': see
+    WHOLE_SCENE_SHARE; never when the raster does not fit the memory free now)."""
+    if sampling != "auto":
+        return sampling == "whole"
+    if plan.pixels < WHOLE_SCENE_SHARE * info.rows * info.cols:
+        return False
+    try:
+        check_fits_in_memory(info)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_windows(info: RasterInfo, windows: List[Window],
+                  cancelled: Optional[Cancelled]) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Each label window as read (data, valid), and the valid mask of the whole grid (False outside the
+    windows). Refused before reading when the windows do not fit the memory free now."""
+    need = TRAINING_COPIES * 4 * info.bands * sum(w.pixels for w in windows)
+    available = available_memory_bytes()
+    if available is not None and need > available:
+        raise ValueError(f"the labelled pixels are spread over too much of {info.path}: the {len(windows)} windows "
+                         f"around them hold {sum(w.pixels for w in windows):,} px and need {gigabytes(need)} in "
+                         f"memory, but {gigabytes(available)} is free. Train on fewer or closer ROIs, or on fewer "
+                         f"bands (CLI: --bands; toolbox: Bands)")
+    valid = np.zeros((info.rows, info.cols), bool)
+    reads = []
+    for w in windows:
+        if cancelled is not None and cancelled():
+            raise ReadCancelled(f"reading {info.path} cancelled")
+        data, window_valid = read_window(info, w.row0, w.col0, *w.shape)
+        valid[w.slices] |= window_valid
+        reads.append((data, window_valid))
+    return reads, valid
 
 
 def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
-             name_field: Optional[str], seed: int, options: SplitOptions,
-             bands: Optional[List[int]] = None) -> _Scene:
-    info, raw, valid = load_training_raster(raster, bands=bands)
-    ids, table = read_reference(info, labels, rois, class_field, name_field, valid=valid)
-    split = make_split(info, class_indices(ids, table), table, valid, seed, options, class_field)
+             name_field: Optional[str], seed: int, options: SplitOptions, bands: Optional[List[int]] = None,
+             sampling: str = "auto", cancelled: Optional[Cancelled] = None) -> _Scene:
+    """Read what training needs: the labels, a bounded sample for the stretch, then the label windows, or
+    the whole raster when training on it costs no more (``_whole_scene``). The split depends only on the
+    labelled pixels and their validity, so it is the same whichever is read."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    info = open_raster(raster, bands)
+    ids, table = read_reference(info, labels, rois, class_field, name_field)
+    val_ids = read_validation_ids(info, options, class_field)
+    labelled = class_indices(ids, table) >= 0
+    if val_ids is not None:
+        labelled |= val_ids > 0
+    plan = label_windows(labelled)
+    whole = _whole_scene(info, plan, sampling)
+    info, sample, sample_valid = read_sample(info, cancelled=cancelled)
+    stretch = fit_stretch(sample, sample_valid)
+    del sample, sample_valid
+    if whole:
+        info, raw, valid = load_training_raster(raster, bands=info.band_indices, cancelled=cancelled)
+        reads = [(raw, valid)]
+        windows = [Window(0, info.rows, 0, info.cols)]
+    else:
+        reads, valid = _read_windows(info, plan.windows, cancelled)
+        windows = plan.windows
+    LOG.info("training reads %s: %s px of the %d x %d px scene (%d labelled px)",
+             "the whole scene" if whole else f"{len(windows)} label windows", f"{sum(w.pixels for w in windows):,}",
+             info.rows, info.cols, int(labelled.sum()))
+    ids, table = drop_unusable_classes(ids, table, valid)
+    split = make_split(info, class_indices(ids, table), table, valid, seed, options, class_field, val_ids)
     counts = {name: pixels_per_class(getattr(split, name), len(table.ids)) for name in ("train", "validation", "test")}
     for cid, name, n_train, n_val, n_test in zip(table.ids, table.names, *counts.values()):
         LOG.info("class %s %-20s train %5d  validation %5d  test %6d", cid, name, n_train, n_val, n_test)
     if not any(counts["validation"]):
         raise ValueError("the split left no validation pixel (every class is too small); label more pixels or "
                          "give validation ROIs")
-    return _Scene(info, raw, valid, table, split, counts)
+    patches = []
+    for k, (w, (raw, window_valid)) in enumerate(zip(windows, reads)):
+        own = np.ones(w.shape, bool) if whole else plan.owned(k)
+        maps = [np.where(own, getattr(split, name)[w.slices], -1) for name in ("train", "validation", "test")]
+        patches.append(Patch(w, apply_stretch(raw, window_valid, stretch), raw, window_valid, *maps))
+    return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows")
 
 
-def _assess(net: Any, image: np.ndarray, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str, Any]]:
-    """Metrics of the kept model on the test pixels (on the validation pixels when there is no test set)."""
-    probabilities, _ = predict_array(net, image, scene.valid, device=result.device, **result.validation_tiling)
-    class_ids = np.asarray(scene.table.ids, dtype=np.int64)
+def _assess(net: Any, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str, Any]]:
+    """Metrics of the kept model on the test pixels (on the validation pixels when there is no test set),
+    predicted patch by patch as validation was."""
     evaluated_on = "test" if (scene.split.test >= 0).any() else "validation"
-    index = scene.split.test if evaluated_on == "test" else scene.split.validation
-    reference = np.where(index >= 0, class_ids[np.maximum(index, 0)], 0)
-    metrics = accuracy(reference, class_ids[probabilities.argmax(0)], scene.table.ids)
+    class_ids = np.asarray(scene.table.ids, dtype=np.int64)
+    reference, predicted = [], []
+    for patch in scene.patches:
+        index = patch.test if evaluated_on == "test" else patch.validation
+        if not (index >= 0).any():
+            continue
+        probabilities, _ = predict_array(net, patch.image, patch.valid, device=result.device,
+                                         **result.validation_tiling)
+        reference.append(class_ids[index[index >= 0]])
+        predicted.append(class_ids[probabilities.argmax(0)[index >= 0]])
+    metrics = accuracy(np.concatenate(reference), np.concatenate(predicted), scene.table.ids)
     return evaluated_on, metrics.as_dict(dict(zip(scene.table.ids, scene.table.names)))
 
 
@@ -243,7 +336,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                      memory_budget_mb: Optional[int] = None,
                      class_style: Optional[Dict[int, Tuple[Optional[str], Color]]] = None,
                      other_outputs: Optional[Dict[str, Optional[str]]] = None,
-                     windows_per_step: int = 1, progress: Optional[Progress] = None,
+                     windows_per_step: int = 1, sampling: str = "auto", progress: Optional[Progress] = None,
                      cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
     """Train ``model`` on ``raster`` with labels (raster) or ROIs (vector + class field); save it to ``out_model``.
 
@@ -258,7 +351,10 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     defaults); on a busy machine an oversubscribed OpenMP pool is many times slower than one thread.
     ``other_outputs``: {what: path} of the caller's further outputs of the same run (a report, a class
     map), so that no output of the run can overwrite an input or another output (``paths.check_distinct``).
-    ``windows_per_step``: TrainConfig's gradient accumulation. Under torchrun (engine/distributed.py) only
+    ``windows_per_step``: TrainConfig's gradient accumulation. ``sampling``: what training reads and steps
+    over: 'windows' around the labelled pixels (sampler.label_windows: the cost follows the labels, not the
+    scene), the 'whole' scene, or 'auto' (the whole scene when the windows would cover at least
+    WHOLE_SCENE_SHARE of it and it fits in memory; the log says which). Under torchrun (engine/distributed.py) only
     rank 0 writes the model file.
     """
     split = split or SplitOptions()
@@ -267,23 +363,25 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     load = phase_progress(progress, 0.0, 0.05)
     load(0.0, f"reading {raster}")
     with threadpool_limits(limits=threads):
-        scene = _prepare(raster, labels, rois, class_field, name_field, seed, split, bands)
+        try:
+            scene = _prepare(raster, labels, rois, class_field, name_field, seed, split, bands, sampling, cancelled)
+        except ReadCancelled as error:
+            raise TrainingCancelled(str(error)) from None
         if class_style:
             scene.table = restyle_classes(scene.table, class_style, keep_names=name_field is not None)
-        stretch = fit_stretch(scene.raw, scene.valid)
-        image = apply_stretch(scene.raw, scene.valid, stretch)
         config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads,
                              memory_budget_mb=memory_budget_mb, windows_per_step=windows_per_step,
                              class_ids=tuple(scene.table.ids))
         overrides = dict(overrides or {})
-
+        largest = max(scene.patches, key=lambda p: p.window.pixels)
         guides: List[Any] = []                          # make_guide once for every size tried
 
         def fits(size: Dict[str, Any]) -> bool:
             candidate = build_model(model, scene.info.bands, len(scene.table.ids), **{**overrides, **size})
             if not guides:
-                guides.append(candidate.make_guide(scene.raw, scene.split.train, scene.valid))
-            return whole_scene_fits(candidate, image, guides[0], scene.valid, config)
+                trains = [np.where(p.valid, p.train, -1) for p in scene.patches]
+                guides.append(make_guides(candidate, scene.patches, trains)[scene.patches.index(largest)])
+            return whole_scene_fits(candidate, largest.image, guides[0], largest.valid, config)
 
         group = distributed.current()
         if group is None or group.rank == 0:
@@ -295,13 +393,14 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         LOG.info("model %s at width %s%s (%s)", model, net.config.get("dim"),
                  f", depth {net.config['depth']}" if "depth" in net.config else "", why)
         load(1.0, f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters, {scene.info.bands} bands, "
-                  f"{len(scene.table.ids)} classes, {sum(scene.counts['train'])} training pixels")
-        result = train_model(net, image, scene.raw, scene.valid, scene.split, config,
-                             progress=phase_progress(progress, 0.05, 0.95), cancelled=cancelled)
+                  f"{len(scene.table.ids)} classes, {sum(scene.counts['train'])} training pixels, "
+                  f"training on {scene.sampling}")
+        result = train_patches(net, scene.patches, config, progress=phase_progress(progress, 0.05, 0.95),
+                               cancelled=cancelled)
         assess = phase_progress(progress, 0.95, 1.0)
         assess(0.0, "assessing the kept model")
         # Under torchrun only rank 0 assesses and writes; the others end here with its training result.
-        evaluated_on, metrics = _assess(net, image, scene, result) if distributed.is_main() else ("test", {})
+        evaluated_on, metrics = _assess(net, scene, result) if distributed.is_main() else ("test", {})
 
     info, table = scene.info, scene.table
     metadata = {
@@ -310,13 +409,14 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         "bands": {"indices": list(info.band_indices), "names": list(info.band_names),
                   "wavelengths": None if info.wavelengths is None else list(info.wavelengths),
                   "nodata": list(info.nodata), "file_count": info.file_bands},
-        "normalisation": stretch.to_dict(),
+        "normalisation": scene.stretch.to_dict(),
         "classes": classes_metadata(table),
         "provenance": training_provenance(
             result, {"raster": os.path.abspath(raster), "labels": absolute_or_none(labels),
                      "rois": absolute_or_none(rois), "class_field": class_field, "name_field": name_field},
             split, scene.counts, seed, epochs, lr, evaluated_on, metrics, started),
     }
+    metadata["provenance"]["sampling"] = {"mode": scene.sampling, "windows": [list(p.window) for p in scene.patches]}
     if distributed.is_main():
         save_model(out_model, net, metadata)
         assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")

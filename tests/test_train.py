@@ -20,7 +20,7 @@ from engine.data.splits import Split, fixed_count_split
 from engine.models.base import HSIClassifier, ModelOutput
 from engine.precision import Precision
 from engine.train import (TrainConfig, TrainingCancelled, Window, estimate_training_bytes_per_pixel,
-                          plan_windows, seed_everything, train_model)
+                          seed_everything, train_model)
 
 
 @pytest.fixture(autouse=True)
@@ -369,61 +369,6 @@ def test_trainer_and_model_file_import_without_gdal():
             "import engine.train, engine.modelfile, engine.tiling, engine.models.registry")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-
-
-# --- windows ---------------------------------------------------------------------------------------
-
-
-def coverage(rows: int, cols: int, windows: List[Window]) -> np.ndarray:
-    count = np.zeros((rows, cols), int)
-    for w in windows:
-        count[w.slices] += 1
-    return count
-
-
-@pytest.mark.parametrize("rows", [40, 41, 145, 610])
-def test_two_halves_cover_every_row_and_overlap_by_ten_rows(rows):
-    """MODELS.md T18: MambaHSI's split of a large scene, rows [0, H/2+5) and [H/2-5, H)."""
-    cols = 30
-    half = rows - rows // 2 + 5                        # the larger (second) half, in rows
-    windows = plan_windows(rows, cols, half * cols)
-    assert windows == [Window(0, rows // 2 + 5, 0, cols), Window(rows // 2 - 5, rows, 0, cols)]
-    assert (coverage(rows, cols, windows) >= 1).all()
-    assert windows[0].row1 - windows[1].row0 == 10
-
-
-def test_quadrants_with_a_five_pixel_margin():
-    """CSSMamba's large-scene protocol (MODELS.md §4.10): four overlapping quadrants."""
-    windows = plan_windows(100, 80, 55 * 45)
-    assert windows == [Window(0, 55, 0, 45), Window(0, 55, 35, 80), Window(45, 100, 0, 45), Window(45, 100, 35, 80)]
-
-
-def test_a_scene_that_fits_is_one_window():
-    assert plan_windows(30, 20, 600) == [Window(0, 30, 0, 20)]
-
-
-@pytest.mark.parametrize("rows, cols, max_pixels, margin", [
-    (100, 100, 3000, 5), (57, 233, 2500, 5), (1000, 1000, 90_000, 5), (64, 64, 900, 3), (20, 300, 1500, 0)])
-def test_windows_cover_everything_overlap_by_twice_the_margin_and_fit_the_budget(rows, cols, max_pixels, margin):
-    windows = plan_windows(rows, cols, max_pixels, margin)
-    assert (coverage(rows, cols, windows) >= 1).all()
-    assert all(w.pixels <= max_pixels for w in windows)
-    row_bands = sorted({(w.row0, w.row1) for w in windows})
-    col_bands = sorted({(w.col0, w.col1) for w in windows})
-    assert len(windows) == len(row_bands) * len(col_bands)
-    for bands in (row_bands, col_bands):
-        for (_, stop), (start, _) in zip(bands, bands[1:]):
-            assert stop - start == 2 * margin
-    # no grid with fewer windows fits (brute force over every grid)
-    fewest = min(nr * nc for nr in range(1, len(windows) + 1) for nc in range(1, len(windows) // nr + 1)
-                 if train_module._max_span(rows, nr, margin)
-                 * train_module._max_span(cols, nc, margin) <= max_pixels)
-    assert len(windows) == fewest
-
-
-def test_a_budget_below_the_smallest_window_is_refused():
-    with pytest.raises(ValueError, match="raise the memory budget"):
-        plan_windows(100, 100, 120)                    # 11 x 11 = 121 px is the smallest window with margin 5
 
 
 # --- the real models -------------------------------------------------------------------------------
