@@ -175,7 +175,7 @@ class RunSettings:
     rf_trees: int = 500
     overrides: Optional[Dict[str, Any]] = None   # model config overrides for the deep models (--set)
     progress: bool = False
-    label_margin: Optional[int] = None           # deep models train on label windows with this margin (None: whole)
+    label_tiles: Optional[Tuple[int, int]] = None  # deep models train on label windows of these tiles (None: whole)
 
 
 def _reference(scene: Scene, index_map: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
@@ -242,13 +242,16 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
     net = build_model(method, scene.data.shape[0], len(class_ids), **overrides)
     config = TrainConfig(epochs=settings.epochs, device=settings.device, seed=seed, threads=settings.threads)
     progress = _throttled_progress(f"{scene.name} {method} seed {seed}") if settings.progress else None
-    if settings.label_margin is None:
+    if settings.label_tiles is None:
         patches = [whole_scene_patch(image, scene.data, scene.valid, split)]
+        tiling = None
     else:
-        patches = label_window_patches(image, scene.data, scene.valid, split, settings.label_margin)
+        patches = label_window_patches(image, scene.data, scene.valid, split, *settings.label_tiles)
+        tiling = dict(zip(("tile", "overlap"), settings.label_tiles))  # classification repeats the training tiles
     result = train_patches(net, patches, config, progress=progress)
     started = time.perf_counter()
-    probabilities, _ = predict_array(net, image, scene.valid, device=result.device, **result.validation_tiling)
+    probabilities, _ = predict_array(net, image, scene.valid, device=result.device,
+                                     **(tiling or result.validation_tiling))
     predict_seconds = time.perf_counter() - started
     predicted = np.asarray(class_ids)[probabilities.argmax(0)]
     return _record(scene, split, class_ids, predicted, result.seconds, predict_seconds, config=dict(net.config),
@@ -257,12 +260,13 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
                    threads=result.threads, parameters=sum(p.numel() for p in net.parameters()))
 
 
-def label_window_patches(image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split, margin: int) -> List[Any]:
-    """The scene as the engine's label windows (engine/sampler.py) around its training and validation
-    pixels, so that training sees only their context; the test pixels are classified on the whole scene."""
+def label_window_patches(image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split, tile: int,
+                         overlap: int) -> List[Any]:
+    """The scene as the engine's label windows (engine/sampler.py): the tiles of ``tile`` / ``overlap``
+    whose crop holds training or validation pixels; the test pixels are then classified with the same tiles."""
     from engine.sampler import Patch, label_windows
 
-    plan = label_windows((split.train >= 0) | (split.validation >= 0), margin=margin)
+    plan = label_windows((split.train >= 0) | (split.validation >= 0), tile, overlap)
     patches = []
     for k, w in enumerate(plan.windows):
         own = plan.owned(k)
@@ -461,11 +465,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-limit", type=float, help="start no new run after this many seconds")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into --out and stop")
     parser.add_argument("--progress", action="store_true", help="print deep-model training progress")
-    parser.add_argument("--label-margin", type=int, metavar="PX",
-                        help="deep models train on the engine's label windows with this margin around the training "
-                             "and validation pixels (engine/sampler.py) instead of the whole scene; a variant of "
-                             "its own in the results")
+    parser.add_argument("--label-tiles", metavar="TILE,OVERLAP",
+                        help="deep models train on the engine's label windows, the tiles of this size and overlap "
+                             "that hold training or validation pixels (engine/sampler.py), instead of the whole "
+                             "scene, and classify with the same tiles; a variant of its own in the results")
     return parser
+
+
+def _label_tiles(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    """'64,8' -> (64, 8)."""
+    if text is None:
+        return None
+    try:
+        tile, overlap = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--label-tiles expects TILE,OVERLAP in px, e.g. 64,8; got {text!r}") from None
+    return tile, overlap
 
 
 def _plan(args: argparse.Namespace) -> List[Tuple[str, str, Optional[str], Dict[str, Any], int]]:
@@ -480,10 +495,10 @@ def _plan(args: argparse.Namespace) -> List[Tuple[str, str, Optional[str], Dict[
         return [(datasets[0], "cssmamba", label, dict(base, **overrides), seed)
                 for label, overrides in variants.items() for seed in seeds]
     methods = _csv(args.methods, METHODS, "method")
-    if args.label_margin is not None:
+    if args.label_tiles is not None:
         if set(methods) - set(DEEP_METHODS):
-            raise ValueError(f"--label-margin is for the deep methods ({', '.join(DEEP_METHODS)})")
-        label = f"label windows, margin {args.label_margin}"
+            raise ValueError(f"--label-tiles is for the deep methods ({', '.join(DEEP_METHODS)})")
+        label = f"label windows, tiles {args.label_tiles.replace(',', '/')}"
         return [(d, m, label, base, s) for d in datasets for m in methods for s in seeds]
     return [(d, m, None, base if m in DEEP_METHODS else {}, s) for d in datasets for m in methods for s in seeds]
 
@@ -547,7 +562,7 @@ def _run(args: argparse.Namespace, argv: List[str], plan: List[Tuple[str, str, O
          out: Path) -> int:
     settings = RunSettings(epochs=args.epochs, device=args.device, threads=args.threads, rf_trees=args.rf_trees,
                            overrides=parse_overrides(args.set), progress=args.progress,
-                           label_margin=args.label_margin)
+                           label_tiles=_label_tiles(args.label_tiles))
     source = f"cache {args.cache}" if args.cache else f"GDAL {args.data}"
     report = {"benchmark": "accuracy", "runs": [], "datasets": {}, "results": []}
     if args.resume and out.is_file():
@@ -576,9 +591,10 @@ def _run(args: argparse.Namespace, argv: List[str], plan: List[Tuple[str, str, O
         split = fixed_count_split(scene.class_index(class_ids), seed, valid=scene.valid)
         if method in DEEP_METHODS:
             record = run_deep(method, scene, split, class_ids, seed, settings, overrides)
-            if settings.label_margin is not None:
-                windows = label_window_patches(scene.data[:1], scene.data[:1], scene.valid, split, settings.label_margin)
-                record["label_windows"] = {"margin": settings.label_margin, "count": len(windows),
+            if settings.label_tiles is not None:
+                windows = label_window_patches(scene.data[:1], scene.data[:1], scene.valid, split, *settings.label_tiles)
+                record["label_windows"] = {"tile": settings.label_tiles[0], "overlap": settings.label_tiles[1],
+                                           "count": len(windows),
                                            "share_of_scene": sum(p.window.pixels for p in windows) / scene.valid.size}
         else:
             record = run_sklearn(method, scene, split, class_ids, seed, settings)

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import math
 import logging
 import os
 import signal
@@ -189,6 +190,8 @@ def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
         inputs["windows_per_step"] = args.windows_per_step
     if args.command == "train" and args.sampling != "auto":
         inputs["sampling"] = args.sampling
+    if args.command == "train" and args.memory_budget_mb:
+        inputs["memory_budget_mb"] = args.memory_budget_mb
     with _ctrl_c_cancels() as cancelled:
         try:
             return job(raster=args.raster, out_model=args.out_model, model=args.model, epochs=args.epochs,
@@ -221,9 +224,9 @@ def _check_modalities(args: argparse.Namespace) -> None:
     if args.model in MULTIMODAL_NAMES:
         if not args.aux:
             raise ValueError(f"--model {args.model} needs at least one --aux raster (LiDAR, SAR) of the area of --raster")
-        if args.sampling != "auto":
-            raise ValueError(f"--sampling is for the hyperspectral-only models ({', '.join(MODEL_NAMES)}); "
-                             f"{args.model} trains on crops around the training pixels")
+        if args.sampling != "auto" or args.memory_budget_mb:
+            raise ValueError(f"--sampling and --memory-budget-mb are for the hyperspectral-only models "
+                             f"({', '.join(MODEL_NAMES)}); {args.model} trains on crops around the training pixels")
         if args.windows_per_step != 1:
             raise ValueError(f"--windows-per-step is for the hyperspectral-only models ({', '.join(MODEL_NAMES)}); "
                              f"{args.model} trains on batches of crops")
@@ -263,7 +266,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     metadata, result = trained
     _print_training(metadata, result, args.out)
     if args.report:
-        report = {"metadata": metadata, "history": result.history, "command": sys.argv}
+        report = {"metadata": metadata, "history": result.history, "command": sys.argv,
+                  "estimated_epoch_seconds": None if math.isnan(result.estimated_epoch_seconds)
+                  else result.estimated_epoch_seconds}
         write_text_atomic(args.report, json.dumps(report, indent=2), "training report")
         print(f"report      {args.report}")
     return 0
@@ -459,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what training reads and steps over: windows around the labelled pixels (the cost "
                             "follows the ROIs, not the scene), the whole scene, or auto (default: the whole scene "
                             "when the windows would cover half of it or more and it fits in memory)")
+    train.add_argument("--memory-budget-mb", type=int, metavar="MB",
+                       help="memory a training step may use (default: half the RAM, 80 %% of the free GPU memory); "
+                            "a window that needs more is cut into overlapping windows")
     train.add_argument("--bands", help="file bands to train on, e.g. 1-50,60,70-80 (default: every band but alpha "
                                        "and bad bands); classify reads the same ones")
     train.add_argument("--out", required=True, help="model file to write (written only when training ends)")

@@ -298,8 +298,8 @@ def predict_multimodal_raster(net: nn.Module, metadata: dict, raster_path: str, 
     net.to(torch_device).eval()
     try:
         with torch.inference_mode(), choose_precision(torch_device).autocast(torch_device):
-            return classify_tiles(metadata, info, tiles, predict_tile, out_classes, out_confidence=out_confidence,
-                                  out_probabilities=out_probabilities,
+            return classify_tiles(metadata, info, [[t] for t in tiles], lambda group: [predict_tile(group[0])],
+                                  out_classes, out_confidence=out_confidence, out_probabilities=out_probabilities,
                                   inputs=dict(inputs or {}, **{"auxiliary raster": list(aux_paths)}),
                                   progress=progress, cancelled=cancelled)
     finally:

@@ -37,10 +37,10 @@ from .modelfile import FORMAT_VERSION, load_model, save_model
 from .models.registry import build_model
 from .memory import available_memory_bytes, gigabytes
 from .paths import check_distinct
-from .predict import predict_raster
+from .predict import DEFAULT_TILE, predict_raster
 from .sizing import choose_size
 from .tiling import predict_array
-from .sampler import LabelWindows, Patch, Window, label_windows
+from .sampler import Patch, Window, label_windows
 from .train import TrainConfig, TrainingCancelled, TrainResult, make_guides, train_patches, whole_scene_fits
 
 gdal.UseExceptions()
@@ -197,9 +197,6 @@ def training_provenance(result: TrainResult, sources: Dict[str, Any], split: Spl
 
 
 SAMPLINGS = ("auto", "windows", "whole")
-# auto: train on the whole scene when the label windows would hold at least this share of it (they would
-# save little, and the whole scene gives every pixel its full context and a free validation) and it fits.
-WHOLE_SCENE_SHARE = 0.5
 
 
 @dataclass
@@ -213,20 +210,41 @@ class _Scene:
     stretch: Stretch
     patches: List[Patch]           # the whole scene, or its label windows
     sampling: str                  # "whole scene" or "label windows", for the log and the model file
+    tiling: Optional[Dict[str, int]] = None   # label windows: the tiling they come from, for classification
 
 
-def _whole_scene(info: RasterInfo, plan: LabelWindows, sampling: str) -> bool:
-    """Whether to train on the whole scene rather than its label windows (``sampling`` 'auto': see
-    WHOLE_SCENE_SHARE; never when the raster does not fit the memory free now)."""
+def _whole_scene(info: RasterInfo, sampling: str) -> bool:
+    """Whether to train on the whole scene rather than on its label windows. 'auto': the whole scene when
+    classification will predict it in one tile (no side beyond DEFAULT_TILE px), so that training and
+    classification see the same input (engine/sampler.py), and when it fits the memory free now; else
+    the label windows, whose tiles the model file records for classification."""
     if sampling != "auto":
         return sampling == "whole"
-    if plan.pixels < WHOLE_SCENE_SHARE * info.rows * info.cols:
+    if max(info.rows, info.cols) > DEFAULT_TILE:
         return False
     try:
         check_fits_in_memory(info)
     except ValueError:
         return False
     return True
+
+
+LABEL_GRID_BYTES = 64   # per pixel: the label, split and ownership maps of the whole grid, with temporaries
+
+
+def _check_label_grid_fits(info: RasterInfo) -> None:
+    """Refuse a grid whose label maps alone exceed the memory free now: the raster is read only around the
+    labels, but the labels, their split and their windows are maps of the whole grid."""
+    available = available_memory_bytes()
+    need = LABEL_GRID_BYTES * info.rows * info.cols
+    if available is not None and need > available:
+        cube = 4 * info.bands * info.rows * info.cols
+        raise ValueError(f"{info.path} is too large to train on here: the label maps of its {info.rows:,} x "
+                         f"{info.cols:,} px grid need {gigabytes(need)} in memory but {gigabytes(available)} is free "
+                         f"(the raster itself, {gigabytes(cube)} as float32, is never read whole: training reads "
+                         f"the tiles around the ROIs). Clip the raster to the ROIs' extent (e.g. gdal_translate "
+                         f"-projwin or Clip raster by extent), train there, and classify the whole raster "
+                         f"afterwards, which streams it tile by tile")
 
 
 def _read_windows(info: RasterInfo, windows: List[Window],
@@ -260,13 +278,14 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     info = open_raster(raster, bands)
+    _check_label_grid_fits(info)
     ids, table = read_reference(info, labels, rois, class_field, name_field)
     val_ids = read_validation_ids(info, options, class_field)
     labelled = class_indices(ids, table) >= 0
     if val_ids is not None:
         labelled |= val_ids > 0
     plan = label_windows(labelled)
-    whole = _whole_scene(info, plan, sampling)
+    whole = _whole_scene(info, sampling)
     info, sample, sample_valid = read_sample(info, cancelled=cancelled)
     stretch = fit_stretch(sample, sample_valid)
     del sample, sample_valid
@@ -293,7 +312,8 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
         own = np.ones(w.shape, bool) if whole else plan.owned(k)
         maps = [np.where(own, getattr(split, name)[w.slices], -1) for name in ("train", "validation", "test")]
         patches.append(Patch(w, apply_stretch(raw, window_valid, stretch), raw, window_valid, *maps))
-    return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows")
+    tiling = None if whole else {"tile": plan.tile, "overlap": plan.overlap}
+    return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows", tiling)
 
 
 def _assess(net: Any, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str, Any]]:
@@ -353,8 +373,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     map), so that no output of the run can overwrite an input or another output (``paths.check_distinct``).
     ``windows_per_step``: TrainConfig's gradient accumulation. ``sampling``: what training reads and steps
     over: 'windows' around the labelled pixels (sampler.label_windows: the cost follows the labels, not the
-    scene), the 'whole' scene, or 'auto' (the whole scene when the windows would cover at least
-    WHOLE_SCENE_SHARE of it and it fits in memory; the log says which). Under torchrun (engine/distributed.py) only
+    scene, in the tiles classification will use), the 'whole' scene, or 'auto' (the whole scene when
+    classification predicts it in one tile and it fits in memory; the log says which). Under torchrun (engine/distributed.py) only
     rank 0 writes the model file.
     """
     split = split or SplitOptions()
@@ -417,6 +437,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
             split, scene.counts, seed, epochs, lr, evaluated_on, metrics, started),
     }
     metadata["provenance"]["sampling"] = {"mode": scene.sampling, "windows": [list(p.window) for p in scene.patches]}
+    if scene.tiling:
+        metadata["tiling"] = scene.tiling        # classification repeats the tiles the model was trained on
     if distributed.is_main():
         save_model(out_model, net, metadata)
         assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")
@@ -436,10 +458,14 @@ def classify_file(model_path: str, raster: str, out: str, confidence: Optional[s
     Refused with ValueError before any work: a raster whose bands differ from the training raster's,
     an output path that cannot be written. Outputs are written under temporary names and renamed at
     the end, so a cancel (PredictionCancelled) leaves none behind. ``threads`` caps the CPU thread pools
-    (None: the libraries' defaults); tile/overlap None: predict's measured defaults.
+    (None: the libraries' defaults); tile/overlap None: the tiles a model trained on label windows was
+    trained on (the model file's "tiling"), else predict's measured defaults.
     """
     net, metadata = load_model(model_path)
-    sizes = {key: value for key, value in (("tile", tile), ("overlap", overlap)) if value is not None}
+    trained_on = metadata.get("tiling") or {}         # a model trained on label windows: their tiles
+    sizes = {key: value for key, value in (("tile", tile if tile is not None else trained_on.get("tile")),
+                                           ("overlap", overlap if overlap is not None else trained_on.get("overlap")))
+             if value is not None}
     with threadpool_limits(limits=threads):
         return predict_raster(net, metadata, raster, out, out_confidence=confidence, out_clusters=clusters,
                               out_probabilities=probabilities, device=device, bands=bands,

@@ -42,7 +42,7 @@ from .data.raster import RasterInfo, explain_no_valid_pixel, read_window
 from .device import resolve_device
 from .models.base import HSIClassifier
 from .paths import check_distinct, describe_write_error, remove_stale_temporaries, temporary_file
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, plan_tiles, predict_window
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, plan_tiles, predict_windows
 
 gdal.UseExceptions()
 
@@ -61,6 +61,9 @@ BLOCK = 256
 _COMPRESSED = ["COMPRESS=DEFLATE", "TILED=YES", f"BLOCKXSIZE={BLOCK}", f"BLOCKYSIZE={BLOCK}", "BIGTIFF=IF_SAFER"]
 _UNCOMPRESSED = ["TILED=YES", f"BLOCKXSIZE={BLOCK}", f"BLOCKYSIZE={BLOCK}", "BIGTIFF=IF_SAFER"]
 _TILE_SHARE = 0.95  # of the progress bar; compressing the outputs takes the rest
+# Most pixels of same-shaped tiles predicted in one forward (the 64 px tiles of label-window models:
+# 16 at once); larger tiles go one by one. About 6 KB per pixel for CSSMamba's inference forward.
+PREDICT_BATCH_PIXELS = 65_536
 
 
 class PredictionCancelled(Exception):
@@ -193,41 +196,61 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
              raster_path, info.rows, info.cols, info.bands, torch_device, len(tiles),
              max(t.rows for t in tiles), max(t.cols for t in tiles), overlap)
 
-    def predict_tile(t: Tile) -> TilePrediction:
-        data, valid = read_window(info, t.row0, t.col0, t.rows, t.cols)
-        keep = valid[t.crop_in_window]
-        if not keep.any():
-            return keep, None, None
-        image = apply_stretch(data, valid, stretch)
-        del data                                        # the model's activations need the memory more
-        probabilities, clusters = predict_window(model, image, torch_device)
-        return keep, probabilities[(slice(None),) + t.crop_in_window], clusters
+    def predict_group(group: List[Tile]) -> List[TilePrediction]:
+        reads = [read_window(info, t.row0, t.col0, t.rows, t.cols) for t in group]
+        results: List[TilePrediction] = [(valid[t.crop_in_window], None, None) for t, (_, valid) in zip(group, reads)]
+        todo = [k for k, (keep, _, _) in enumerate(results) if keep.any()]
+        if not todo:
+            return results
+        images = np.stack([apply_stretch(reads[k][0], reads[k][1], stretch) for k in todo])
+        del reads                                       # the model's activations need the memory more
+        probabilities, clusters = predict_windows(model, images, torch_device)
+        for j, k in enumerate(todo):
+            t = group[k]
+            results[k] = (results[k][0], probabilities[j][(slice(None),) + t.crop_in_window],
+                          None if clusters is None else clusters[j])
+        return results
 
     was_training = model.training
     model.to(torch_device).eval()
     try:
         with torch.inference_mode():
-            return classify_tiles(metadata, info, tiles, predict_tile, out_classes, out_confidence=out_confidence,
-                                  out_clusters=out_clusters, out_probabilities=out_probabilities, inputs=inputs,
-                                  progress=progress, cancelled=cancelled)
+            return classify_tiles(metadata, info, group_tiles(tiles, PREDICT_BATCH_PIXELS), predict_group,
+                                  out_classes, out_confidence=out_confidence, out_clusters=out_clusters,
+                                  out_probabilities=out_probabilities, inputs=inputs, progress=progress,
+                                  cancelled=cancelled)
     finally:
         model.train(was_training)
 
 
-def classify_tiles(metadata: dict, info: RasterInfo, tiles: List[Tile], predict_tile: Callable[[Tile], TilePrediction],
+def group_tiles(tiles: List[Tile], max_pixels: int) -> List[List[Tile]]:
+    """Consecutive tiles of one window shape in groups of at most ``max_pixels`` pixels (at least one tile
+    each), for one forward per group."""
+    groups: List[List[Tile]] = []
+    for t in tiles:
+        last = groups[-1] if groups else None
+        if last and (last[0].rows, last[0].cols) == (t.rows, t.cols) and (len(last) + 1) * t.rows * t.cols <= max_pixels:
+            last.append(t)
+        else:
+            groups.append([t])
+    return groups
+
+
+def classify_tiles(metadata: dict, info: RasterInfo, groups: List[List[Tile]],
+                   predict_group: Callable[[List[Tile]], List[TilePrediction]],
                    out_classes: str, out_confidence: Optional[str] = None, out_clusters: Optional[str] = None,
                    out_probabilities: Optional[str] = None, inputs: Optional[Dict[str, Any]] = None,
                    progress: Optional[Progress] = None, cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
     """Write the requested outputs on ``info``'s grid, tile by tile: the writing half of classification,
-    shared by every model family (``predict_tile`` is the model half). Returns {kind: path written}.
+    shared by every model family (``predict_group`` is the model half). Returns {kind: path written}.
 
     ``inputs``: {what: path(s)} of the files the run reads besides the raster (the model file, auxiliary
     rasters); no output may be one of them. A raster with no valid pixel at all (often one band that is
     entirely nodata) is refused after the tiles, naming the band, instead of writing an all-nodata map. A
     write that fails (a full disk) is a ValueError that names the output and leaves nothing behind.
 
-    ``tiles``' crops must partition the raster. ``predict_tile(tile)`` gives (keep, probabilities,
-    clusters) for the tile's crop: keep bool (crop_rows, crop_cols), probabilities float32 (Ncls, crop_rows,
+    The crops of the tiles in ``groups`` must partition the raster. ``predict_group(tiles)`` gives one
+    (keep, probabilities, clusters) per tile, for the tile's crop: keep bool (crop_rows, crop_cols), probabilities float32 (Ncls, crop_rows,
     crop_cols) or None when no pixel is kept, clusters int64 over the tile's window or None. Paths are
     checked and reserved before the first tile; on cancel or error every temporary is deleted.
     """
@@ -248,17 +271,19 @@ def classify_tiles(metadata: dict, info: RasterInfo, tiles: List[Tile], predict_
         by_kind = _open_outputs(outputs, info, ids, names, colors)
         lookup = np.asarray(ids, dtype=np.uint16)
         any_valid = False
-        for i, t in enumerate(tiles):
+        total, done = sum(len(group) for group in groups), 0
+        for group in groups:
             if cancelled is not None and cancelled():
                 raise PredictionCancelled(f"classification of {info.path} cancelled; no output written")
-            keep, probabilities, clusters = predict_tile(t)
-            any_valid = any_valid or bool(keep.any())
-            if "clusters" in by_kind and probabilities is not None and clusters is None:
-                raise ValueError(f"the {metadata['model']['name']} model gives no cluster map; "
-                                 f"leave out the cluster output")
-            _write_tile(by_kind, t, keep, probabilities, clusters, lookup)
+            for t, (keep, probabilities, clusters) in zip(group, predict_group(group)):
+                any_valid = any_valid or bool(keep.any())
+                if "clusters" in by_kind and probabilities is not None and clusters is None:
+                    raise ValueError(f"the {metadata['model']['name']} model gives no cluster map; "
+                                     f"leave out the cluster output")
+                _write_tile(by_kind, t, keep, probabilities, clusters, lookup)
+            done += len(group)
             if progress is not None:
-                progress(_TILE_SHARE * (i + 1) / len(tiles), f"classified tile {i + 1} of {len(tiles)}")
+                progress(_TILE_SHARE * done / total, f"classified tile {done} of {total}")
         if not any_valid:
             raise ValueError(explain_no_valid_pixel(info, "the model needs every one of its bands"))
         return _finish(outputs, ids, names, colors, progress, cancelled, info.path)

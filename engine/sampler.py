@@ -1,20 +1,18 @@
-"""Where training looks: windows around the labelled pixels, and grids of windows that fit the memory budget.
+"""Where training looks: the classification tiles around the labelled pixels, and memory grids of windows.
 
-The models see a window at batch 1 and label its pixels; their receptive field is the whole window
-(the scans run over every token), so a labelled pixel needs context around it, not the whole scene.
-``label_windows`` puts a window around every group of labelled pixels: the scene is cut into cells of
-LABEL_CELL px, each cell holding labelled pixels gives the bounding box of those pixels widened by
-``margin`` px on every side (clipped to the scene), grown to a multiple of SHAPE_STEP px on each axis.
-Overlapping windows are not merged: windows of one shape train as one batch (train.py), and a batch of
-small windows costs less than fewer, larger windows of odd shapes (CSSMamba, 2 threads, forward: 35 µs
-per pixel for 36 windows of 24 x 24 px in one batch, 81 µs in single forwards of windows merged where
-they overlapped; the 1000 x 1000 sample's ROIs). Every labelled
-pixel is *owned* by exactly one window (the one made from its cell), so it is trained, validated and
-tested once, even where windows overlap.
-
-LABEL_MARGIN = 16 px, chosen by measurement (bench/results/label_windows.md): the three shared scenes
-keep their accuracy with it, while the 48 ROIs of 5 x 5 px of the project's 1000 x 1000 sample need
-48 windows of 37 x 37 px, 6.6 % of the scene (32 px would be 23 %).
+Label windows (``label_windows``). The models see a window at batch 1, and what they compute for a pixel
+depends on the whole window: the scans run over every token of it and GroupNorm normalises over it. So
+a model trained on small windows and applied to a whole scene (or to much larger tiles) meets inputs
+unlike its training ones: MambaHSI trained on 80 px windows around the EnMAP mosaic's training pixels
+reached 68 % validation OA inside the windows but 43 % test OA on the whole scene (whole-scene training:
+59 %, seed 0). Training therefore looks exactly where classification will look: the scene is cut into
+the tiles classification uses (``plan_tiles``), the tiles whose crop (the part classification keeps)
+holds labelled pixels are the training windows, each owns the labelled pixels of its crop, and the
+model file records the tiling so that classification repeats it. Each labelled pixel is then trained
+in the very tile that classifies it: on the EnMAP mosaic, training and predicting on 64 px tiles gave the
+whole-scene accuracy (58.9 % against 58.8 %, seed 0; bench/results/label_windows.md). LABEL_TILE and
+LABEL_OVERLAP are chosen by measurement there. The cost of an epoch follows the tiles that hold labels,
+not the scene, and all tiles of a raster share one shape, so they train as batches.
 
 ``plan_windows`` cuts a window that does not fit the memory budget into an overlapping grid,
 generalising MambaHSI's split of a scene into two halves that overlap by 10 rows.
@@ -29,12 +27,12 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["Window", "Patch", "WINDOW_MARGIN", "LABEL_MARGIN", "LABEL_CELL", "plan_windows", "label_windows", "LabelWindows"]
+__all__ = ["Window", "Patch", "Tile", "WINDOW_MARGIN", "LABEL_TILE", "LABEL_OVERLAP", "plan_windows", "plan_tiles",
+           "label_windows", "LabelWindows"]
 
 WINDOW_MARGIN = 5     # px of context beyond each share of a memory grid (MambaHSI's halves, CSSMamba's quadrants)
-LABEL_MARGIN = 8      # px of context around labelled pixels (module docstring)
-LABEL_CELL = 64       # px side of the cells whose labelled pixels share one window before merging
-SHAPE_STEP = 8        # label windows grow to a multiple of this on each axis, so that many share a shape
+LABEL_TILE = 64       # px side of the tiles that label windows are and classification repeats (module docstring)
+LABEL_OVERLAP = 8     # px of context of those tiles beyond their crop
 
 
 class Window(NamedTuple):
@@ -137,9 +135,78 @@ def plan_windows(rows: int, cols: int, max_pixels: int, margin: int = WINDOW_MAR
         smallest = (2 * margin + 1) ** 2
         raise ValueError(f"the memory budget allows training windows of only {max_pixels} px, too few for a "
                          f"{rows} x {cols} px scene: the smallest window, one pixel with its {margin} px margin, "
-                         f"holds {smallest} px; raise the memory budget (CLI: --memory-budget-mb)")
+                         f"holds {smallest} px; raise the memory budget (CLI: --memory-budget-mb; toolbox: Memory budget in MB)")
     _, _, n_cols, n_rows = best
     return [Window(r0, r1, c0, c1) for r0, r1 in _spans(rows, n_rows, margin) for c0, c1 in _spans(cols, n_cols, margin)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Tiles: where classification looks, and so where training on label windows looks
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: the window read (row0, col0, rows, cols) and the part of it written back
+    (crop_*), both in raster coordinates; the crop lies inside the window."""
+
+    row0: int
+    col0: int
+    rows: int
+    cols: int
+    crop_row0: int
+    crop_col0: int
+    crop_rows: int
+    crop_cols: int
+
+    @property
+    def window(self) -> Tuple[slice, slice]:
+        """Raster slices of the window read."""
+        return slice(self.row0, self.row0 + self.rows), slice(self.col0, self.col0 + self.cols)
+
+    @property
+    def crop(self) -> Tuple[slice, slice]:
+        """Raster slices of the part written back."""
+        return (slice(self.crop_row0, self.crop_row0 + self.crop_rows),
+                slice(self.crop_col0, self.crop_col0 + self.crop_cols))
+
+    @property
+    def crop_in_window(self) -> Tuple[slice, slice]:
+        """The written part as slices of an array holding the window."""
+        r, c = self.crop_row0 - self.row0, self.crop_col0 - self.col0
+        return slice(r, r + self.crop_rows), slice(c, c + self.crop_cols)
+
+
+def _segments(n: int, tile: int, overlap: int) -> List[Tuple[int, int, int, int]]:
+    """Split one axis of length n: [(start, size, crop_start, crop_size)] covering 0..n once by crops."""
+    if n <= tile:
+        return [(0, n, 0, n)]
+    # Fewest windows: the two edge ones keep tile - overlap px, the others tile - 2*overlap.
+    count = -(-(n - 2 * overlap) // (tile - 2 * overlap))
+    # Shrink the windows to the smallest equal size at which neighbours still share >= 2*overlap px,
+    # so no work is wasted on overlap beyond the context needed.
+    size = -(-(n + 2 * overlap * (count - 1)) // count)
+    starts = [(i * (n - size) + (count - 1) // 2) // (count - 1) for i in range(count)]  # evenly spread, rounded
+    # Crop boundary between windows i and i+1: the middle of their shared strip [starts[i+1], starts[i] + size).
+    bounds = [0] + [(starts[i] + size + starts[i + 1]) // 2 for i in range(count - 1)] + [n]
+    return [(s, size, bounds[i], bounds[i + 1] - bounds[i]) for i, s in enumerate(starts)]
+
+
+def plan_tiles(rows: int, cols: int, tile: int, overlap: int) -> List[Tile]:
+    """Tiles of at most ``tile`` x ``tile`` px covering a rows x cols raster, in row-major order.
+
+    Interior tile sides have at least ``overlap`` px of context beyond the crop; crops partition the
+    raster (every pixel written exactly once). Needs tile > 2 * overlap so that each tile adds new pixels.
+    """
+    if rows < 1 or cols < 1:
+        raise ValueError(f"cannot tile an empty raster of {rows} x {cols} px")
+    if tile < 1 or overlap < 0:
+        raise ValueError(f"tile size must be >= 1 and overlap >= 0 (got tile={tile}, overlap={overlap})")
+    if tile <= 2 * overlap:
+        raise ValueError(f"tile size {tile} must exceed twice the overlap {overlap}; "
+                         f"use a tile larger than {2 * overlap} px or a smaller overlap")
+    return [Tile(r0, c0, nr, nc, cr0, cc0, cnr, cnc)
+            for r0, nr, cr0, cnr in _segments(rows, tile, overlap)
+            for c0, nc, cc0, cnc in _segments(cols, tile, overlap)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,10 +214,12 @@ def plan_windows(rows: int, cols: int, max_pixels: int, margin: int = WINDOW_MAR
 
 
 class LabelWindows(NamedTuple):
-    """Windows around the labelled pixels and which window owns each labelled pixel."""
+    """The tiles around the labelled pixels and which tile owns each labelled pixel."""
 
     windows: List[Window]
     owner: np.ndarray        # (H, W) int32: index into ``windows`` at labelled pixels, -1 elsewhere
+    tile: int                # the tiling they come from, which classification repeats
+    overlap: int
 
     @property
     def pixels(self) -> int:
@@ -161,50 +230,17 @@ class LabelWindows(NamedTuple):
         return self.owner[self.windows[index].slices] == index
 
 
-def _cell_boxes(labelled: np.ndarray, cell: int) -> np.ndarray:
-    """(n, 4) int64 [row0, row1, col0, col1): bounding box of the labelled pixels of every cell holding any."""
-    r, c = np.nonzero(labelled)
-    cols_of_cells = -(-labelled.shape[1] // cell)
-    ids = (r // cell) * cols_of_cells + c // cell
-    order = np.argsort(ids, kind="stable")
-    r, c, ids = r[order], c[order], ids[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    return np.stack([np.minimum.reduceat(r, starts), np.maximum.reduceat(r, starts) + 1,
-                     np.minimum.reduceat(c, starts), np.maximum.reduceat(c, starts) + 1], axis=1).astype(np.int64)
-
-
-def _grown(window: Window, rows: int, cols: int, step: int = SHAPE_STEP) -> Window:
-    """``window`` grown about its centre to a multiple of ``step`` px on each axis (at most the scene's size)
-    and moved inside the scene: windows of one shape train as one batch (train.py), and the growth is
-    more context, not padding."""
-    def axis(start: int, stop: int, length: int) -> Tuple[int, int]:
-        size = min(-(-(stop - start) // step) * step, length)
-        first = min(max(start - (size - (stop - start)) // 2, 0), length - size)
-        return first, first + size
-
-    (r0, r1), (c0, c1) = axis(window.row0, window.row1, rows), axis(window.col0, window.col1, cols)
-    return Window(r0, r1, c0, c1)
-
-
-def label_windows(labelled: np.ndarray, margin: int = LABEL_MARGIN, cell: int = LABEL_CELL) -> LabelWindows:
-    """Windows around the True pixels of ``labelled`` (H, W) (module docstring), each grown to a multiple
-    of SHAPE_STEP px per axis; row-major by top-left corner.
-
-    Deterministic; the windows cover every labelled pixel with ``margin`` px of context on every side
-    (less only at the scene's edge) and lie inside the scene."""
+def label_windows(labelled: np.ndarray, tile: int = LABEL_TILE, overlap: int = LABEL_OVERLAP) -> LabelWindows:
+    """The tiles of ``plan_tiles(rows, cols, tile, overlap)`` whose crop holds a True pixel of ``labelled``
+    (H, W), in row-major order; each owns the labelled pixels of its crop (module docstring)."""
     labelled = np.asarray(labelled, bool)
     if labelled.ndim != 2:
         raise ValueError(f"the labelled mask must be 2-D (rows, cols), got shape {labelled.shape}")
-    if margin < 0 or cell < 1:
-        raise ValueError(f"margin must be >= 0 and cell >= 1, got {margin} and {cell}")
-    rows, cols = labelled.shape
-    cores = _cell_boxes(labelled, cell) if labelled.any() else np.zeros((0, 4), np.int64)
-    boxes = np.stack([np.maximum(cores[:, 0] - margin, 0), np.minimum(cores[:, 1] + margin, rows),
-                      np.maximum(cores[:, 2] - margin, 0), np.minimum(cores[:, 3] + margin, cols)], axis=1)
-    order = sorted(range(len(boxes)), key=lambda k: (boxes[k, 0], boxes[k, 2]))
-    windows = [_grown(Window(*(int(v) for v in boxes[k])), rows, cols) for k in order]
+    windows: List[Window] = []
     owner = np.full(labelled.shape, -1, np.int32)
-    for position, k in enumerate(order):
-        r0, r1, c0, c1 = (int(v) for v in cores[k])
-        owner[r0:r1, c0:c1] = np.where(labelled[r0:r1, c0:c1], position, -1)
-    return LabelWindows(windows, owner)
+    for t in plan_tiles(*labelled.shape, tile, overlap):
+        crop = labelled[t.crop]
+        if crop.any():
+            owner[t.crop] = np.where(crop, len(windows), -1)
+            windows.append(Window(t.row0, t.row0 + t.rows, t.col0, t.col0 + t.cols))
+    return LabelWindows(windows, owner, tile, overlap)

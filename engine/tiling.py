@@ -23,15 +23,15 @@ No GDAL here: this module also runs on GPU machines without it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from .models.base import HSIClassifier
+from .sampler import Tile, plan_tiles
 
-__all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "Tile", "plan_tiles", "predict_window", "predict_array"]
+__all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "Tile", "plan_tiles", "predict_window", "predict_windows", "predict_array"]
 
 # Defaults for predicting rasters. The Mamba scans span the whole tile, so the tile size changes the
 # results a little and the speed a lot. Measured (bench/results/speed_classify.md, 1000 x 1000 x 224,
@@ -42,83 +42,27 @@ DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
 
 
-@dataclass(frozen=True)
-class Tile:
-    """One tile: the window read (row0, col0, rows, cols) and the part of it written back
-    (crop_*), both in raster coordinates; the crop lies inside the window."""
+def predict_windows(model: HSIClassifier, images: np.ndarray,
+                    device: Union[str, torch.device] = "cpu") -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """One forward pass on a batch of windows of one shape: (probabilities float32 (B, Ncls, h, w), clusters
+    int64 (B, h, w) or None). A batch costs less than its windows one by one (CSSMamba's routing and the
+    scans have a fixed cost per forward); the models compute every window on its own.
 
-    row0: int
-    col0: int
-    rows: int
-    cols: int
-    crop_row0: int
-    crop_col0: int
-    crop_rows: int
-    crop_cols: int
-
-    @property
-    def window(self) -> Tuple[slice, slice]:
-        """Raster slices of the window read."""
-        return slice(self.row0, self.row0 + self.rows), slice(self.col0, self.col0 + self.cols)
-
-    @property
-    def crop(self) -> Tuple[slice, slice]:
-        """Raster slices of the part written back."""
-        return (slice(self.crop_row0, self.crop_row0 + self.crop_rows),
-                slice(self.crop_col0, self.crop_col0 + self.crop_cols))
-
-    @property
-    def crop_in_window(self) -> Tuple[slice, slice]:
-        """The written part as slices of an array holding the window."""
-        r, c = self.crop_row0 - self.row0, self.crop_col0 - self.col0
-        return slice(r, r + self.crop_rows), slice(c, c + self.crop_cols)
-
-
-def _segments(n: int, tile: int, overlap: int) -> List[Tuple[int, int, int, int]]:
-    """Split one axis of length n: [(start, size, crop_start, crop_size)] covering 0..n once by crops."""
-    if n <= tile:
-        return [(0, n, 0, n)]
-    # Fewest windows: the two edge ones keep tile - overlap px, the others tile - 2*overlap.
-    count = -(-(n - 2 * overlap) // (tile - 2 * overlap))
-    # Shrink the windows to the smallest equal size at which neighbours still share >= 2*overlap px,
-    # so no work is wasted on overlap beyond the context needed.
-    size = -(-(n + 2 * overlap * (count - 1)) // count)
-    starts = [(i * (n - size) + (count - 1) // 2) // (count - 1) for i in range(count)]  # evenly spread, rounded
-    # Crop boundary between windows i and i+1: the middle of their shared strip [starts[i+1], starts[i] + size).
-    bounds = [0] + [(starts[i] + size + starts[i + 1]) // 2 for i in range(count - 1)] + [n]
-    return [(s, size, bounds[i], bounds[i + 1] - bounds[i]) for i, s in enumerate(starts)]
-
-
-def plan_tiles(rows: int, cols: int, tile: int, overlap: int) -> List[Tile]:
-    """Tiles of at most ``tile`` x ``tile`` px covering a rows x cols raster, in row-major order.
-
-    Interior tile sides have at least ``overlap`` px of context beyond the crop; crops partition the
-    raster (every pixel written exactly once). Needs tile > 2 * overlap so that each tile adds new pixels.
+    images: (B, Nb, h, w) float32, normalised. The caller puts the model on ``device``, in eval mode,
+    under ``torch.inference_mode`` (predict_array and predict_raster do).
     """
-    if rows < 1 or cols < 1:
-        raise ValueError(f"cannot tile an empty raster of {rows} x {cols} px")
-    if tile < 1 or overlap < 0:
-        raise ValueError(f"tile size must be >= 1 and overlap >= 0 (got tile={tile}, overlap={overlap})")
-    if tile <= 2 * overlap:
-        raise ValueError(f"tile size {tile} must exceed twice the overlap {overlap}; "
-                         f"use a tile larger than {2 * overlap} px or a smaller overlap")
-    return [Tile(r0, c0, nr, nc, cr0, cc0, cnr, cnc)
-            for r0, nr, cr0, cnr in _segments(rows, tile, overlap)
-            for c0, nc, cc0, cnc in _segments(cols, tile, overlap)]
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(device)
+    out = model(x)
+    probabilities = torch.softmax(out.logits.float(), dim=1).cpu().numpy()
+    clusters = None if out.clusters is None else out.clusters.to(torch.int64).cpu().numpy()
+    return probabilities, clusters
 
 
 def predict_window(model: HSIClassifier, image: np.ndarray,
                    device: Union[str, torch.device] = "cpu") -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """One forward pass on one window: (probabilities float32 (Ncls, h, w), clusters int64 (h, w) or None).
-
-    image: (Nb, h, w) float32, normalised. The caller puts the model on ``device``, in eval mode,
-    under ``torch.inference_mode`` (predict_array and predict_raster do).
-    """
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
-    out = model(x)
-    probabilities = torch.softmax(out.logits.float(), dim=1)[0].cpu().numpy()
-    clusters = None if out.clusters is None else out.clusters[0].to(torch.int64).cpu().numpy()
-    return probabilities, clusters
+    """``predict_windows`` for one window (Nb, h, w): (probabilities (Ncls, h, w), clusters (h, w) or None)."""
+    probabilities, clusters = predict_windows(model, image[None], device)
+    return probabilities[0], None if clusters is None else clusters[0]
 
 
 def predict_array(model: HSIClassifier, image: np.ndarray, valid: np.ndarray, tile: Optional[int] = None,

@@ -261,7 +261,8 @@ def test_5_a_truncated_geotiff_names_the_file_and_the_band(scene, uncompressed, 
 
 
 def test_6_a_raster_far_larger_than_memory_is_refused_before_reading(scene, capsys, tmp_path):
-    """A 100,000 x 100,000 px x 204-band VRT would need 7.42 TiB as float32."""
+    """A 100,000 x 100,000 px x 204-band VRT would need 7.42 TiB as float32; training reads only the tiles
+    around the ROIs, but the label maps of such a grid (0.58 TiB) do not fit either."""
     paths, _ = scene
     vrt = tmp_path / "huge.vrt"
     bands = "".join(f'<VRTRasterBand dataType="Int16" band="{b}"><NoDataValue>-32768</NoDataValue>'
@@ -272,7 +273,7 @@ def test_6_a_raster_far_larger_than_memory_is_refused_before_reading(scene, caps
     status, err = run_cli(capsys, "train", "--raster", vrt, "--rois", paths.rois, "--class-field", "class_id",
                           "--out", tmp_path / "m.pt", "--epochs", 1)
     assert status == 2 and "too large to train on here" in err and "TiB" in err
-    assert "--bands" in err and "smaller extent" in err
+    assert "never read whole" in err and "Clip the raster to the ROIs' extent" in err
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Training on label windows through engine.pipeline: what is read, what is trained, what is recorded.
 
-A 400 x 400 px generated scene whose ROIs cover 0.7 % of it: 'auto' trains on the windows around them
-and never reads the raster whole; the split, the stretch and the classes are those of whole-scene
-training with the same seed. A narrow MambaHSI (dim 8), 2 epochs and one thread keep each run short.
+A 600 x 600 px generated scene (larger than one classification tile) whose ROIs cover 0.3 % of it (their tiles 56 %):
+'auto' trains on the classification tiles that hold them and never reads the raster whole; the split,
+the stretch and the classes are those of whole-scene training with the same seed, and classification
+repeats the tiles. A narrow MambaHSI (dim 8), 2 epochs and one thread keep each run short.
 """
 
 import numpy as np
@@ -11,14 +12,15 @@ import pytest
 from engine import pipeline
 from engine.data import raster as raster_module
 from engine.data.sample import generate_sample
-from engine.pipeline import train_from_files
+from engine.pipeline import classify_file, train_from_files
+from engine.sampler import LABEL_OVERLAP, LABEL_TILE
 
 SMALL = {"dim": 8}
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    return generate_sample(str(tmp_path_factory.mktemp("scene")), rows=400, cols=400, bands=16, seed=1)
+    return generate_sample(str(tmp_path_factory.mktemp("scene")), rows=600, cols=600, bands=16, seed=1)
 
 
 def train(scene, folder, **options):
@@ -34,8 +36,9 @@ def test_auto_trains_on_label_windows_without_reading_the_raster_whole(scene, tm
     sampling = metadata["provenance"]["sampling"]
     assert sampling["mode"] == "label windows"
     windows = [tuple(w) for w in sampling["windows"]]
-    assert sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in windows) < 0.5 * 400 * 400
-    assert all(0 <= r0 < r1 <= 400 and 0 <= c0 < c1 <= 400 for r0, r1, c0, c1 in windows)
+    assert sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in windows) < 600 * 600
+    assert all(0 <= r0 < r1 <= 600 and 0 <= c0 < c1 <= 600 for r0, r1, c0, c1 in windows)
+    assert metadata["tiling"] == {"tile": LABEL_TILE, "overlap": LABEL_OVERLAP}
     assert result.windows == [pipeline.Window(*w) for w in windows]
     assert "training reads" in caplog.text and "label windows" in caplog.text
     assert metadata["provenance"]["evaluated_on"] == "test"
@@ -46,7 +49,7 @@ def test_windows_and_the_whole_scene_share_the_split_the_stretch_and_the_classes
     windows, _ = train(scene, tmp_path / "w", sampling="windows")
     whole, _ = train(scene, tmp_path / "s", sampling="whole")
     assert whole["provenance"]["sampling"]["mode"] == "whole scene"
-    assert whole["provenance"]["sampling"]["windows"] == [[0, 400, 0, 400]]
+    assert whole["provenance"]["sampling"]["windows"] == [[0, 600, 0, 600]] and "tiling" not in whole
     assert windows["provenance"]["split"] == whole["provenance"]["split"]
     assert windows["classes"] == whole["classes"] and windows["bands"] == whole["bands"]
     # the stretch sample is the same rows of the same file in both modes
@@ -55,16 +58,22 @@ def test_windows_and_the_whole_scene_share_the_split_the_stretch_and_the_classes
 
 def test_the_stretch_sample_is_bounded_and_spread_over_the_raster(scene):
     info = raster_module.open_raster(scene.raster)
-    ranges = raster_module.sample_row_blocks(info.rows, info.cols, 4000)
-    assert ranges[0][0] == 0 and ranges[-1][1] == info.rows                  # first and last rows
-    assert sum(stop - start for start, stop in ranges) * info.cols < 4000 + 32 * info.cols
-    _, data, valid = raster_module.read_sample(info, pixels=4000)
-    assert data.shape[1] == 1 and valid.all() and 2000 <= data.shape[2] <= 4000 + 32 * info.cols
+    ranges = raster_module.sample_row_blocks(info.rows, info.cols, 40_000)        # blocks of 3 rows
+    covered = np.zeros(info.rows, int)
+    for start, stop in ranges:
+        covered[start:stop] += 1
+    assert (covered == 1).all()                                          # every row once, in some order
+    first = sorted(ranges[:raster_module.SAMPLE_BLOCKS])
+    assert first[0][0] == 0 and first[-1][1] > 0.95 * info.rows           # the first blocks span the raster
+    assert {stop - start for start, stop in ranges} == {3}
+    _, data, valid = raster_module.read_sample(info, pixels=40_000)
+    assert data.shape[1] == 1 and valid.all() and 40_000 <= data.shape[2] < 40_000 + 3 * info.cols
     assert raster_module.sample_row_blocks(50, 40, 4000) == [(0, 50)]       # a small raster is read whole
 
 
 def test_windows_that_do_not_fit_in_memory_are_refused_before_reading(scene, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "available_memory_bytes", lambda: 1000)
+    monkeypatch.setattr(pipeline, "_check_label_grid_fits", lambda info: None)   # as if the labels fitted
     monkeypatch.setattr(pipeline, "read_window", lambda *a, **k: pytest.fail("a window was read"))
     with pytest.raises(ValueError, match="windows around them .* need .* in memory"):
         train(scene, tmp_path, sampling="windows")
@@ -73,3 +82,44 @@ def test_windows_that_do_not_fit_in_memory_are_refused_before_reading(scene, tmp
 def test_an_unknown_sampling_is_refused(scene, tmp_path):
     with pytest.raises(ValueError, match="sampling must be one of auto, windows, whole"):
         train(scene, tmp_path, sampling="tiles")
+
+
+def test_classification_repeats_the_tiles_of_training_unless_told_otherwise(scene, tmp_path, monkeypatch):
+    train(scene, tmp_path)
+    used = []
+    monkeypatch.setattr(pipeline, "predict_raster", lambda *a, **k: used.append((k.get("tile"), k.get("overlap"))))
+    classify_file(str(tmp_path / "model.pt"), scene.raster, str(tmp_path / "classes.tif"), device="cpu")
+    classify_file(str(tmp_path / "model.pt"), scene.raster, str(tmp_path / "classes.tif"), tile=128, device="cpu")
+    assert used == [(LABEL_TILE, LABEL_OVERLAP), (128, LABEL_OVERLAP)]
+
+
+def test_rois_on_a_scene_larger_than_memory_still_train(scene, tmp_path, monkeypatch):
+    """A 6,000 x 6,000 px x 204-band VRT (58 GB as float32, twice the free memory of a CI machine) with the
+    ROIs in its top-left corner trains on the tiles around them; the cube is never read."""
+    from osgeo import gdal
+
+    source = gdal.Open(scene.raster)
+    origin = ",".join(str(v) for v in source.GetGeoTransform())
+    bands = "".join(f'<VRTRasterBand dataType="Int16" band="{b}"><NoDataValue>-32768</NoDataValue><SimpleSource>'
+                    f'<SourceFilename relativeToVRT="0">{scene.raster}</SourceFilename><SourceBand>{1 + b % 12}'
+                    f'</SourceBand><SrcRect xOff="0" yOff="0" xSize="600" ySize="600"/>'
+                    f'<DstRect xOff="0" yOff="0" xSize="600" ySize="600"/></SimpleSource></VRTRasterBand>'
+                    for b in range(1, 205))
+    vrt = tmp_path / "large.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="6000" rasterYSize="6000"><SRS>{source.GetProjection()}</SRS>'
+                   f'<GeoTransform>{origin}</GeoTransform>{bands}</VRTDataset>')
+    monkeypatch.setattr(pipeline, "load_training_raster", lambda *a, **k: pytest.fail("the raster was read whole"))
+    (tmp_path / "m").mkdir()
+    metadata, _ = train_from_files(str(vrt), str(tmp_path / "m" / "model.pt"), rois=scene.rois,
+                                   class_field="class_id", model="mambahsi", epochs=1, device="cpu", seed=4,
+                                   overrides=SMALL, threads=1)
+    windows = metadata["provenance"]["sampling"]["windows"]
+    assert metadata["provenance"]["sampling"]["mode"] == "label windows"
+    assert all(r1 <= 600 + LABEL_TILE and c1 <= 600 + LABEL_TILE for _, r1, _, c1 in windows)
+
+
+def test_a_grid_whose_label_maps_do_not_fit_is_refused_before_reading(scene, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "available_memory_bytes", lambda: 1000)
+    monkeypatch.setattr(pipeline, "read_reference", lambda *a, **k: pytest.fail("the labels were read"))
+    with pytest.raises(ValueError, match="too large to train on here: the label maps of its 600 x 600 px grid"):
+        train(scene, tmp_path)

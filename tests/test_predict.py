@@ -88,6 +88,12 @@ def make_metadata(ids=IDS, wavelengths=WAVELENGTHS, indices=(1, 2, 3, 4)):
     }
 
 
+@pytest.fixture(autouse=True)
+def small_groups(monkeypatch):
+    """Two 8 x 8 tiles per forward: the tests below see both batched and single-tile groups."""
+    monkeypatch.setattr(predict_module, "PREDICT_BATCH_PIXELS", 128)
+
+
 @pytest.fixture
 def scene(tmp_path):
     raster = tmp_path / "in" / "scene.tif"
@@ -219,7 +225,8 @@ def test_tiles_without_valid_pixels_are_not_run(scene):
 def test_cancel_leaves_no_file_and_keeps_an_existing_output(scene):
     raster, _, _, out = scene
     (out / "classes.tif").write_bytes(b"previous result")
-    tiles = len(predict_module.plan_tiles(37, 29, 8, 1))
+    groups = predict_module.group_tiles(predict_module.plan_tiles(37, 29, 8, 1), predict_module.PREDICT_BATCH_PIXELS)
+    tiles = len(groups)                                 # one cancel poll per group of tiles
     for stop_after in (2, tiles + 1):                    # during the tiles; after compressing the first output
         polls = []
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine import sampler
-from engine.sampler import LABEL_MARGIN, Window, label_windows, plan_windows
+from engine.sampler import LABEL_OVERLAP, LABEL_TILE, Window, label_windows, plan_tiles, plan_windows
 
 
 def coverage(rows: int, cols: int, windows: List[Window]) -> np.ndarray:
@@ -57,7 +57,8 @@ def test_windows_cover_everything_overlap_by_twice_the_margin_and_fit_the_budget
 
 
 def test_a_budget_below_the_smallest_window_is_refused():
-    with pytest.raises(ValueError, match="raise the memory budget"):
+    with pytest.raises(ValueError, match=r"only 120 px.* smallest window, one pixel with its 5 px margin, holds 121 "
+                                         r"px; raise the memory budget \(CLI: --memory-budget-mb"):
         plan_windows(100, 100, 120)                    # 11 x 11 = 121 px is the smallest window with margin 5
 
 
@@ -75,40 +76,41 @@ def random_labels(seed: int, rows: int, cols: int, blobs: int) -> np.ndarray:
     return labelled
 
 
-@pytest.mark.parametrize("seed, rows, cols, blobs, margin", [
-    (0, 200, 300, 12, LABEL_MARGIN), (1, 90, 70, 40, 8), (2, 500, 500, 200, LABEL_MARGIN), (3, 33, 1000, 5, 0),
-    (4, 130, 130, 1, 20)])
-def test_label_windows_cover_every_labelled_pixel_with_its_margin_inside_the_scene(seed, rows, cols, blobs, margin):
+@pytest.mark.parametrize("seed, rows, cols, blobs, tile, overlap", [
+    (0, 200, 300, 12, LABEL_TILE, LABEL_OVERLAP), (1, 90, 70, 40, 32, 4), (2, 500, 500, 200, 64, 8),
+    (3, 33, 1000, 5, 64, 8), (4, 130, 130, 1, 48, 12), (5, 40, 50, 3, 64, 8)])
+def test_label_windows_are_the_tiles_that_classify_the_labelled_pixels(seed, rows, cols, blobs, tile, overlap):
     labelled = random_labels(seed, rows, cols, blobs)
-    plan = label_windows(labelled, margin=margin)
+    plan = label_windows(labelled, tile, overlap)
+    tiles = {Window(t.row0, t.row0 + t.rows, t.col0, t.col0 + t.cols): t for t in plan_tiles(rows, cols, tile, overlap)}
+    assert (plan.tile, plan.overlap) == (tile, overlap)
+    assert len(set(w.shape for w in plan.windows)) == 1                     # one shape: one batch
     for w in plan.windows:                                                 # nothing outside the scene
-        assert 0 <= w.row0 < w.row1 <= rows and 0 <= w.col0 < w.col1 <= cols
-        assert all(side % sampler.SHAPE_STEP == 0 or side == length for side, length in zip(w.shape, (rows, cols)))
-    for r, c in zip(*np.nonzero(labelled)):                                # each pixel's owner holds its margin
-        w = plan.windows[plan.owner[r, c]]
-        assert w.row0 <= max(r - margin, 0) and w.row1 >= min(r + margin + 1, rows)
-        assert w.col0 <= max(c - margin, 0) and w.col1 >= min(c + margin + 1, cols)
+        assert w in tiles and 0 <= w.row0 < w.row1 <= rows and 0 <= w.col0 < w.col1 <= cols
+    for r, c in zip(*np.nonzero(labelled)):
+        w = plan.windows[plan.owner[r, c]]                                 # its owner is the tile keeping it
+        crop = tiles[w].crop
+        assert crop[0].start <= r < crop[0].stop and crop[1].start <= c < crop[1].stop
+        # with its margin: at least the overlap on every side, except at the scene's edges
+        assert r - w.row0 >= min(r, overlap) and w.row1 - 1 - r >= min(rows - 1 - r, overlap)
+        assert c - w.col0 >= min(c, overlap) and w.col1 - 1 - c >= min(cols - 1 - c, overlap)
     assert ((plan.owner >= 0) == labelled).all()                           # every labelled pixel owned, once
-    owned = sum(plan.owned(k).sum() for k in range(len(plan.windows)))
-    assert owned == labelled.sum()
-    assert plan.pixels <= sum(min(rows, 2 * margin + 9) * min(cols, 2 * margin + 9) for _ in range(blobs)) * 4
+    assert sum(plan.owned(k).sum() for k in range(len(plan.windows))) == labelled.sum()
+    kept = [t for t in tiles.values() if labelled[t.crop].any()]           # no tile without labels
+    assert len(kept) == len(plan.windows)
 
 
-def test_each_cell_of_labels_gets_one_window_of_a_shared_shape():
-    labelled = np.zeros((200, 200), bool)
-    labelled[10:15, 10:15] = labelled[20:23, 30:32] = True                 # one cell: one window around both
-    labelled[150:152, 150:152] = True
-    plan = label_windows(labelled, margin=8)
-    # rows 2-31, cols 2-40 grow about their centres to 32 x 40; rows/cols 142-160 to 24 x 24
-    assert plan.windows == [Window(1, 33, 1, 41), Window(139, 163, 139, 163)]
-    assert plan.pixels < 200 * 200 / 10
+def test_sparse_labels_need_a_small_part_of_the_scene():
+    labelled = np.zeros((1000, 1000), bool)
+    for r, c in ((100, 100), (500, 620), (900, 40)):
+        labelled[r:r + 5, c:c + 5] = True
+    plan = label_windows(labelled)
+    assert 3 <= len(plan.windows) <= 12 and plan.pixels < 0.05 * 1000 * 1000
 
 
-def test_windows_of_a_fully_labelled_scene_cover_it_in_cells():
-    plan = label_windows(np.ones((300, 260), bool), margin=8)
-    assert len(plan.windows) == 5 * 5
-    assert max(w.pixels for w in plan.windows) == 80 * 80
-    assert (plan.owner >= 0).all()
+def test_a_scene_within_one_tile_is_one_window():
+    plan = label_windows(np.ones((50, 60), bool), 64, 8)
+    assert plan.windows == [Window(0, 50, 0, 60)]
 
 
 def test_no_label_no_window():

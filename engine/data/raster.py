@@ -28,7 +28,8 @@ Progress = Callable[[float, str], None]
 Cancelled = Callable[[], bool]
 
 BLOCK_BYTES = 64 * 1024 * 1024  # float32 bytes per block read by read_raster
-# Valid pixels the 2-98 % stretch is fitted on, read in SAMPLE_BLOCKS row blocks spread over the raster. The
+# Valid pixels the 2-98 % stretch is fitted on, read in row blocks spread over the raster (at least
+# SAMPLE_BLOCKS of them when the pixels are valid; ``sample_row_blocks``). The
 # rank error of a percentile from n pixels is about sqrt(p(1-p)/n): 0.05 % of the pixels for p2 at 65,536,
 # far below the stretch's 1/255 levels (measured against the full-scene fit: bench/results/label_windows.md).
 STRETCH_SAMPLE = 65_536
@@ -381,55 +382,57 @@ def read_raster(info: RasterInfo, progress: Optional[Progress] = None,
 
 
 def sample_row_blocks(rows: int, cols: int, pixels: int, blocks: int = SAMPLE_BLOCKS) -> List[Tuple[int, int]]:
-    """Row ranges [start, stop), evenly spread from the first row to the last, holding about ``pixels``
-    pixels in all (at most ``blocks`` ranges); the whole raster when it holds no more."""
-    need = -(-pixels // cols)
-    if need >= rows:
+    """Row ranges [start, stop) that cover the raster, in the order the stretch sample reads them: blocks
+    of about pixels / blocks pixels, the first ``blocks`` of them evenly spread from the first row to the
+    last, every later one halfway between blocks already read (van der Corput order), so that however
+    many are read they stay spread over the raster. One range when the raster holds no more than ``pixels``."""
+    height = max(1, -(-pixels // (cols * blocks)))
+    if rows * cols <= pixels or height >= rows:
         return [(0, rows)]
-    count = min(blocks, need)
-    height = -(-need // count)
-    ranges: List[Tuple[int, int]] = []
-    for k in range(count):
-        start = round(k * (rows - height) / max(count - 1, 1))
-        if ranges and start <= ranges[-1][1]:
-            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], start + height))
-        else:
-            ranges.append((start, start + height))
-    return ranges
+    count = -(-rows // height)
+
+    def spread(k: int) -> float:
+        fraction, scale = 0.0, 0.5
+        while k:
+            fraction, k, scale = fraction + scale * (k & 1), k >> 1, scale / 2
+        return fraction
+
+    order = sorted(range(count), key=lambda k: (spread(k), k))
+    return [(k * height, min((k + 1) * height, rows)) for k in order]
 
 
 def read_sample(info: RasterInfo, pixels: int = STRETCH_SAMPLE,
                 cancelled: Optional[Cancelled] = None) -> Tuple[RasterInfo, np.ndarray, np.ndarray]:
     """A bounded sample of the raster for fitting the stretch without reading it whole: (info, data float32
-    (Nb, 1, n), valid bool (1, n), all True) with the valid pixels of row blocks spread over the raster
-    (``sample_row_blocks``); four times as many rows while fewer than half of ``pixels`` are valid (a
-    scene that is mostly nodata), up to every row. Bands with no valid value in the rows read are
-    dropped with a warning, as ``load_training_raster`` drops the bands empty in the whole raster, and
-    ``info`` describes the bands kept. No valid pixel at all -> ValueError."""
+    (Nb, 1, n), valid bool (1, n), all True): the valid pixels of the row blocks of ``sample_row_blocks``,
+    read in its order until ``pixels`` valid pixels are found (a scene that is mostly nodata reads more
+    blocks, up to every row; memory holds only the pixels with data). Bands with no valid value in the
+    blocks read are dropped with a warning, as ``load_training_raster`` drops the bands empty in the whole
+    raster, and ``info`` describes the bands kept. No valid pixel at all -> ValueError."""
     ds = open_dataset(info.path)
-    want = pixels
-    while True:
-        ranges = sample_row_blocks(info.rows, info.cols, want)
-        total = sum(stop - start for start, stop in ranges)
-        data = np.empty((info.bands, total, info.cols), np.float32)
-        at = 0
-        for start, stop in ranges:
-            if cancelled is not None and cancelled():
-                raise ReadCancelled(f"reading {info.path} cancelled")
-            _read_marked(ds, info, start, 0, stop - start, info.cols, data[:, at:at + stop - start])
-            at += stop - start
-        finite = np.isfinite(data)
-        found = finite.any(axis=(1, 2))
-        usable = int(finite[found].all(0).sum()) if found.any() else 0
-        if usable >= pixels // 2 or total >= info.rows:
+    kept: List[np.ndarray] = []
+    found = np.zeros(info.bands, bool)
+    usable = read = 0
+    for start, stop in sample_row_blocks(info.rows, info.cols, pixels):
+        if cancelled is not None and cancelled():
+            raise ReadCancelled(f"reading {info.path} cancelled")
+        block = np.empty((info.bands, stop - start, info.cols), np.float32)
+        _read_marked(ds, info, start, 0, stop - start, info.cols, block)
+        finite = np.isfinite(block)
+        found |= finite.any(axis=(1, 2))
+        some = finite.any(axis=0)                     # pixels with data in some band (nodata has none)
+        kept.append(block[:, some])
+        usable += int(finite[found][:, some].all(axis=0).sum()) if found.any() else 0
+        read += (stop - start) * info.cols
+        if usable >= pixels:
             break
-        want *= 4
-    info, data = _drop_empty_bands(info, data, found, f"the {total * info.cols:,} pixels of the stretch sample")
+    data = np.concatenate(kept, axis=1)[:, None]      # (Nb, 1, n)
+    info, data = _drop_empty_bands(info, data, found, f"the {read:,} pixels of the stretch sample")
     valid = _finalise(data)
     if not valid.any():
-        raise ValueError(f"raster {info.path} has no valid pixel in the {total:,} rows sampled for the stretch: at "
-                         f"every pixel at least one band is nodata, NaN/Inf or masked; check the nodata value and the "
-                         f"band selection")
+        raise ValueError(f"raster {info.path} has no valid pixel in the {read:,} pixels sampled for the stretch: at "
+                         f"every pixel at least one band is nodata, NaN/Inf or masked; check the nodata value and "
+                         f"the band selection")
     return info, data[:, valid][:, None], np.ones((1, int(valid.sum())), bool)
 
 

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Scale benchmark (issue 12): training cost follows the ROIs, not the scene; the stretch sample; classification.
+
+``train``: ``python -m engine train`` (the CLI, so the real path: label windows or the whole scene as
+``--sampling auto`` decides) on the 192 x 160 EnMAP mosaic with its label raster and on the project's
+generated 1000 x 1000 and 2000 x 2000 x 224 scenes with their ROIs (48 ROIs of 5 x 5 px each); every
+run uses the 30/10 split, so each trains on 240 pixels and validates on 60. Each run is a child
+process measuring its own peak RSS; the seconds per epoch come from its report (median of the epochs
+after the first), beside the estimate the trainer logs before epoch 1. One run, so the scenes compare
+as ratios.
+
+``stretch``: the 2-98 % stretch fitted on the bounded row-block sample (engine/data/raster.py,
+STRETCH_SAMPLE valid pixels) against the fit on every valid pixel, on the three shared scenes and the
+generated 1000 x 1000 scene: the largest difference of a limit in stretch levels (1/255 of p98 - p2)
+and the share of quantised values that change. The shared scenes are smaller than the default sample
+(so it reads them whole); they are also measured with a sample of 4,096 px to show the method's error.
+
+``classify``: ``python -m engine classify`` (class map, confidence, clusters) of the generated scenes,
+wall time and peak RSS; the model is trained for one epoch on a small sample with the same bands.
+
+    python bench/scale.py train --epochs 5 --model cssmamba --work /tmp/scale
+    python bench/scale.py stretch --work /tmp/scale
+    python bench/scale.py classify --sizes 1000,2000 --work /tmp/scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+BENCH = Path(__file__).resolve().parent
+REPO_ROOT = BENCH.parent
+for path in (REPO_ROOT, BENCH):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import numpy as np  # noqa: E402
+
+from speed import _environment, _run_measuring_peak_rss  # noqa: E402
+
+RESULTS = REPO_ROOT / "bench" / "results"
+SHARED = REPO_ROOT.parent / "shared" / "data"
+ENMAP = SHARED / "enmap_potsdam"
+SHARED_SCENES = {"enmap_potsdam": ENMAP / "enmap_potsdam_mosaic.tif",
+                 "salinas_a": SHARED / "salinas_a" / "salinas_a.tif",
+                 "muufl": SHARED / "muufl_crop" / "muufl_hsi.tif"}
+
+
+def generated(work: Path, size: int, bands: int = 224) -> Path:
+    """The project's generated scene of size x size px (made once in ``work``)."""
+    from engine.data.sample import generate_sample
+
+    folder = work / f"sample_{size}_{bands}"
+    if not (folder / "sample.tif").exists():
+        generate_sample(str(folder), rows=size, cols=size, bands=bands, seed=1)
+    return folder
+
+
+def _train_cases(work: Path, sizes: List[int]) -> Dict[str, List[str]]:
+    cases = {"EnMAP mosaic 192x160 (label raster)": ["--raster", str(ENMAP / "enmap_potsdam_mosaic.tif"),
+                                                    "--labels", str(ENMAP / "enmap_potsdam_labels.tif")]}
+    for size in sizes:
+        folder = generated(work, size)
+        cases[f"generated {size}x{size}x224 (48 ROIs)"] = ["--raster", str(folder / "sample.tif"), "--rois",
+                                                          str(folder / "sample_rois.gpkg"), "--class-field", "class_id"]
+    return cases
+
+
+def bench_train(args: argparse.Namespace) -> Dict[str, Any]:
+    work = Path(args.work)
+    rows = []
+    for label, inputs in _train_cases(work, [int(s) for s in args.sizes.split(",")]).items():
+        report = work / "report.json"
+        command = [sys.executable, "-m", "engine", "train", *inputs, "--model", args.model, "--epochs",
+                   str(args.epochs), "--device", "cpu", "--threads", str(args.threads), "--out", str(work / "model.pt"),
+                   "--report", str(report)]
+        start = time.perf_counter()
+        peak_kb = _run_measuring_peak_rss(command)
+        wall = time.perf_counter() - start
+        with open(report, encoding="utf-8") as handle:
+            done = json.load(handle)
+        seconds = [h["seconds"] for h in done["history"]]
+        provenance = done["metadata"]["provenance"]
+        windows = provenance["sampling"]["windows"]
+        rows.append({"scene": label, "sampling": provenance["sampling"]["mode"], "windows": len(windows),
+                     "window_pixels": sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in windows),
+                     "epoch_s": float(np.median(seconds[1:] if len(seconds) > 1 else seconds)),
+                     "first_epoch_s": seconds[0], "estimated_epoch_s": done.get("estimated_epoch_seconds"),
+                     "projected_200_epochs_min": (seconds[0] + 199 * float(np.median(seconds[1:] or seconds))) / 60,
+                     "wall_s": wall, "peak_rss_mb": peak_kb / 1024, "epochs": len(seconds)})
+        print(json.dumps(rows[-1]), flush=True)
+    return {"kind": "train", "model": args.model, "rows": rows}
+
+
+def _stretch_difference(data: np.ndarray, valid: np.ndarray, sampled: Any, full: Any) -> Dict[str, float]:
+    from engine.data.normalize import LEVELS, apply_stretch
+
+    span = np.maximum(full.high - full.low, 1e-12)
+    limits = max(np.abs(sampled.low - full.low).max(), np.abs(sampled.high - full.high).max())
+    worst = float(np.max(np.maximum(np.abs(sampled.low - full.low), np.abs(sampled.high - full.high)) / span * LEVELS))
+    changed = (apply_stretch(data, valid, sampled) != apply_stretch(data, valid, full))[:, valid].mean()
+    return {"max_limit_difference_levels": worst, "max_limit_difference": float(limits),
+            "changed_values_percent": 100 * float(changed)}
+
+
+def bench_stretch(args: argparse.Namespace) -> Dict[str, Any]:
+    from engine.data.normalize import fit_stretch
+    from engine.data.raster import STRETCH_SAMPLE, load_training_raster, read_sample
+
+    scenes = dict(SHARED_SCENES, **{"generated 1000x1000x224": generated(Path(args.work), 1000) / "sample.tif"})
+    rows = []
+    for name, path in scenes.items():
+        info, data, valid = load_training_raster(str(path))
+        full = fit_stretch(data, valid)
+        for pixels in ([STRETCH_SAMPLE, 4096] if valid.size <= STRETCH_SAMPLE else [STRETCH_SAMPLE]):
+            sample_info, sample, sample_valid = read_sample(info, pixels=pixels)
+            assert sample_info.band_indices == info.band_indices
+            rows.append({"scene": name, "pixels": int(valid.sum()), "sample": pixels, "sampled": int(sample.shape[2]),
+                         **_stretch_difference(data, valid, fit_stretch(sample, sample_valid), full)})
+            print(json.dumps(rows[-1]), flush=True)
+        del data
+    return {"kind": "stretch", "rows": rows}
+
+
+def bench_classify(args: argparse.Namespace) -> Dict[str, Any]:
+    work = Path(args.work)
+    small = generated(work, 64)
+    model = work / f"classify_{args.model}.pt"
+    subprocess.run([sys.executable, "-m", "engine", "-q", "train", "--raster", str(small / "sample.tif"), "--rois",
+                    str(small / "sample_rois.gpkg"), "--class-field", "class_id", "--model", args.model,
+                    "--epochs", "1", "--device", "cpu", "--out", str(model)], check=True, cwd=REPO_ROOT)
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        big = generated(work, size)
+        command = [sys.executable, "-m", "engine", "-q", "classify", "--model", str(model), "--raster",
+                   str(big / "sample.tif"), "--out", str(work / "classes.tif"), "--confidence",
+                   str(work / "confidence.tif"), "--device", "cpu", "--threads", str(args.threads)]
+        if args.model == "cssmamba":
+            command += ["--clusters", str(work / "clusters.tif")]
+        start = time.perf_counter()
+        peak_kb = _run_measuring_peak_rss(command)
+        wall = time.perf_counter() - start
+        rows.append({"raster": f"{size}x{size}x224", "megapixels": size * size / 1e6, "wall_s": wall,
+                     "seconds_per_megapixel": wall / (size * size / 1e6), "peak_rss_mb": peak_kb / 1024})
+        print(json.dumps(rows[-1]), flush=True)
+    return {"kind": "classify", "model": args.model, "rows": rows}
+
+
+def render(report: Dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [f"# Scale: {report['kind']}", "", f"`{env['command']}`", "",
+             f"{env['date']} · {env['machine']} · torch {env['torch']} · {env['device']}", ""]
+    rows = report["rows"]
+    if report["kind"] == "train":
+        lines += [f"Model {report['model']} (plugin default), 30/10 split, `--sampling auto`.", "",
+                  "| scene | sampling | windows | px per epoch | epoch s | estimated s | 200 epochs | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            estimate = "" if r["estimated_epoch_s"] is None else f"{r['estimated_epoch_s']:.1f}"
+            lines.append(f"| {r['scene']} | {r['sampling']} | {r['windows']} | {r['window_pixels']:,} | "
+                         f"{r['epoch_s']:.2f} | {estimate} | {r['projected_200_epochs_min']:.1f} min | "
+                         f"{r['peak_rss_mb']:.0f} |")
+        base = {r["scene"]: r["epoch_s"] for r in rows}
+        names = list(base)
+        if len(names) >= 3:
+            lines += ["", f"Ratios: {names[2]} / {names[1]} = {base[names[2]] / base[names[1]]:.2f}; "
+                          f"{names[1]} / {names[0]} = {base[names[1]] / base[names[0]]:.2f}."]
+    elif report["kind"] == "stretch":
+        lines += ["| scene | valid px | sample | px sampled | max limit difference (levels of 1/255) | "
+                  "quantised values changed |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['scene']} | {r['pixels']:,} | {r['sample']:,} | {r['sampled']:,} | "
+                         f"{r['max_limit_difference_levels']:.3f} | {r['changed_values_percent']:.3f} % |")
+    else:
+        lines += [f"Model {report['model']} (plugin default); class map, confidence"
+                  f"{' and clusters' if report['model'] == 'cssmamba' else ''}.", "",
+                  "| raster | wall s | s per megapixel | peak RSS MB |", "|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['raster']} | {r['wall_s']:.1f} | {r['seconds_per_megapixel']:.1f} | "
+                         f"{r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="kind", required=True)
+    train = sub.add_parser("train", help="epoch time and peak RSS by scene size")
+    train.add_argument("--epochs", type=int, default=5, help="epochs per scene (default 5)")
+    train.add_argument("--model", default="cssmamba", choices=["cssmamba", "mambahsi"])
+    train.add_argument("--sizes", default="1000,2000", help="generated scene sizes (default 1000,2000)")
+    stretch = sub.add_parser("stretch", help="stretch from the bounded sample against the full-scene fit")
+    classify = sub.add_parser("classify", help="classification time and peak RSS by raster size")
+    classify.add_argument("--model", default="cssmamba", choices=["cssmamba", "mambahsi"])
+    classify.add_argument("--sizes", default="1000,2000", help="generated raster sizes (default 1000,2000)")
+    for p in (train, stretch, classify):
+        p.add_argument("--work", required=True, help="folder for the generated scenes (kept between runs)")
+        p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+        p.add_argument("--out", help="result JSON (default bench/results/scale_<kind>.json; .md beside it)")
+    args = parser.parse_args(argv)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    report = {"train": bench_train, "stretch": bench_stretch, "classify": bench_classify}[args.kind](args)
+    report["environment"] = _environment(argv)
+    report["environment"]["command"] = report["environment"]["command"].replace("bench/speed.py", "bench/scale.py")
+    out = Path(args.out) if args.out else RESULTS / f"scale_{args.kind}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(render(report), encoding="utf-8")
+    print(render(report))
+    print(f"results: {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
