@@ -5,6 +5,11 @@ algorithms and the benchmark run the same code path. Each function takes file pa
 reading, the checks and the bookkeeping (class table, split, stretch, metadata), and hands the
 numerical work to ``train.py``, ``predict.py`` and ``metrics.py``.
 
+Training reads what it needs, not the scene (``_prepare``): the labels (maps of the whole grid), a
+bounded sample for the stretch (``data.raster.read_sample``), then either the whole raster, when the
+scene is at most one classification tile, or only the classification tiles that hold labelled pixels
+(``sampler.label_windows``), whose tiling the model file records so that ``classify_file`` repeats it.
+
 Classes that nodata leaves with fewer than 2 usable pixels are dropped from the model with a
 warning (``data.labels.drop_unusable_classes``); fewer than two remaining classes is an error.
 """

@@ -23,7 +23,7 @@ No GDAL here: this module also runs on GPU machines without it.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch

@@ -157,8 +157,8 @@ MODEL: a model file (.pt) written by 'Train CSSMamba' or 'Train M3amba (multi-mo
 AUX_RASTERS: required for a multi-modal (M3amba) model, ignored otherwise: its auxiliary rasters (LiDAR, SAR) of the same area, the same kinds in the same order as in training; they are resampled onto INPUT's grid as in training.
 BANDS (advanced): the bands of INPUT to read, in the model's band order; only needed when INPUT has another number of bands than the training raster and no wavelengths to find the model's bands by (otherwise such a raster is refused rather than classified from the wrong bands).
 DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
-TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.
-OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's default. Multi-modal models predict on overlapping crops of their own and ignore both.
+TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the tiles the model was trained on when it was trained on a scene larger than one tile (the same tiles give the same results), else the engine's default.
+OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = as for TILE_SIZE. Multi-modal models predict on overlapping crops of their own and ignore both.
 OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.
 OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the model hesitates, often at class boundaries.
 OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect boundaries; MambaHSI and M3amba models have no clusters, so it is then left out.
@@ -170,8 +170,8 @@ MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“ oder „M3amba train
 AUX_RASTERS: nötig für ein multimodales Modell (M3amba), sonst ignoriert: seine Zusatzraster (LiDAR, SAR) desselben Gebiets, dieselben Arten in derselben Reihenfolge wie im Training; sie werden wie im Training auf das Gitter von INPUT umgerechnet.
 BANDS (erweitert): die zu lesenden Bänder von INPUT, in der Bandreihenfolge des Modells; nur nötig, wenn INPUT eine andere Bandanzahl als das Trainingsraster und keine Wellenlängen hat, über die sich die Bänder des Modells finden lassen (sonst wird ein solches Raster abgelehnt, statt aus den falschen Bändern klassifiziert).
 DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
-TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = Vorgabe der Engine.
-OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = Vorgabe der Engine. Multimodale Modelle sagen auf eigenen, überlappenden Ausschnitten vorher und ignorieren beide.
+TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = die Kacheln, auf denen das Modell trainiert wurde, wenn es auf einer Szene trainiert wurde, die größer als eine Kachel ist (dieselben Kacheln geben dieselben Ergebnisse), sonst die Vorgabe der Engine.
+OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = wie bei TILE_SIZE. Multimodale Modelle sagen auf eigenen, überlappenden Ausschnitten vorher und ignorieren beide.
 OUTPUT: das Klassenraster (Klassen-IDs, 0 = NoData) mit den Klassennamen und -farben des Modells.
 OUTPUT_CONFIDENCE: die Wahrscheinlichkeit der gewählten Klasse, 0–1 (-1 = NoData); niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
 OUTPUT_CLUSTERS: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen jedes Pixel zugeordnet wurde), um Grenzen zu prüfen; MambaHSI- und M3amba-Modelle haben keine Cluster, dann entfällt sie.

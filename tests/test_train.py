@@ -8,7 +8,7 @@ import math
 import os
 import subprocess
 import sys
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 import pytest
