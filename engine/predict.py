@@ -197,14 +197,20 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
              max(t.rows for t in tiles), max(t.cols for t in tiles), overlap)
 
     def predict_group(group: List[Tile]) -> List[TilePrediction]:
-        reads = [read_window(info, t.row0, t.col0, t.rows, t.cols) for t in group]
-        results: List[TilePrediction] = [(valid[t.crop_in_window], None, None) for t, (_, valid) in zip(group, reads)]
+        # One read and one stretch for the strip the group's tiles share (group_tiles keeps a group in one
+        # row of tiles): a GDAL read per band and tile costs more than the model on 64 px tiles.
+        row0, col0 = group[0].row0, min(t.col0 for t in group)
+        strip, strip_valid = read_window(info, row0, col0, group[0].rows, max(t.col0 + t.cols for t in group) - col0)
+        image = apply_stretch(strip, strip_valid, stretch)
+        del strip                                       # the model's activations need the memory more
+        windows = [(slice(None), slice(t.col0 - col0, t.col0 - col0 + t.cols)) for t in group]
+        results: List[TilePrediction] = [(strip_valid[w][t.crop_in_window], None, None)
+                                         for t, w in zip(group, windows)]
         todo = [k for k, (keep, _, _) in enumerate(results) if keep.any()]
         if not todo:
             return results
-        images = np.stack([apply_stretch(reads[k][0], reads[k][1], stretch) for k in todo])
-        del reads                                       # the model's activations need the memory more
-        probabilities, clusters = predict_windows(model, images, torch_device)
+        probabilities, clusters = predict_windows(model, np.stack([image[(slice(None),) + windows[k]] for k in todo]),
+                                                  torch_device)
         for j, k in enumerate(todo):
             t = group[k]
             results[k] = (results[k][0], probabilities[j][(slice(None),) + t.crop_in_window],
@@ -224,12 +230,13 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
 
 
 def group_tiles(tiles: List[Tile], max_pixels: int) -> List[List[Tile]]:
-    """Consecutive tiles of one window shape in groups of at most ``max_pixels`` pixels (at least one tile
-    each), for one forward per group."""
+    """Consecutive tiles of one window shape and one row of tiles in groups of at most ``max_pixels``
+    pixels (at least one tile each), for one read and one forward per group."""
     groups: List[List[Tile]] = []
     for t in tiles:
         last = groups[-1] if groups else None
-        if last and (last[0].rows, last[0].cols) == (t.rows, t.cols) and (len(last) + 1) * t.rows * t.cols <= max_pixels:
+        if last and (last[0].rows, last[0].cols, last[0].row0) == (t.rows, t.cols, t.row0) \
+                and (len(last) + 1) * t.rows * t.cols <= max_pixels:
             last.append(t)
         else:
             groups.append([t])

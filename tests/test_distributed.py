@@ -50,6 +50,22 @@ def test_two_processes_compute_what_one_computes_with_two_windows_per_step(sampl
     assert sorted(os.listdir(tmp_path)) == ["ddp.json", "ddp.pt", "one.pt"]
 
 
+def test_label_windows_under_torchrun_compute_what_one_process_computes(tmp_path):
+    """Label windows (9 tiles of a 130 px scene) make one step per epoch: the ranks share the tiles and DDP's
+    mean of their weighted gradients is the one process's accumulated gradient."""
+    scene = generate_sample(str(tmp_path / "scene"), rows=130, cols=130, bands=12, seed=2)
+    options = ["--model", "mambahsi", "--set", "dim=8", "--epochs", 3, "--sampling", "windows"]
+    ddp = run(TORCHRUN + train_command(scene, tmp_path / "ddp.pt", *options))
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = run([sys.executable] + train_command(scene, tmp_path / "one.pt", *options))
+    assert single.returncode == 0, single.stderr[-3000:]
+    (a, meta_a), (b, meta_b) = load_model(str(tmp_path / "ddp.pt")), load_model(str(tmp_path / "one.pt"))
+    assert len(meta_a["provenance"]["sampling"]["windows"]) > 2 and meta_a["tiling"] == meta_b["tiling"]
+    for name, tensor in a.state_dict().items():
+        torch.testing.assert_close(tensor, b.state_dict()[name], rtol=1e-4, atol=1e-5)
+    assert meta_a["provenance"]["best_epoch"] == meta_b["provenance"]["best_epoch"]
+
+
 def test_cssmamba_trains_under_torchrun(sample, tmp_path):
     result = run(TORCHRUN + train_command(sample, tmp_path / "c.pt", "--set", "dim=8", "--epochs", 2))
     assert result.returncode == 0, result.stderr[-3000:]

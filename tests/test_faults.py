@@ -359,8 +359,8 @@ def slow_raster(scene, tmp_path_factory):
 def start_classify(model, raster, out):
     process = run_engine("classify", "--model", model, "--raster", raster, "--out", out, "--tile", 16,
                          "--overlap", 2, "--threads", 1)
-    for line in process.stderr:                      # wait until tiles are being written
-        if "classified tile 3 of" in line:
+    for line in process.stderr:                      # wait until tiles are being written (a row of tiles each)
+        if "classified tile " in line:
             return process
     raise AssertionError(f"classification never started: {process.communicate()}")
 

@@ -56,19 +56,17 @@ def test_windows_and_the_whole_scene_share_the_split_the_stretch_and_the_classes
     assert windows["normalisation"] == whole["normalisation"]
 
 
-def test_the_stretch_sample_is_bounded_and_spread_over_the_raster(scene):
+def test_the_stretch_sample_is_a_bounded_lattice_over_the_raster(scene, monkeypatch):
     info = raster_module.open_raster(scene.raster)
-    ranges = raster_module.sample_row_blocks(info.rows, info.cols, 40_000)        # blocks of 3 rows
-    covered = np.zeros(info.rows, int)
-    for start, stop in ranges:
-        covered[start:stop] += 1
-    assert (covered == 1).all()                                          # every row once, in some order
-    first = sorted(ranges[:raster_module.SAMPLE_BLOCKS])
-    assert first[0][0] == 0 and first[-1][1] > 0.95 * info.rows           # the first blocks span the raster
-    assert {stop - start for start, stop in ranges} == {3}
+    assert raster_module.sample_lattice(600, 600, 40_000) == 3
+    assert raster_module.sample_lattice(50, 40, 4000) == 1                  # a small raster is read whole
+    rows_read = []
+    read_marked = raster_module._read_marked
+    monkeypatch.setattr(raster_module, "_read_marked",
+                        lambda ds, info, row0, *a: rows_read.append(row0) or read_marked(ds, info, row0, *a))
     _, data, valid = raster_module.read_sample(info, pixels=40_000)
-    assert data.shape[1] == 1 and valid.all() and 40_000 <= data.shape[2] < 40_000 + 3 * info.cols
-    assert raster_module.sample_row_blocks(50, 40, 4000) == [(0, 50)]       # a small raster is read whole
+    assert rows_read == list(range(1, 600, 3))                              # every third row, from the first
+    assert data.shape[1] == 1 and valid.all() and 20_000 <= data.shape[2] <= 200 * 200
 
 
 def test_windows_that_do_not_fit_in_memory_are_refused_before_reading(scene, tmp_path, monkeypatch):
