@@ -9,8 +9,8 @@ reached 68 % validation OA inside the windows but 43 % test OA on the whole scen
 the tiles classification uses (``plan_tiles``), the tiles whose crop (the part classification keeps)
 holds labelled pixels are the training windows, each owns the labelled pixels of its crop, and the
 model file records the tiling so that classification repeats it. Each labelled pixel is then trained
-in the very tile that classifies it: on the EnMAP mosaic, training and predicting on 64 px tiles gave the
-whole-scene accuracy (58.9 % against 58.8 %, seed 0; bench/results/label_windows.md). LABEL_TILE and
+in the very tile that classifies it: on the EnMAP mosaic, MambaHSI trained and predicted on 64 px tiles
+reached 58.2 % against 58.7 % for the whole scene (5 seeds; bench/results/label_windows.md). LABEL_TILE and
 LABEL_OVERLAP are chosen by measurement there. The cost of an epoch follows the tiles that hold labels,
 not the scene, and all tiles of a raster share one shape, so they train as batches.
 
@@ -62,7 +62,7 @@ class Window(NamedTuple):
 
 @dataclass
 class Patch:
-    """A part of the scene that the trainer sees whole: the scene itself, or one label window (sampler.py).
+    """A part of the scene that the trainer sees whole: the scene itself, or one label window (``label_windows``).
 
     The label maps hold class indices (−1 = none) of the pixels this patch owns; a labelled pixel that
     another patch owns is only context here (−1), so every labelled pixel counts once."""

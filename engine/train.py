@@ -76,9 +76,10 @@ class TrainConfig:
     exceed it train on overlapping windows. threads: torch CPU threads (None: leave torch's setting).
     precision: "auto" (bf16 on GPUs that have it, else fp16 with gradient scaling, fp32 on the CPU;
     engine/precision.py), or "bf16", "fp16", "fp32"; weights stay fp32 in every case.
-    windows_per_step: training windows whose gradients one optimizer step averages (gradient
-    accumulation; the scene is cut into at least that many windows). Under torchrun it is the number of
-    processes, each computing one window of the step (engine/distributed.py).
+    windows_per_step: training windows whose gradients one optimizer step averages when the whole scene
+    is cut into a memory grid (gradient accumulation; the scene is cut into at least that many windows).
+    Under torchrun it is the number of processes, each computing one window of the step
+    (engine/distributed.py). Label windows always make one step per epoch (``train_patches``).
     """
 
     epochs: int = 200
