@@ -461,9 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="average the gradients of N training windows per optimizer step (the scene is cut into "
                             "at least N windows); what 'torchrun --nproc_per_node=N' computes on N GPUs at once")
     train.add_argument("--sampling", choices=("auto", "windows", "whole"), default="auto",
-                       help="what training reads and steps over: windows around the labelled pixels (the cost "
-                            "follows the ROIs, not the scene), the whole scene, or auto (default: the whole scene "
-                            "when the windows would cover half of it or more and it fits in memory)")
+                       help="what training reads and steps over: the classification tiles that hold labelled "
+                            "pixels (the cost follows the ROIs, not the scene; classify repeats the tiles), the "
+                            "whole scene, or auto (default: the whole scene when it is at most one classification "
+                            "tile, 512 px, and fits in memory, else the tiles)")
     train.add_argument("--memory-budget-mb", type=int, metavar="MB",
                        help="memory a training step may use (default: half the RAM, 80 %% of the free GPU memory); "
                             "a window that needs more is cut into overlapping windows")

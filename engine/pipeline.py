@@ -377,10 +377,10 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     ``other_outputs``: {what: path} of the caller's further outputs of the same run (a report, a class
     map), so that no output of the run can overwrite an input or another output (``paths.check_distinct``).
     ``windows_per_step``: TrainConfig's gradient accumulation. ``sampling``: what training reads and steps
-    over: 'windows' around the labelled pixels (sampler.label_windows: the cost follows the labels, not the
-    scene, in the tiles classification will use), the 'whole' scene, or 'auto' (the whole scene when
-    classification predicts it in one tile and it fits in memory; the log says which). Under torchrun (engine/distributed.py) only
-    rank 0 writes the model file.
+    over: 'windows', the classification tiles that hold labelled pixels (sampler.label_windows: the cost
+    follows the labels, not the scene; the model file records the tiling for classification), the
+    'whole' scene, or 'auto' (the whole scene when classification predicts it in one tile and it fits in
+    memory; the log says which). Under torchrun (engine/distributed.py) only rank 0 writes the model file.
     """
     split = split or SplitOptions()
     started = utc_now()
