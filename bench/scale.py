@@ -43,7 +43,7 @@ for path in (REPO_ROOT, BENCH):
 
 import numpy as np  # noqa: E402
 
-from speed import _environment, _run_measuring_peak_rss  # noqa: E402
+from speed import _environment, _run_measuring_peak_rss, report_header  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results"
 SHARED = REPO_ROOT.parent / "shared" / "data"
@@ -161,9 +161,7 @@ def bench_classify(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def render(report: Dict[str, Any]) -> str:
-    env = report["environment"]
-    lines = [f"# Scale: {report['kind']}", "", f"`{env['command']}`", "",
-             f"{env['date']} · {env['machine']} · torch {env['torch']} · {env['device']}", ""]
+    lines = report_header(f"Scale: {report['kind']}", report["environment"])
     rows = report["rows"]
     if report["kind"] == "train":
         lines += [f"Model {report['model']} (plugin default), 30/10 split, `--sampling auto`.", "",

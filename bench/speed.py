@@ -141,10 +141,14 @@ def bench_classify(args: argparse.Namespace) -> Dict[str, Any]:
     return {"kind": "classify", "rows": rows}
 
 
+def report_header(title: str, env: Dict[str, Any]) -> List[str]:
+    """The first lines of a speed or scale report: title, command, date and machine."""
+    return [f"# {title}", "", f"`{env['command']}`", "",
+            f"{env['date']} · {env['machine']} · torch {env['torch']} · {env['threads']} threads · {env['device']}", ""]
+
+
 def render(report: Dict[str, Any]) -> str:
-    env = report["environment"]
-    lines = [f"# Speed: {report['kind']}", "", f"`{env['command']}`", "",
-             f"{env['date']} · {env['machine']} · torch {env['torch']} · {env['threads']} threads · {env['device']}", ""]
+    lines = report_header(f"Speed: {report['kind']}", report["environment"])
     rows = report["rows"]
     if report["kind"] == "train":
         lines += [f"Scene: {report['scene']}", "",

@@ -32,8 +32,8 @@ from threadpoolctl import threadpool_limits
 from . import __version__
 from .data.labels import ClassTable, Color, class_indices, drop_unusable_classes, read_reference
 from .data.normalize import Stretch, apply_stretch, fit_stretch
-from .data.raster import (TRAINING_COPIES, RasterInfo, ReadCancelled, check_fits_in_memory, load_training_raster,
-                          open_raster, read_sample, read_window)
+from .data.raster import (RasterInfo, ReadCancelled, check_fits_in_memory, load_training_raster, open_raster,
+                          read_sample, read_window, training_bytes)
 from .data.splits import Split, fixed_count_split, ratio_split
 from .device import resolve_device
 from . import distributed
@@ -256,7 +256,7 @@ def _read_windows(info: RasterInfo, windows: List[Window],
                   cancelled: Optional[Cancelled]) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], np.ndarray]:
     """Each label window as read (data, valid), and the valid mask of the whole grid (False outside the
     windows). Refused before reading when the windows do not fit the memory free now."""
-    need = TRAINING_COPIES * 4 * info.bands * sum(w.pixels for w in windows)
+    need = training_bytes(info, sum(w.pixels for w in windows))
     available = available_memory_bytes()
     if available is not None and need > available:
         raise ValueError(f"the labelled pixels are spread over too much of {info.path}: the {len(windows)} windows "

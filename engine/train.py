@@ -403,25 +403,16 @@ def _validation_tiling(max_pixels: int) -> Dict[str, int]:
     return {"tile": tile, "overlap": min(DEFAULT_OVERLAP, tile // 4)}
 
 
-def _predicted_validation(model: HSIClassifier, x: Tensor, image: np.ndarray, valid: np.ndarray,
-                          val_mask: np.ndarray, device: torch.device, precision: Precision,
-                          tiling: Dict[str, int]) -> np.ndarray:
-    """Predicted class index at the validation pixels of one patch (1-D, in raster order), predicted in one
-    pass (``tiling`` empty) or through predict_array's overlapping tiles when one pass would exceed the
-    memory budget. Like prediction, it needs no labels: no guide is passed."""
-    model.eval()
-    try:
-        with torch.no_grad(), precision.autocast(device):
-            if not tiling:
-                predicted = model(x).logits[0].argmax(0).cpu().numpy()
-            else:
-                from .tiling import predict_array  # lazy: only large scenes need it
+def _predicted_validation(model: HSIClassifier, image: np.ndarray, valid: np.ndarray, val_mask: np.ndarray,
+                          device: torch.device, precision: Precision, tiling: Dict[str, int]) -> np.ndarray:
+    """Predicted class index at the validation pixels of a patch cut by its memory grid (1-D, in raster
+    order), through predict_array's overlapping ``tiling`` (it restores the model's mode). Like prediction,
+    it needs no labels: no guide is passed."""
+    from .tiling import predict_array  # lazy: only large scenes need it
 
-                probabilities, _ = predict_array(model, image, valid, device=device, **tiling)
-                predicted = probabilities.argmax(0)
-    finally:
-        model.train()
-    return predicted[val_mask]
+    with torch.no_grad(), precision.autocast(device):
+        probabilities, _ = predict_array(model, image, valid, device=device, **tiling)
+    return probabilities.argmax(0)[val_mask]
 
 
 def _score(predicted: np.ndarray, val: np.ndarray, val_mask: np.ndarray) -> float:
@@ -626,8 +617,7 @@ def _unit_validation(unit: _Unit, classes: np.ndarray, vals: List[np.ndarray],
     return predicted, truth
 
 
-def _validate(model: HSIClassifier, units: List[_Unit], plans: List[List[Window]], xs: List[Tensor],
-              images: List[np.ndarray], patches: List[Patch], vals: List[np.ndarray], val_masks: List[np.ndarray],
+def _validate(model: HSIClassifier, units: List[_Unit], plans: List[List[Window]], images: List[np.ndarray], patches: List[Patch], vals: List[np.ndarray], val_masks: List[np.ndarray],
               device: torch.device, precision: Precision,
               tilings: List[Dict[str, int]]) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     """(predicted, true) class index at the validation pixels of ``units`` (stacked units in one eval
@@ -647,8 +637,8 @@ def _validate(model: HSIClassifier, units: List[_Unit], plans: List[List[Window]
             truth += more[1]
     for k, plan in enumerate(plans):
         if len(plan) > 1 and val_masks[k].any():
-            predicted.append(_predicted_validation(model, xs[k], images[k], patches[k].valid, val_masks[k], device,
-                                                   precision, tilings[k]))
+            predicted.append(_predicted_validation(model, images[k], patches[k].valid, val_masks[k], device, precision,
+                                                   tilings[k]))
             truth.append(vals[k][val_masks[k]])
     return predicted, truth
 
@@ -795,7 +785,7 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                 if scoring:
                     # The state the previous epoch left, before the forwards move the buffers (EMA prototypes).
                     before = buffer_copy(model)
-                    predicted, truth = _validate(model, val_only, [], xs, images, patches, vals, val_masks, device,
+                    predicted, truth = _validate(model, val_only, [], images, patches, vals, val_masks, device,
                                                  precision, tilings)
                 mine = _windows_of_this_process([steps[j] for j in batch], group, [shares[j] for j in batch])
                 for n, (unit, weight) in enumerate(mine):
@@ -839,7 +829,7 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                 raise TrainingCancelled(f"training cancelled before validating epoch {epoch}")
             val_oa = math.nan
             if n_val and (group is None or group.rank == 0):
-                val_oa = _oa(*_validate(model, units, plans, xs, images, patches, vals, val_masks, device, precision,
+                val_oa = _oa(*_validate(model, units, plans, images, patches, vals, val_masks, device, precision,
                                         tilings))
             if group is not None:
                 val_oa = distributed.broadcast_object(val_oa)   # one score, so every rank decides alike

@@ -455,17 +455,18 @@ def check_fits_in_memory(info: RasterInfo, available: Optional[int] = None) -> N
     bands in use must fit the memory free now (``available`` bytes; None: ask the OS, and skip the check
     when it does not say). The message gives the memory needed and the ways out."""
     available = available_memory_bytes() if available is None else available
-    if available is not None and _training_bytes(info) > available:
+    if available is not None and training_bytes(info) > available:
         raise ValueError(_too_large(info, f"{gigabytes(available)} is free"))
 
 
-def _training_bytes(info: RasterInfo) -> int:
-    return TRAINING_COPIES * 4 * info.bands * info.rows * info.cols
+def training_bytes(info: RasterInfo, pixels: Optional[int] = None) -> int:
+    """Memory training holds for ``pixels`` pixels (None: the whole raster) of the bands in use."""
+    return TRAINING_COPIES * 4 * info.bands * (info.rows * info.cols if pixels is None else pixels)
 
 
 def _too_large(info: RasterInfo, situation: str) -> str:
     return (f"{info.path} is too large to train on here: {info.rows:,} x {info.cols:,} px x {info.bands} bands needs "
-            f"{gigabytes(_training_bytes(info))} in memory (the raster and its stretched copy as float32) but "
+            f"{gigabytes(training_bytes(info))} in memory (the raster and its stretched copy as float32) but "
             f"{situation}. Train on fewer bands (CLI: --bands; toolbox: Bands), or on a smaller extent around your "
             f"ROIs (e.g. gdal_translate -projwin or Clip raster by extent), and classify the whole raster "
             f"afterwards, which streams it tile by tile")
