@@ -45,7 +45,7 @@ if str(REPO_ROOT) not in sys.path:
 import numpy as np  # noqa: E402  (after the sys.path fix so `python bench/accuracy.py` finds the engine)
 
 from engine.cli import parse_overrides  # noqa: E402
-from engine.data.splits import Split, fixed_count_split  # noqa: E402
+from engine.data.splits import Split, fixed_count_split, spatial_split  # noqa: E402
 from engine.metrics import accuracy  # noqa: E402
 
 LOG = logging.getLogger("bench.accuracy")
@@ -360,7 +360,9 @@ def render_markdown(report: Dict[str, Any]) -> str:
                      f"epochs {run['epochs']}, RF trees {run.get('rf_trees', 500)}, "
                      f"overrides {json.dumps(run['overrides'])}, scenes from {run['scenes_from']}")
     lines += ["", "Protocol: per seed one 30/10 split per class (15 train at ≤ 30 px), rest test, nodata never used; "
-              "the same split for every method. OA / AA / κ in %, mean ± std (numpy std, ddof 0) over the seeds; "
+              "the same split for every method. Rows marked 'spatial split' draw the 30/10 from separate connected "
+              "components of each class (cut into blocks where a class has fewer than 3) and test on the other "
+              "components only (engine.data.splits.spatial_split). OA / AA / κ in %, mean ± std (numpy std, ddof 0) over the seeds; "
               "κ is the test κ. RF/SVM: standardised spectra, tuned on the validation pixels (RF `--rf-trees` "
               "trees, 500 by default, max_features ∈ {sqrt, 0.3}; SVM RBF, C ∈ {1, 10, 100, 1000} × "
               "γ ∈ {0.1, 1, 10} × scale); their train "
@@ -465,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-limit", type=float, help="start no new run after this many seconds")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into --out and stop")
     parser.add_argument("--progress", action="store_true", help="print deep-model training progress")
+    parser.add_argument("--split", choices=list(SPLITS), default="fixed",
+                        help="fixed: 30/10 random pixels per class (default); spatial: the same counts from separate "
+                             "connected components (blocks where a class has fewer than 3), tested on the other "
+                             "components (engine.data.splits.spatial_split); a variant of its own in the results")
     parser.add_argument("--label-tiles", metavar="TILE,OVERLAP",
                         help="deep models train on the engine's label windows, the tiles of this size and overlap "
                              "that hold training or validation pixels (engine/sampler.py), instead of the whole "
@@ -483,8 +489,20 @@ def _label_tiles(text: Optional[str]) -> Optional[Tuple[int, int]]:
     return tile, overlap
 
 
+SPLITS = {"fixed": fixed_count_split, "spatial": spatial_split}
+
+
 def _plan(args: argparse.Namespace) -> List[Tuple[str, str, Optional[str], Dict[str, Any], int]]:
-    """(dataset, method, variant label, overrides, seed) of every run, in the order they run."""
+    """(dataset, method, variant label, overrides, seed) of every run, in the order they run; a spatial
+    split labels every run's variant, so its results stay apart from the pixel split's."""
+    plan = _runs(args)
+    if args.split == "fixed":
+        return plan
+    return [(d, m, f"{label}, {args.split} split" if label else f"{args.split} split", o, s)
+            for d, m, label, o, s in plan]
+
+
+def _runs(args: argparse.Namespace) -> List[Tuple[str, str, Optional[str], Dict[str, Any], int]]:
     datasets = _csv(args.datasets, list(DATASETS), "dataset")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     base = parse_overrides(args.set)
@@ -588,7 +606,7 @@ def _run(args: argparse.Namespace, argv: List[str], plan: List[Tuple[str, str, O
         report["datasets"][dataset] = {"title": scene.meta["title"], "shape": scene.meta["shape"],
                                        "class_ids": class_ids, "class_names": class_names,
                                        "labelled_pixels": int(np.isin(scene.labels, class_ids).sum())}
-        split = fixed_count_split(scene.class_index(class_ids), seed, valid=scene.valid)
+        split = SPLITS[args.split](scene.class_index(class_ids), seed, valid=scene.valid)
         if method in DEEP_METHODS:
             record = run_deep(method, scene, split, class_ids, seed, settings, overrides)
             if settings.label_tiles is not None:

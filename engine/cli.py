@@ -418,11 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="model config override, repeatable, value read as JSON when it parses "
                             "(e.g. --set clusters_per_class=2 --set gate=prior)")
-        p.add_argument("--split", choices=["fixed", "ratio"], default="fixed",
-                       help="fixed: N train / M validation pixels per class, rest test (default); "
-                            "ratio: fractions per class")
-        p.add_argument("--train-per-class", type=int, default=30, help="fixed split: training pixels (default 30)")
-        p.add_argument("--val-per-class", type=int, default=10, help="fixed split: validation pixels (default 10)")
+        p.add_argument("--split", choices=["fixed", "ratio", "spatial", "auto"], default="fixed",
+                       help="fixed: N train / M validation pixels per class, rest test (default, the papers' "
+                            "protocol); ratio: fractions per class; spatial: the same counts from separate ROIs "
+                            "(connected components, cut into blocks where a class has fewer than 3), the test "
+                            "pixels from the other ROIs, so none touches a training ROI; auto: spatial when every "
+                            "class has at least 3 separate ROIs, else fixed (the toolbox's default)")
+        p.add_argument("--train-per-class", type=int, default=30, help="fixed/spatial split: training pixels (default 30)")
+        p.add_argument("--val-per-class", type=int, default=10, help="fixed/spatial split: validation pixels (default 10)")
         p.add_argument("--train-ratio", type=float, default=0.1, help="ratio split: training fraction (default 0.1)")
         p.add_argument("--val-ratio", type=float, default=0.01, help="ratio split: validation fraction (0.01)")
         p.add_argument("--val-labels", help="validation label raster: all training labels train, these select "

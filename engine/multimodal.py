@@ -430,6 +430,7 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
         ids, table = read_reference(info, labels, rois, class_field, name_field, valid=valid)
         if class_style:
             table = restyle_classes(table, class_style, keep_names=name_field is not None)
+        split = split.resolved(class_indices(ids, table), valid)
         scene_split = make_split(info, class_indices(ids, table), table, valid, seed, split, class_field)
         counts = {name: pixels_per_class(getattr(scene_split, name), len(table.ids)) for name in ("train", "validation", "test")}
         for cid, name, n_train, n_val, n_test in zip(table.ids, table.names, *counts.values()):

@@ -20,7 +20,7 @@ import datetime
 import logging
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -34,7 +34,7 @@ from .data.labels import ClassTable, Color, class_indices, drop_unusable_classes
 from .data.normalize import Stretch, apply_stretch, fit_stretch
 from .data.raster import (RasterInfo, ReadCancelled, check_fits_in_memory, load_training_raster, open_raster,
                           read_sample, read_window, training_bytes)
-from .data.splits import Split, fixed_count_split, ratio_split
+from .data.splits import MIN_GROUPS, Split, fixed_count_split, groups_per_class, ratio_split, spatial_split
 from .device import resolve_device
 from . import distributed
 from .metrics import accuracy
@@ -55,7 +55,7 @@ Cancelled = Callable[[], bool]
 
 LOG = logging.getLogger(__name__)
 
-SPLIT_MODES = ("fixed", "ratio")
+SPLIT_MODES = ("fixed", "ratio", "spatial", "auto")
 
 
 @dataclass
@@ -63,7 +63,10 @@ class SplitOptions:
     """How labelled pixels are divided (MODELS.md §3.3, §4.10).
 
     mode 'fixed': ``train_per_class`` / ``val_per_class`` per class (15 train at ≤ 30 px), rest test;
-    mode 'ratio': fractions with at least 3 train / 1 validation pixel per class. Validation labels or
+    mode 'ratio': fractions with at least 3 train / 1 validation pixel per class; mode 'spatial': the same
+    counts as 'fixed' drawn from disjoint connected components (or blocks) of each class, the test set
+    from the others (splits.spatial_split); mode 'auto': 'spatial' when every class has at least
+    splits.MIN_GROUPS components (e.g. three polygons), else 'fixed' (``resolved``). Validation labels or
     ROIs (``val_labels`` / ``val_rois``) replace the sampling: every training-label pixel trains, the
     validation pixels select the epoch, and the reported metrics are on those validation pixels.
     """
@@ -93,11 +96,22 @@ class SplitOptions:
             raise ValueError(f"{_setting('train_ratio')} + {_setting('val_ratio')} must stay below 1 so that test "
                              f"pixels remain, got {self.train_ratio} + {self.val_ratio}")
 
+    def resolved(self, index: np.ndarray, valid: np.ndarray) -> "SplitOptions":
+        """'auto' made 'spatial' or 'fixed' for these labels (class indices, −1 none); other modes as they are."""
+        if self.mode != "auto" or self.val_labels or self.val_rois:
+            return self
+        groups = groups_per_class(index, valid)
+        spatial = min(groups.values(), default=0) >= MIN_GROUPS
+        LOG.info("split: %s", "spatial (every class has at least %d separate ROIs or components)" % MIN_GROUPS
+                 if spatial else "pixels per class (a spatial split needs %d separate ROIs of every class; the "
+                 "fewest has %d)" % (MIN_GROUPS, min(groups.values(), default=0)))
+        return replace(self, mode="spatial" if spatial else "fixed")
+
     def describe(self) -> Dict[str, Any]:
         if self.val_labels or self.val_rois:
             return {"mode": "validation-set", "val_labels": absolute_or_none(self.val_labels), "val_rois": absolute_or_none(self.val_rois)}
-        if self.mode == "fixed":
-            return {"mode": "fixed", "train_per_class": self.train_per_class, "val_per_class": self.val_per_class}
+        if self.mode in ("fixed", "spatial", "auto"):
+            return {"mode": self.mode, "train_per_class": self.train_per_class, "val_per_class": self.val_per_class}
         return {"mode": "ratio", "train_ratio": self.train_ratio, "val_ratio": self.val_ratio}
 
 
@@ -161,6 +175,10 @@ def make_split(info: RasterInfo, index: np.ndarray, table: ClassTable, valid: np
                              "and the training pixels")
         return Split(train=train.astype(np.int64), validation=validation.astype(np.int64),
                      test=np.full(index.shape, -1, np.int64))
+    options = options.resolved(index, valid)
+    if options.mode == "spatial":
+        return spatial_split(index, seed, train_per_class=options.train_per_class,
+                             val_per_class=options.val_per_class, valid=valid)
     if options.mode == "fixed":
         return fixed_count_split(index, seed, train_per_class=options.train_per_class,
                                  val_per_class=options.val_per_class, valid=valid)
@@ -216,6 +234,7 @@ class _Scene:
     patches: List[Patch]           # the whole scene, or its label windows
     sampling: str                  # "whole scene" or "label windows", for the log and the model file
     tiling: Optional[Dict[str, int]] = None   # label windows: the tiling they come from, for classification
+    options: Optional[SplitOptions] = None    # the split that ran ('auto' resolved)
 
 
 def _whole_scene(info: RasterInfo, sampling: str) -> bool:
@@ -305,6 +324,7 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
              "the whole scene" if whole else f"{len(windows)} label windows", f"{sum(w.pixels for w in windows):,}",
              info.rows, info.cols, int(labelled.sum()))
     ids, table = drop_unusable_classes(ids, table, valid)
+    options = options.resolved(class_indices(ids, table), valid)
     split = make_split(info, class_indices(ids, table), table, valid, seed, options, class_field, val_ids)
     counts = {name: pixels_per_class(getattr(split, name), len(table.ids)) for name in ("train", "validation", "test")}
     for cid, name, n_train, n_val, n_test in zip(table.ids, table.names, *counts.values()):
@@ -318,7 +338,8 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
         maps = [np.where(own, getattr(split, name)[w.slices], -1) for name in ("train", "validation", "test")]
         patches.append(Patch(w, apply_stretch(raw, window_valid, stretch), raw, window_valid, *maps))
     tiling = None if whole else {"tile": plan.tile, "overlap": plan.overlap}
-    return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows", tiling)
+    return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows", tiling,
+                  options)
 
 
 def _assess(net: Any, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str, Any]]:
@@ -439,7 +460,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         "provenance": training_provenance(
             result, {"raster": os.path.abspath(raster), "labels": absolute_or_none(labels),
                      "rois": absolute_or_none(rois), "class_field": class_field, "name_field": name_field},
-            split, scene.counts, seed, epochs, lr, evaluated_on, metrics, started),
+            scene.options or split, scene.counts, seed, epochs, lr, evaluated_on, metrics, started),
     }
     metadata["provenance"]["sampling"] = {"mode": scene.sampling, "windows": [list(p.window) for p in scene.patches]}
     if scene.tiling:

@@ -154,3 +154,19 @@ def test_a_band_subset_and_learning_rate_are_trained_recorded_and_read_again(sam
     assert metadata["provenance"]["learning_rate"] == 1e-3
     out = classify_file(path, sample.raster, str(tmp_path / "classes.tif"), device="cpu", threads=1)
     assert gdal.Open(out["classes"]).RasterCount == 1
+
+
+@pytest.mark.parametrize("scene, expected", [("enmap_potsdam", "spatial"), ("salinas_a", "fixed")])
+def test_auto_split_is_spatial_when_every_class_has_three_separate_rois(shared_data, scene, expected, tmp_path,
+                                                                        caplog):
+    """EnMAP's labels hold 6 to 148 components per class, Salinas-A's one field per class."""
+    files = {"enmap_potsdam": ("enmap_potsdam_mosaic.tif", "enmap_potsdam_labels.tif"),
+             "salinas_a": ("salinas_a.tif", "salinas_a_labels.tif")}[scene]
+    raster, labels = (os.path.join(shared_data, scene, name) for name in files)
+    with caplog.at_level(logging.INFO, logger="engine"):
+        metadata, _ = train_from_files(raster, str(tmp_path / "m.pt"), labels=labels, model="mambahsi", epochs=1,
+                                       device="cpu", overrides=SMALL, threads=1, split=SplitOptions(mode="auto"))
+    split = metadata["provenance"]["split"]
+    assert split["mode"] == expected and "split: " in caplog.text        # the log and the model say which ran
+    assert split["counts"]["train"] == [30] * len(metadata["classes"]["ids"])
+    assert sum(split["counts"]["test"]) > 0 and metadata["provenance"]["evaluated_on"] == "test"

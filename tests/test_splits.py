@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from engine.data.splits import fixed_count_split, ratio_split, validation_roi_split
+from engine.data.splits import (MIN_GROUPS, fixed_count_split, groups_per_class, label_groups, ratio_split,
+                               spatial_split, validation_roi_split)
 
 
 def label_map(counts, shape=(100, 100), seed=0):
@@ -118,3 +119,55 @@ def test_validation_roi_split_refuses_empty_sets_and_mismatched_shapes():
         validation_roi_split(train, validation, valid=nodata_over_validation)
     with pytest.raises(ValueError, match="one shape"):
         validation_roi_split(train, validation[:4])
+
+
+# ------------------------------------------------------------------------------------------------
+# Spatially disjoint split (issue 13)
+
+def squares(classes_and_corners, shape=(60, 60), side=6):
+    """A label map of side × side squares: [(class, row, col), ...], -1 elsewhere."""
+    labels = np.full(shape, -1)
+    for cls, row, col in classes_and_corners:
+        labels[row:row + side, col:col + side] = cls
+    return labels
+
+
+def test_spatial_split_keeps_training_and_test_in_different_components():
+    from scipy import ndimage
+
+    corners = [(cls, 8 * r, 8 * c + 30 * cls) for cls in (0, 1) for r in range(7) for c in range(3)]
+    labels = squares(corners)
+    split = spatial_split(labels, seed=4)
+    components, _ = ndimage.label(labels >= 0, structure=np.ones((3, 3)))
+    trained = set(np.unique(components[split.train >= 0]))
+    assert trained.isdisjoint(np.unique(components[split.test >= 0]))
+    assert trained.isdisjoint(np.unique(components[split.validation >= 0]))
+    for cls in (0, 1):
+        assert sizes(split, cls)[:2] == [30, 10]           # the label budget of the pixel split
+        # half of the 21 squares hold the training draw: it spreads over several of them
+        assert len(set(np.unique(components[split.train == cls]))) >= 3
+        assert sizes(split, cls)[2] >= 4 * 36              # about 30 % of the class, in whole squares
+    assert np.array_equal(spatial_split(labels, seed=4).train, split.train)
+    assert not np.array_equal(spatial_split(labels, seed=5).train, split.train)
+
+
+def test_a_class_in_one_field_is_cut_into_blocks_for_training_validation_and_test():
+    labels = np.full((40, 40), -1)
+    labels[2:38, 2:38] = 0                                  # one component holds the whole class
+    groups = label_groups(labels)
+    assert len(np.unique(groups[labels == 0])) >= MIN_GROUPS
+    split = spatial_split(labels, seed=0)
+    assert all(n > 0 for n in sizes(split, 0))
+    train_blocks = set(np.unique(groups[split.train >= 0]))
+    assert train_blocks.isdisjoint(np.unique(groups[split.test >= 0]))
+
+
+def test_spatial_split_never_uses_invalid_pixels_and_counts_components_per_class():
+    labels = squares([(0, 0, 0), (0, 0, 20), (0, 0, 40), (1, 30, 0)])
+    valid = np.ones(labels.shape, bool)
+    valid[0:6, 40:46] = False                               # one square of class 0 under nodata
+    assert groups_per_class(labels) == {0: 3, 1: 1}
+    assert groups_per_class(labels, valid) == {0: 2, 1: 1}
+    split = spatial_split(labels, seed=1, valid=valid)
+    for part in (split.train, split.validation, split.test):
+        assert not (part[~valid] >= 0).any()

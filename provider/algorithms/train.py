@@ -40,7 +40,7 @@ from .classify import (
 )
 
 MODELS = ("cssmamba", "mambahsi")
-SPLITS = ("fixed", "ratio")
+SPLITS = ("fixed", "ratio", "spatial", "auto")   # appended, so saved parameter sets keep their meaning
 CLUSTER_LOSSES = ("la", "lb", "none")
 GATES = ("sigmoid", "prior", "attention")
 CLASSIFY_SHARE = 0.9  # of the progress bar for training when the training scene is classified too
@@ -197,7 +197,11 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         "SEED: the same seed gives the same split and the same model.\n"
         "SPLIT (advanced): 'Pixels per class' takes TRAIN_PER_CLASS training and VAL_PER_CLASS validation "
         "pixels per class (the papers' 30 / 10); 'Ratio' takes the fractions TRAIN_RATIO and VAL_RATIO. The "
-        "rest are test pixels, on which the report's accuracy is measured.\n"
+        "rest are test pixels, on which the report's accuracy is measured. Test pixels drawn at random lie next "
+        "to training pixels, which flatters the accuracy: 'Separate ROIs (spatial)' takes the same counts from "
+        "some ROIs of each class and tests on the other ROIs (a class with fewer than 3 separate ROIs is cut "
+        "into blocks); 'Auto' (default) is spatial when every class has at least 3 separate ROIs, else pixels "
+        "per class. The log says which split ran.\n"
         "WIDTH (advanced): hidden width of the model; 0 = chosen for the device: on a GPU the paper's 128 when a "
         "training step on the whole scene fits its memory, else the largest width that fits; on the CPU 32. The log "
         "says which.\n"
@@ -243,7 +247,10 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), integer, 0, minValue=0))
         for parameter in (
             QgsProcessingParameterEnum(self.SPLIT, self.tr("Sample split without validation ROIs"),
-                                       options=[self.tr("Pixels per class"), self.tr("Ratio")], defaultValue=0),
+                                       options=[self.tr("Pixels per class"), self.tr("Ratio"),
+                                                self.tr("Separate ROIs (spatial)"),
+                                                self.tr("Auto (spatial with 3 separate ROIs per class)")],
+                                       defaultValue=SPLITS.index("auto")),
             QgsProcessingParameterNumber(self.TRAIN_PER_CLASS, self.tr("Training pixels per class"), integer, 30,
                                          minValue=1),
             QgsProcessingParameterNumber(self.VAL_PER_CLASS, self.tr("Validation pixels per class"), integer, 10,
