@@ -321,9 +321,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"prediction  {metrics['prediction']}")
     print(f"reference   {metrics['reference']}")
     _print_metrics(metrics)
+    _print_area(metrics["area_adjusted"])
     if args.json:
         print(f"json        {args.json}")
     return 0
+
+
+def _print_area(area: Dict[str, Any]) -> None:
+    """Olofsson et al. (2014)'s area-weighted OA and the estimated class areas, with 95 % intervals."""
+    def interval(value: Optional[float], half: Optional[float], scale: float = 1.0, digits: int = 0) -> str:
+        if value is None:
+            return "–"
+        return f"{scale * value:,.{digits}f}" + ("" if half is None else f" ± {scale * half:,.{digits}f}")
+
+    print(f"area-adjusted OA (Olofsson et al. 2014): {interval(area['overall_accuracy'], area['overall_accuracy_ci95'], 100, 2)} %")
+    unit = "ha" if area["pixel_area_m2"] is not None else "px"
+    for entry in area["classes"]:
+        mapped, estimate, half = ((entry["mapped_area_ha"], entry["area_ha"], entry["area_ha_ci95"]) if unit == "ha"
+                                  else (entry["mapped_pixels"], entry["area_pixels"], entry["area_pixels_ci95"]))
+        print(f"  class {entry['id']:>3} {entry['name'][:20]:<20} mapped {mapped:,.1f} {unit}, "
+              f"estimated {interval(estimate, half, digits=1)} {unit}")
+    for note in area["notes"]:
+        print(f"  note: {note}")
 
 
 def load_benchmark_module():

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from osgeo import gdal
 
+from .area import area_adjusted_accuracy
 from .data.labels import read_reference
-from .data.raster import RasterInfo, open_dataset, open_raster, read_band
+from .data.raster import RasterInfo, open_dataset, open_raster, read_band, spatial_reference
 from .metrics import accuracy
 from .paths import check_distinct, write_text_atomic
 
@@ -59,8 +60,42 @@ def evaluate_files(pred: str, labels: Optional[str] = None, rois: Optional[str] 
     names = dict(zip((int(c) for c in table.ids), table.names))
     names[UNCLASSIFIED] = "unclassified"
     result = accuracy(reference, predicted, present + extra).as_dict(names)
+    result["area_adjusted"] = area_adjusted(predicted, reference, present, info, names)
     result["prediction"] = os.path.abspath(pred)
     result["reference"] = os.path.abspath(labels or rois)
     if json_out:
         write_text_atomic(json_out, json.dumps(result, indent=2), "JSON report")
+    return result
+
+
+def pixel_area_m2(info: RasterInfo) -> Optional[float]:
+    """Ground area of one pixel in m², or None when the grid has no projected CRS (degrees or none)."""
+    srs = spatial_reference(info.projection)
+    if srs is None or not srs.IsProjected():
+        return None
+    a, b, _, d, e = (info.geotransform[i] for i in (1, 2, 3, 4, 5))
+    return abs(a * e - b * d) * srs.GetLinearUnits() ** 2
+
+
+def area_adjusted(class_map: np.ndarray, reference: np.ndarray, reference_ids: List[int], info: RasterInfo,
+                  names: Dict[int, str]) -> Dict[str, Any]:
+    """Olofsson et al. (2014)'s area-weighted accuracy and class areas (engine/area.py), with the map's
+    classes as strata; reference pixels the map leaves unclassified lie outside every stratum and are left
+    out (counted in the notes)."""
+    mapped_ids = [int(c) for c in np.unique(class_map[class_map > 0])]
+    ids = np.array(sorted(set(reference_ids) | set(mapped_ids)), dtype=np.int64)
+    at_reference = (reference > 0) & (class_map > 0)
+    rows = np.searchsorted(ids, class_map[at_reference])
+    cols = np.searchsorted(ids, reference[at_reference])
+    sample = np.bincount(rows * len(ids) + cols, minlength=len(ids) ** 2).reshape(len(ids), len(ids))
+    values, counts = np.unique(class_map[class_map > 0], return_counts=True)
+    mapped = np.zeros(len(ids), np.int64)
+    mapped[np.searchsorted(ids, values)] = counts
+    result = area_adjusted_accuracy(sample, mapped, ids.tolist()).as_dict(pixel_area_m2(info), names)
+    outside = int(((reference > 0) & (class_map <= 0)).sum())
+    if outside:
+        result["notes"].append(f"{outside:,} reference pixels lie where the map is unclassified: outside every "
+                               "stratum, so not in these estimates (they count as errors in the pixel table)")
+    result["notes"].append("the estimators assume the reference pixels are a stratified random sample of the map "
+                           "classes (e.g. random points per class); for hand-drawn ROIs they are an approximation")
     return result

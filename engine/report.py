@@ -357,9 +357,49 @@ def _modality_rows(metadata: Dict[str, Any]) -> List[Tuple[str, Any]]:
 
 
 def accuracy_report_html(result: Dict[str, Any], title: str = "Accuracy assessment") -> str:
-    """The HTML report of ``evaluate_files``' result: OA, AA, κ, the confusion matrix, PA/UA/F1 per class."""
+    """The HTML report of ``evaluate_files``' result: OA, AA, κ, the confusion matrix, PA/UA/F1 per class,
+    and the area-adjusted estimates (engine/area.py) when the result has them."""
     sources = _kv_table([("classification", result.get("prediction")), ("reference", result.get("reference"))])
-    return _page(title, ["<h2>Inputs</h2>" + sources, "<h2>Accuracy</h2>" + "".join(_accuracy_sections(result))])
+    sections = ["<h2>Inputs</h2>" + sources, "<h2>Accuracy</h2>" + "".join(_accuracy_sections(result))]
+    if result.get("area_adjusted"):
+        sections.append(_area_section(result["area_adjusted"]))
+    return _page(title, sections)
+
+
+def _with_ci(value: Any, half_width: Any, percent: bool = True, digits: int = 0) -> str:
+    """'93.10 ± 2.40 %' or '21,158 ± 6,158'; '–' where undefined, no '±' where the interval is."""
+    if not _is_number(value):
+        return "–"
+    text = (lambda v: f"{100 * v:.2f}") if percent else (lambda v: f"{v:,.{digits}f}")
+    tail = f" ± {text(half_width)}" if _is_number(half_width) else ""
+    return f"{text(value)}{tail}{' %' if percent else ''}"
+
+
+def _area_section(area: Dict[str, Any]) -> str:
+    """Olofsson et al. (2014): accuracies and class areas weighted by the map's class areas, 95 % intervals."""
+    hectares = area.get("pixel_area_m2") is not None
+    unit = "ha" if hectares else "px"
+    rows = []
+    for entry in area["classes"]:
+        mapped = entry["mapped_area_ha"] if hectares else entry["mapped_pixels"]
+        estimate, ci = (entry["area_ha"], entry["area_ha_ci95"]) if hectares else (entry["area_pixels"],
+                                                                                    entry["area_pixels_ci95"])
+        rows.append(f'<tr><td>{_esc(entry["id"])}</td><td class="text">{_esc(entry["name"])}</td>'
+                    f'<td>{entry["sampled_in_stratum"]:,}</td><td>{_with_ci(mapped, None, False, 1)}</td>'
+                    f'<td>{_with_ci(estimate, ci, False, 1)}</td>'
+                    f'<td>{_with_ci(entry["users_accuracy"], entry["users_accuracy_ci95"])}</td>'
+                    f'<td>{_with_ci(entry["producers_accuracy"], entry["producers_accuracy_ci95"])}</td></tr>')
+    notes = "".join(f'<p class="note">{_esc(note)}.</p>' for note in area["notes"])
+    return ("<h2>Area-adjusted accuracy and class areas</h2>"
+            f'<p>Overall accuracy weighted by the mapped area: '
+            f'<b>{_esc(_with_ci(area["overall_accuracy"], area["overall_accuracy_ci95"]))}</b> '
+            "(95 % confidence interval).</p>"
+            '<table class="perclass"><tr><th>id</th><th class="text">class</th><th>reference px in stratum</th>'
+            f"<th>mapped area ({unit})</th><th>estimated area ({unit}) ± 95 %</th><th>user's acc. ± 95 %</th>"
+            f"<th>producer's acc. ± 95 %</th></tr>{''.join(rows)}</table>"
+            '<p class="note">Stratified estimators of Olofsson et al. (2014, Remote Sensing of Environment 148, '
+            "42–57) with the map classes as strata: each reference pixel weighs by its class's share of the map, "
+            "so the estimated areas correct the mapped ones for the errors the reference shows.</p>" + notes)
 
 
 # ------------------------------------------------------------------------------------------------

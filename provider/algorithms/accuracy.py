@@ -44,6 +44,11 @@ class AccuracyAlgorithm(CSSMambaAlgorithm):
         "OUTPUT_CSV (optional): the per-class table with each class's row of the confusion matrix, one row "
         "per class and a 'total' row.\n"
         "OUTPUT_JSON (optional): every number of the assessment, for scripts.\n"
+        "The report adds the area-adjusted accuracy of Olofsson et al. (2014): with the classification's "
+        "classes as strata, the OA, user's and producer's accuracies weighted by each class's share of the map, "
+        "and each class's estimated area (ha for a projected raster, else pixels), all with 95 % confidence "
+        "intervals. They assume the reference is a stratified random sample of the map classes; for drawn ROIs "
+        "they are an approximation.\n"
         "The OA, AA and κ are also outputs (OVERALL_ACCURACY, AVERAGE_ACCURACY, KAPPA) for models."
     )
 
@@ -97,6 +102,12 @@ class AccuracyAlgorithm(CSSMambaAlgorithm):
             write_accuracy_tables(result, outputs[self.OUTPUT_CSV], outputs[self.OUTPUT_JSON])
         feedback.pushInfo(self.tr("OA {:.2f} %, AA {:.2f} %, kappa {:.4f} on {:,} reference pixels").format(
             100 * result["overall_accuracy"], 100 * result["average_accuracy"], result["kappa"], result["pixels"]))
+        area = result["area_adjusted"]
+        if area["overall_accuracy"] is not None:
+            feedback.pushInfo(self.tr("Area-adjusted OA (Olofsson et al. 2014) {:.2f} % ± {} (95 %); class areas "
+                                      "in the report").format(
+                100 * area["overall_accuracy"], "–" if area["overall_accuracy_ci95"] is None
+                else f"{100 * area['overall_accuracy_ci95']:.2f}"))
         for entry in result["classes"]:
             pa = "–" if entry["producers_accuracy"] is None else f"{100 * entry['producers_accuracy']:.2f} %"
             ua = "–" if entry["users_accuracy"] is None else f"{100 * entry['users_accuracy']:.2f} %"
