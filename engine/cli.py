@@ -1,4 +1,4 @@
-"""Command line for ML users and CI: ``python -m engine {train,classify,evaluate,benchmark,demo,sample,selfcheck} …``.
+"""Command line for ML users and CI: ``python -m engine {train,classify,evaluate,postprocess,benchmark,demo,sample,selfcheck} …``.
 
 Every subcommand has ``--help``. Bad input ends with ``error: …`` and exit status 2; Ctrl-C during
 training or classification cancels cleanly (no model file, no half-written raster) with status 130.
@@ -345,6 +345,21 @@ def _print_area(area: Dict[str, Any]) -> None:
         print(f"  note: {note}")
 
 
+def _cmd_postprocess(args: argparse.Namespace) -> int:
+    from .postprocess import majority, sieve
+
+    if (args.sieve is None) == (args.majority is None):
+        raise ValueError("give either --sieve PIXELS (minimum mapping unit) or --majority WINDOW, one per run")
+    if args.sieve is not None:
+        out = sieve(args.classes, args.out, args.sieve, args.connectedness)
+        print(f"patches under {args.sieve} px ({args.connectedness}-connected) merged into their largest neighbour")
+    else:
+        out = majority(args.classes, args.out, args.majority)
+        print(f"majority of every {args.majority} x {args.majority} px window")
+    print(f"classes     {out}")
+    return 0
+
+
 def load_benchmark_module():
     """bench/accuracy.py of the repository (the installed plugin ships no benchmarks)."""
     path = os.path.join(ROOT, "bench", "accuracy.py")
@@ -522,6 +537,19 @@ def build_parser() -> argparse.ArgumentParser:
     reference_options(evaluate, "reference")
     evaluate.add_argument("--json", help="write the metrics and confusion matrix to this JSON file")
     evaluate.set_defaults(run=_cmd_evaluate)
+
+    post = commands.add_parser("postprocess", help="clean a class map: minimum mapping unit or majority filter",
+                               description="Merge patches smaller than a minimum mapping unit into their largest "
+                                           "neighbour (--sieve, GDAL's sieve filter) or give every pixel the "
+                                           "majority class of its window (--majority). Unclassified pixels (0) "
+                                           "stay; colours and class names are kept.")
+    post.add_argument("--classes", required=True, help="class raster (the 'classify' --out)")
+    post.add_argument("--out", required=True, help="cleaned class raster (GeoTIFF)")
+    post.add_argument("--sieve", type=int, metavar="PIXELS", help="minimum mapping unit in pixels (at least 2)")
+    post.add_argument("--connectedness", type=int, choices=[4, 8], default=8,
+                      help="with --sieve: 4 (edges) or 8 (edges and corners, default) neighbours make a patch")
+    post.add_argument("--majority", type=int, metavar="WINDOW", help="odd window size in pixels, e.g. 3 or 5")
+    post.set_defaults(run=_cmd_postprocess)
 
     benchmark = commands.add_parser("benchmark", add_help=False,
                                     help="accuracy benchmark on ../shared/data (bench/accuracy.py; "
