@@ -1,4 +1,4 @@
-"""Command line for ML users and CI: ``python -m engine {train,classify,evaluate,postprocess,benchmark,demo,sample,selfcheck} …``.
+"""Command line for ML users and CI: ``python -m engine {train,classify,evaluate,roistats,postprocess,benchmark,demo,sample,selfcheck} …``.
 
 Every subcommand has ``--help``. Bad input ends with ``error: …`` and exit status 2; Ctrl-C during
 training or classification cancels cleanly (no model file, no half-written raster) with status 130.
@@ -345,6 +345,26 @@ def _print_area(area: Dict[str, Any]) -> None:
         print(f"  note: {note}")
 
 
+def _cmd_roistats(args: argparse.Namespace) -> int:
+    from .paths import check_distinct, write_text_atomic
+    from .report import roi_statistics_html, write_report
+    from .roistats import roi_statistics
+
+    check_distinct({"raster": args.raster, "label raster": args.labels, "ROI file": args.rois},
+                   {"HTML report": args.out, "JSON file": args.json})
+    stats = roi_statistics(args.raster, labels=args.labels, rois=args.rois, class_field=args.class_field,
+                           name_field=args.name_field, bands=parse_bands(args.bands)).as_dict()
+    write_report(args.out, roi_statistics_html(stats))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(stats, indent=2) + "\n", "JSON file")
+    for entry in stats["classes"]:
+        print(f"class {entry['id']:>3} {entry['name'][:24]:<24} {entry['pixels']:>7,} px in {entry['rois']:,} ROIs")
+    for warning in stats["warnings"]:
+        print(f"warning: {warning}")
+    print(f"report      {args.out}")
+    return 0
+
+
 def _cmd_postprocess(args: argparse.Namespace) -> int:
     from .postprocess import majority, sieve
 
@@ -537,6 +557,17 @@ def build_parser() -> argparse.ArgumentParser:
     reference_options(evaluate, "reference")
     evaluate.add_argument("--json", help="write the metrics and confusion matrix to this JSON file")
     evaluate.set_defaults(run=_cmd_evaluate)
+
+    stats = commands.add_parser("roistats", help="class spectra, ROI counts and separability before training",
+                                description="Per class the mean ± std spectrum, pixel and ROI counts, and the "
+                                            "Jeffries-Matusita separability of every pair, as an HTML report; "
+                                            "warns on classes under 30 px and pairs under JM 1.9.")
+    stats.add_argument("--raster", required=True, help="the raster to train on")
+    reference_options(stats, "training")
+    stats.add_argument("--bands", help="file bands, e.g. 1-50,60 (default: every band but alpha and bbl=0)")
+    stats.add_argument("--out", required=True, help="HTML report")
+    stats.add_argument("--json", help="every number of the report as JSON")
+    stats.set_defaults(run=_cmd_roistats)
 
     post = commands.add_parser("postprocess", help="clean a class map: minimum mapping unit or majority filter",
                                description="Merge patches smaller than a minimum mapping unit into their largest "

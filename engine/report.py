@@ -437,3 +437,92 @@ def write_accuracy_tables(result: Dict[str, Any], csv_path: Optional[str] = None
         write_text_atomic(csv_path, accuracy_csv(result), "CSV table")
     if json_path:
         write_text_atomic(json_path, json.dumps(result, indent=2) + "\n", "JSON table")
+
+
+# ------------------------------------------------------------------------------------------------
+# ROI statistics (engine/roistats.py)
+
+
+def spectra_svg(stats: Dict[str, Any]) -> str:
+    """Mean spectrum of every class as a line, ± one standard deviation as a shaded band, over the
+    wavelengths (nm) when the raster has them, else over the band numbers."""
+    width, height, left, right, top, bottom = 760, 360, 70, 170, 30, 46
+    wavelengths = stats.get("wavelengths")
+    xs = list(wavelengths) if wavelengths else list(range(1, len(stats["band_names"]) + 1))
+    classes = [c for c in stats["classes"] if c["pixels"]]
+    lows = [m - s for c in classes for m, s in zip(c["mean"], c["std"])]
+    highs = [m + s for c in classes for m, s in zip(c["mean"], c["std"])]
+    if not classes or not xs:
+        return ""
+    x_low, x_high = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y_low, y_high = min(lows), max(highs) if max(highs) > min(lows) else min(lows) + 1
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return left + (x - x_low) / (x_high - x_low) * plot_w
+
+    def sy(y: float) -> float:
+        return top + (1 - (y - y_low) / (y_high - y_low)) * plot_h
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="class spectra">']
+    for y in _ticks(y_low, y_high):
+        parts.append(f'<line x1="{left}" y1="{sy(y):.1f}" x2="{left + plot_w}" y2="{sy(y):.1f}" stroke="#e3e3e3"/>'
+                     f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="11">{y:.4g}</text>')
+    for x in _ticks(x_low, x_high, 8):
+        parts.append(f'<line x1="{sx(x):.1f}" y1="{top + plot_h}" x2="{sx(x):.1f}" y2="{top + plot_h + 4}" '
+                     f'stroke="#444"/><text x="{sx(x):.1f}" y="{top + plot_h + 17}" text-anchor="middle" '
+                     f'font-size="11">{x:g}</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>'
+                 f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" font-size="12">'
+                 f'{"wavelength (nm)" if wavelengths else "band"}</text>')
+    for index, entry in enumerate(classes):
+        r, g, b = (int(v) for v in entry["color"][:3])
+        color = f"rgb({r},{g},{b})"
+        upper = [f"{sx(x):.1f},{sy(m + s):.1f}" for x, m, s in zip(xs, entry["mean"], entry["std"])]
+        lower = [f"{sx(x):.1f},{sy(m - s):.1f}" for x, m, s in zip(xs, entry["mean"], entry["std"])]
+        line = " ".join(f"{sx(x):.1f},{sy(m):.1f}" for x, m in zip(xs, entry["mean"]))
+        parts.append(f'<polygon points="{" ".join(upper + lower[::-1])}" fill="{color}" fill-opacity="0.15" '
+                     f'stroke="none"/><polyline class="series" points="{line}" fill="none" stroke="{color}" '
+                     f'stroke-width="2"/>')
+        ly = top + 12 + 16 * index
+        parts.append(f'<line x1="{left + plot_w + 10}" y1="{ly - 4}" x2="{left + plot_w + 30}" y2="{ly - 4}" '
+                     f'stroke="{color}" stroke-width="3"/><text x="{left + plot_w + 36}" y="{ly}" font-size="11">'
+                     f'{_esc(entry["id"])} {_esc(entry["name"])}</text>')
+    return "".join(parts) + "</svg>"
+
+
+def roi_statistics_html(stats: Dict[str, Any], title: str = "ROI statistics") -> str:
+    """The report of ``roistats.RoiStatistics.as_dict()``: warnings, counts, spectra, JM matrix."""
+    from .roistats import FEW_PIXELS, JM_WARNING
+
+    warnings = "".join(f"<li>{_esc(w)}</li>" for w in stats["warnings"])
+    summary = (f'<ul class="warnings">{warnings}</ul>' if warnings
+               else f"<p>Every class has at least {FEW_PIXELS} pixels and every pair a JM distance of at least "
+                    f"{JM_WARNING}.</p>")
+    rows = "".join(
+        f'<tr><td>{_esc(c["id"])}</td><td class="text">{_swatch(c["color"])}{_esc(c["name"])}</td>'
+        f'<td>{c["pixels"]:,}</td><td>{c["rois"]:,}</td></tr>' for c in stats["classes"])
+    counts = ('<table class="perclass"><tr><th>id</th><th class="text">class</th><th>pixels</th>'
+              f"<th>separate ROIs</th></tr>{rows}</table>")
+    head = "".join(f"<th>{_esc(c['id'])}</th>" for c in stats["classes"])
+    body = []
+    for entry, row in zip(stats["classes"], stats["jeffries_matusita"]):
+        cells = []
+        for value in row:
+            if value is None:
+                cells.append("<td>–</td>")
+                continue
+            low = value < JM_WARNING and value > 0
+            shade = f' style="background: rgba(214,39,40,{0.15 + 0.5 * (JM_WARNING - value) / JM_WARNING:.2f})"' \
+                if low else ""
+            cells.append(f"<td{shade}>{value:.3f}</td>")
+        body.append(f'<tr><th class="text">{_esc(entry["id"])} {_esc(entry["name"])}</th>{"".join(cells)}</tr>')
+    jm = (f'<table class="confusion"><tr><th class="text">class</th>{head}</tr>{"".join(body)}</table>'
+          f'<p class="note">Jeffries–Matusita distance of two Gaussian classes, 0 (identical) to 2 (separable), on '
+          f'the first {stats["jm_components"]} principal components of the standardised ROI spectra; red: below '
+          f"{JM_WARNING}, commonly read as poorly separable.</p>")
+    sources = _kv_table([("raster", stats["raster"]), ("ROIs or labels", stats["reference"])])
+    return _page(title, ["<h2>Inputs</h2>" + sources, "<h2>Check before training</h2>" + summary,
+                         "<h2>Classes</h2>" + counts, "<h2>Mean spectra ± one standard deviation</h2>"
+                         + spectra_svg(stats), "<h2>Separability</h2>" + jm])
