@@ -4,7 +4,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from engine.roistats import jeffries_matusita, roi_statistics
 
