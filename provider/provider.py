@@ -10,6 +10,7 @@ from .algorithms.check_installation import CheckInstallationAlgorithm
 from .algorithms.classify import ClassifyAlgorithm
 from .algorithms.create_roi_layer import CreateRoiLayerAlgorithm
 from .algorithms.create_sample import CreateSampleAlgorithm
+from .algorithms.roi_statistics import RoiStatisticsAlgorithm
 from .algorithms.train import TrainAlgorithm
 from .algorithms.train_multimodal import TrainMultimodalAlgorithm
 from .dependencies import INSTALL_HINT, as_html, torch_is_installed
@@ -47,5 +48,6 @@ class CSSMambaProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         for algorithm in (CreateSampleAlgorithm(), CheckInstallationAlgorithm(), CreateRoiLayerAlgorithm(),
-                          AccuracyAlgorithm(), TrainAlgorithm(), TrainMultimodalAlgorithm(), ClassifyAlgorithm()):
+                          RoiStatisticsAlgorithm(), AccuracyAlgorithm(), TrainAlgorithm(), TrainMultimodalAlgorithm(),
+                          ClassifyAlgorithm()):
             self.addAlgorithm(algorithm)

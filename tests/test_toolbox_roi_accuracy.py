@@ -204,6 +204,7 @@ def test_accuracy_against_a_label_raster_is_exact_and_writes_every_file(loaded_p
     assert matrix[(3, 4)] == WRONG and matrix[(1, -1)] == EMPTY
     page = open(outputs["OUTPUT_REPORT"], encoding="utf-8").read()
     assert f"{100 * oa:.2f} %" in page and f"{result['KAPPA']:.4f}" in page and "low vegetation" in page
+    assert "Area-adjusted accuracy" in page and stored["area_adjusted"]["pixel_area_m2"] == pytest.approx(900.0)
     with open(outputs["OUTPUT_CSV"], newline="", encoding="utf-8") as handle:
         rows = {row["class_id"]: row for row in csv.DictReader(handle)}
     assert int(rows["3"]["predicted_4"]) == WRONG and int(rows[""]["reference_pixels"]) == pixels
@@ -300,3 +301,41 @@ def test_qgis_process_runs_the_accuracy_assessment(potsdam, class_raster, tmp_pa
     results = json.loads(run.stdout[run.stdout.index("{"):])["results"]
     assert results["OVERALL_ACCURACY"] == pytest.approx(_expected(predicted, labels)[0])
     assert "Overall accuracy (OA)" in report.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------
+# cssmamba:roistats
+
+def test_roi_statistics_report_counts_and_warns_through_processing(loaded_plugin, potsdam, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Recorder(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.warnings = []
+
+        def pushWarning(self, text):  # noqa: N802 (QGIS API)
+            self.warnings.append(text)
+
+    feedback = Recorder()
+    report, data = str(tmp_path / "rois.html"), str(tmp_path / "rois.json")
+    result = processing.run("cssmamba:roistats", {
+        "INPUT": potsdam["mosaic.tif"], "ROIS": potsdam["rois.gpkg"], "CLASS_FIELD": "class_id",
+        "NAME_FIELD": "class_name", "OUTPUT_REPORT": report, "OUTPUT_JSON": data}, feedback=feedback)
+    stats = json.loads(open(data, encoding="utf-8").read())
+    assert [c["pixels"] for c in stats["classes"]] == [505, 953, 1694, 2070, 91, 359]
+    assert result["POORLY_SEPARABLE_PAIRS"] == len([w for w in stats["warnings"] if "JM" in w]) > 0
+    assert any("roof" in w and "pavement" in w for w in feedback.warnings)
+    page = open(report, encoding="utf-8").read()
+    assert "<svg" in page and "Jeffries" in page
+
+
+def test_qgis_process_runs_the_roi_statistics(potsdam, tmp_path):
+    report = tmp_path / "rois.html"
+    run = subprocess.run([QGIS_PROCESS, "--json", "run", "cssmamba:roistats", "--", f"INPUT={potsdam['mosaic.tif']}",
+                          f"ROIS={potsdam['rois.gpkg']}", "CLASS_FIELD=class_id", f"OUTPUT_REPORT={report}"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout[run.stdout.index("{"):])["results"]["POORLY_SEPARABLE_PAIRS"] > 0
+    assert report.is_file()
