@@ -176,6 +176,7 @@ class RunSettings:
     overrides: Optional[Dict[str, Any]] = None   # model config overrides for the deep models (--set)
     progress: bool = False
     label_tiles: Optional[Tuple[int, int]] = None  # deep models train on label windows of these tiles (None: whole)
+    augment: bool = False                          # deep models: TrainConfig.augment (8 orientations)
 
 
 def _reference(scene: Scene, index_map: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
@@ -240,7 +241,8 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
     image = apply_stretch(scene.data, scene.valid, fit_stretch(scene.data, scene.valid))
     torch.manual_seed(seed)
     net = build_model(method, scene.data.shape[0], len(class_ids), **overrides)
-    config = TrainConfig(epochs=settings.epochs, device=settings.device, seed=seed, threads=settings.threads)
+    config = TrainConfig(epochs=settings.epochs, device=settings.device, seed=seed, threads=settings.threads,
+                         augment=settings.augment)
     progress = _throttled_progress(f"{scene.name} {method} seed {seed}") if settings.progress else None
     if settings.label_tiles is None:
         patches = [whole_scene_patch(image, scene.data, scene.valid, split)]
@@ -471,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fixed: 30/10 random pixels per class (default); spatial: the same counts from separate "
                              "connected components (blocks where a class has fewer than 3), tested on the other "
                              "components (engine.data.splits.spatial_split); a variant of its own in the results")
+    parser.add_argument("--augment", action="store_true",
+                        help="deep models see every epoch in one of the 8 orientations (engine TrainConfig.augment); "
+                             "a variant of its own in the results")
     parser.add_argument("--label-tiles", metavar="TILE,OVERLAP",
                         help="deep models train on the engine's label windows, the tiles of this size and overlap "
                              "that hold training or validation pixels (engine/sampler.py), instead of the whole "
@@ -496,10 +501,13 @@ def _plan(args: argparse.Namespace) -> List[Tuple[str, str, Optional[str], Dict[
     """(dataset, method, variant label, overrides, seed) of every run, in the order they run; a spatial
     split labels every run's variant, so its results stay apart from the pixel split's."""
     plan = _runs(args)
-    if args.split == "fixed":
-        return plan
-    return [(d, m, f"{label}, {args.split} split" if label else f"{args.split} split", o, s)
-            for d, m, label, o, s in plan]
+
+    def variant(method: str, label: Optional[str]) -> Optional[str]:
+        tags = ([label] if label else []) + ([f"{args.split} split"] if args.split != "fixed" else []) + \
+            (["augmented"] if args.augment and method in DEEP_METHODS else [])
+        return ", ".join(tags) or None
+
+    return [(d, m, variant(m, label), o, s) for d, m, label, o, s in plan]
 
 
 def _runs(args: argparse.Namespace) -> List[Tuple[str, str, Optional[str], Dict[str, Any], int]]:
@@ -580,7 +588,7 @@ def _run(args: argparse.Namespace, argv: List[str], plan: List[Tuple[str, str, O
          out: Path) -> int:
     settings = RunSettings(epochs=args.epochs, device=args.device, threads=args.threads, rf_trees=args.rf_trees,
                            overrides=parse_overrides(args.set), progress=args.progress,
-                           label_tiles=_label_tiles(args.label_tiles))
+                           label_tiles=_label_tiles(args.label_tiles), augment=args.augment)
     source = f"cache {args.cache}" if args.cache else f"GDAL {args.data}"
     report = {"benchmark": "accuracy", "runs": [], "datasets": {}, "results": []}
     if args.resume and out.is_file():

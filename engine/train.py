@@ -80,6 +80,11 @@ class TrainConfig:
     is cut into a memory grid (gradient accumulation; the scene is cut into at least that many windows).
     Under torchrun it is the number of processes, each computing one window of the step
     (engine/distributed.py). Label windows always make one step per epoch (``train_patches``).
+    augment: every training forward sees its window in one of the 8 orientations of the square (rotations
+    by 90° and mirror images), drawn per epoch, and its logits are turned back before the loss. Whole-image
+    models can otherwise learn where the training pixels lie in the scan and label their surroundings by
+    place, which a spatially disjoint split exposes; each epoch is then validated by an extra forward in
+    the orientation classification uses.
     """
 
     epochs: int = 200
@@ -92,6 +97,7 @@ class TrainConfig:
     precision: str = "auto"
     windows_per_step: int = 1
     class_ids: Optional[Tuple[int, ...]] = None   # the user's class ids in the model's order, for the log
+    augment: bool = False
 
     def class_label(self, index: int) -> str:
         """How the log names class ``index``: the user's class id where known ('class 3'), else 'index 2'."""
@@ -503,12 +509,32 @@ def whole_scene_fits(model: HSIClassifier, image: np.ndarray, guide: Optional[Te
             torch.cuda.empty_cache()
 
 
+ORIENTATIONS = 8   # rotations by 0, 90, 180, 270 degrees, each also mirrored
+
+
+def orient(t: Tensor, k: int) -> Tensor:
+    """Orientation ``k`` (0..7) of the last two dims of ``t``: rotation by k·90°, mirrored when k >= 4."""
+    t = torch.rot90(t, k % 4, dims=(-2, -1))
+    return t.flip(-1) if k >= 4 else t
+
+
+def unorient(t: Tensor, k: int) -> Tensor:
+    """The inverse of ``orient(·, k)``."""
+    t = t.flip(-1) if k >= 4 else t
+    return torch.rot90(t, -(k % 4), dims=(-2, -1))
+
+
 def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor], window: Window,
-             n_labels: int, device: torch.device, precision: Precision) -> Tuple[Tensor, ModelOutput]:
-    """The training forward on one window: (CE on its training pixels + the model's auxiliary loss, output)."""
+             n_labels: int, device: torch.device, precision: Precision, turn: int = 0) -> Tuple[Tensor, ModelOutput]:
+    """The training forward on one window: (CE on its training pixels + the model's auxiliary loss, output).
+    ``turn``: the orientation (``orient``) the model sees the window in; the output is turned back."""
     crop = (slice(None), slice(None)) + window.slices
     with precision.autocast(device):
-        out = model(x[crop], None if guide is None else guide[crop])
+        image, hint = x[crop], None if guide is None else guide[crop]
+        out = model(orient(image, turn), None if hint is None else orient(hint, turn))
+        if turn:
+            out = ModelOutput(logits=unorient(out.logits, turn), aux_loss=out.aux_loss,
+                              clusters=None if out.clusters is None else unorient(out.clusters, turn))
         if out.logits.shape[1] < n_labels:
             raise ValueError(f"the model predicts {out.logits.shape[1]} classes but the labels hold {n_labels}; "
                              f"build it with n_classes={n_labels}")
@@ -752,7 +778,8 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
         batches = [order[k:k + per_step] for k in range(0, len(order), per_step)] if whole else [order]
         # One optimizer step per epoch over uncut patches: epoch k's val OA comes from epoch k+1's training
         # forwards (module docstring); units with validation but no training pixels get an eval forward.
-        from_forward = group is None and n_val > 0 and len(batches) == 1 and all(len(plan) == 1 for plan in plans)
+        from_forward = (group is None and n_val > 0 and len(batches) == 1 and all(len(plan) == 1 for plan in plans)
+                        and not config.augment)
         val_only = [u for u in units if not u.train_pixels and any(val_masks[k].any() for k in u.patches)]
         per_process = sum(u.pixels for u in steps) / (1 if group is None else group.world_size)
         validation_pixels = (sum(u.pixels for u in val_only) if from_forward else
@@ -771,10 +798,12 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
         scaler = precision.scaler(device)
         book = EpochBook(config.epochs, config.patience, report, _log)
         backend = "none"
+        turns = torch.Generator().manual_seed(config.seed)    # the same orientations on every rank
         pending: Optional[dict] = None                        # the finished epoch still waiting for its score
         stopped = False
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
+            turn = int(torch.randint(ORIENTATIONS, (1,), generator=turns)) if config.augment else 0
             totals = np.zeros(4)                              # weighted sums of losses, aux losses; their weights
             for i, batch in enumerate(batches):
                 if cancel_requested():
@@ -792,7 +821,7 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                     # DDP averages gradients at a rank's last backward of the step only.
                     with trained.no_sync() if group is not None and n < len(mine) - 1 else nullcontext():
                         loss, out = _forward(trained, unit.x, unit.y, unit.g, unit.window, len(counts), device,
-                                             precision)
+                                             precision, turn)
                         if scoring:
                             more = _unit_validation(unit, out.logits.detach().argmax(1).cpu().numpy(), vals, val_masks)
                             predicted += more[0]

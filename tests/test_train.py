@@ -428,3 +428,25 @@ def test_the_epoch_time_is_estimated_before_training_and_compared_after(caplog):
     first = next(i for i, line in enumerate(lines) if "first epoch took" in line)
     assert estimate < first                                        # said before epoch 1 ended
     assert "time per epoch: estimated" in caplog.text and "measured" in caplog.text
+
+
+def test_orientations_are_undone_exactly_and_augmented_training_runs():
+    """orient/unorient are inverse for the 8 orientations, also for non-square windows, and a model
+    trained with augment=True keeps the best state as usual (on a generated scene, 3 epochs)."""
+    from engine.train import ORIENTATIONS, orient, unorient
+
+    t = torch.arange(2 * 3 * 5, dtype=torch.float32).reshape(1, 2, 3, 5)
+    seen = set()
+    for k in range(ORIENTATIONS):
+        turned = orient(t, k)
+        assert torch.equal(unorient(turned, k), t)
+        seen.add(tuple(turned.flatten().tolist()))
+    assert len(seen) == ORIENTATIONS                       # eight different views
+    image, raw, valid, labels = easy_scene(rows=24, cols=30)
+    model = GuidedNet(4, 3)
+    result = train_model(model, image, raw, valid, easy_split(labels), fast(epochs=12, augment=True))
+    training = {shape for is_training, shape, _ in model.calls if is_training}
+    assert training == {(24, 30), (30, 24)}                # turned windows, the guide turned alike (GuidedNet)
+    assert {shape for is_training, shape, _ in model.calls if not is_training} == {(24, 30)}   # validation as
+    assert len([c for c in model.calls if not c[0]]) >= 12                                     # classification
+    assert result.best_val_oa == 1.0
