@@ -20,6 +20,8 @@ i18n/%.qm: i18n/%.ts
 
 ## Through qgis_process: make the built-in sample (once), train CSSMamba on its ROIs, classify it,
 ## assess the class map against the sample's reference labels, print the accuracy and output paths.
+## DEMO_THREADS=N caps torch's CPU threads (1 on a busy machine), DEMO_EPOCHS=N trains longer (default 50):
+## `make demo DEMO_THREADS=2` or `DEMO_THREADS=2 make demo`.
 demo: setup i18n
 	scripts/demo.sh $(SAMPLE)
 

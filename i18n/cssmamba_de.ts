@@ -12,30 +12,30 @@
         <translation>Genauigkeit</translation>
     </message>
     <message>
-        <source>Compares a classification raster with reference data the model did not train on and reports how good it is: the confusion matrix (reference in rows, classification in columns), overall accuracy (OA), average accuracy (AA, the mean of the per-class producer's accuracies), Cohen's kappa (κ), and per class the producer's accuracy (PA, recall), user's accuracy (UA, precision) and F1.
+        <source>Compares a classification raster with reference data the model did not train on: the confusion matrix (reference in rows, classification in columns), overall accuracy (OA), average accuracy (AA, the mean of the per-class producer's accuracies), Cohen's kappa (κ), and per class the producer's accuracy (PA, recall), user's accuracy (UA, precision) and F1.
 
-INPUT: the classification raster (one band of class ids, 0 = unclassified), e.g. the output of 'Classify raster'. Reference pixels it leaves at 0 count as errors (class -1, 'unclassified').
-Give the reference either as a vector or as a raster, not both:
-REFERENCE_VECTOR: polygons or points with the true class, in any CRS (reprojected to the raster's); a polygon labels the pixels whose centres it contains. Unsaved edits and 'selected features only' are honoured.
-CLASS_FIELD: the field of REFERENCE_VECTOR holding the class ids (whole numbers from 1), with the same ids as the classification.
-NAME_FIELD (optional): a field of REFERENCE_VECTOR with class names for the report.
-REFERENCE_RASTER: a label raster on exactly the classification's grid (0 = unlabelled).
-OUTPUT_REPORT: the HTML report.
-OUTPUT_CSV (optional): the per-class table with each class's row of the confusion matrix, one row per class and a 'total' row.
-OUTPUT_JSON (optional): every number of the assessment, for scripts.
-The OA, AA and κ are also outputs (OVERALL_ACCURACY, AVERAGE_ACCURACY, KAPPA) for models.</source>
-        <translation>Vergleicht ein Klassifikationsraster mit Referenzdaten, auf denen das Modell nicht trainiert wurde, und zeigt, wie gut es ist: die Konfusionsmatrix (Referenz in den Zeilen, Klassifikation in den Spalten), die Gesamtgenauigkeit (OA), die durchschnittliche Genauigkeit (AA, der Mittelwert der Herstellergenauigkeiten der Klassen), Cohens Kappa (κ) und je Klasse die Herstellergenauigkeit (PA, Recall), die Nutzergenauigkeit (UA, Präzision) und F1.
+Classification raster: one band of class ids (0 = unclassified), e.g. from 'Classify raster'. Reference pixels it leaves at 0 count as errors.
+Give the reference either as ROIs or as a label raster, not both:
+Reference ROIs (vector): polygons or points with the true class, in any CRS; a polygon labels the pixels whose centres it contains. Unsaved edits and 'Selected features only' are honoured.
+Class id field of the reference ROIs: whole numbers from 1, the same ids as the classification.
+Class name field of the reference ROIs (optional): class names for the report.
+Reference label raster: labels on exactly the classification's grid (0 = unlabelled).
+Accuracy report (HTML): the report. It adds the area-adjusted accuracy of Olofsson et al. (2014): with the classification's classes as strata, the OA, user's and producer's accuracies weighted by each class's share of the map, and each class's estimated area (ha for a projected raster, else pixels), with 95 % confidence intervals. They assume the reference is a stratified random sample of the map classes; for drawn ROIs they are an approximation.
+Per-class table (CSV, optional): each class's row of the confusion matrix and a 'total' row.
+All results (JSON, optional): every number of the assessment, for scripts.
+OA, AA and κ are also outputs for models.</source>
+        <translation>Vergleicht ein Klassifikationsraster mit Referenzdaten, auf denen das Modell nicht trainiert wurde: die Konfusionsmatrix (Referenz in den Zeilen, Klassifikation in den Spalten), die Gesamtgenauigkeit (OA), die durchschnittliche Genauigkeit (AA, der Mittelwert der Herstellergenauigkeiten der Klassen), Cohens Kappa (κ) und je Klasse die Herstellergenauigkeit (PA, Recall), die Nutzergenauigkeit (UA, Präzision) und F1.
 
-INPUT: das Klassifikationsraster (ein Band mit Klassen-IDs, 0 = nicht klassifiziert), z. B. die Ausgabe von „Raster klassifizieren“. Referenzpixel, die es auf 0 lässt, zählen als Fehler (Klasse -1, „nicht klassifiziert“).
-Die Referenz entweder als Vektor oder als Raster angeben, nicht beides:
-REFERENCE_VECTOR: Polygone oder Punkte mit der wahren Klasse, in beliebigem KBS (auf das des Rasters umprojiziert); ein Polygon kennzeichnet die Pixel, deren Mittelpunkte es enthält. Ungespeicherte Änderungen und „Nur gewählte Objekte“ werden berücksichtigt.
-CLASS_FIELD: das Feld von REFERENCE_VECTOR mit den Klassen-IDs (ganze Zahlen ab 1), mit denselben IDs wie die Klassifikation.
-NAME_FIELD (optional): ein Feld von REFERENCE_VECTOR mit Klassennamen für den Bericht.
-REFERENCE_RASTER: ein Label-Raster auf genau dem Gitter der Klassifikation (0 = ohne Label).
-OUTPUT_REPORT: der HTML-Bericht.
-OUTPUT_CSV (optional): die Tabelle je Klasse mit der Zeile der Konfusionsmatrix jeder Klasse, eine Zeile je Klasse und eine Zeile „total“.
-OUTPUT_JSON (optional): alle Zahlen der Bewertung, für Skripte.
-OA, AA und κ sind auch Ausgaben (OVERALL_ACCURACY, AVERAGE_ACCURACY, KAPPA), für Modelle.</translation>
+Klassifikationsraster: ein Band mit Klassen-IDs (0 = nicht klassifiziert), z. B. aus „Raster klassifizieren“. Referenzpixel, die es auf 0 lässt, zählen als Fehler.
+Die Referenz entweder als ROIs oder als Label-Raster angeben, nicht beides:
+Referenz-ROIs (Vektor): Polygone oder Punkte mit der wahren Klasse, in beliebigem KBS; ein Polygon kennzeichnet die Pixel, deren Mittelpunkte es enthält. Ungespeicherte Änderungen und „Nur gewählte Objekte“ werden berücksichtigt.
+Klassen-ID-Feld der Referenz-ROIs: ganze Zahlen ab 1, dieselben IDs wie in der Klassifikation.
+Klassennamen-Feld der Referenz-ROIs (optional): Klassennamen für den Bericht.
+Referenz-Label-Raster: Labels auf genau dem Gitter der Klassifikation (0 = ohne Label).
+Genauigkeitsbericht (HTML): der Bericht. Er enthält auch die flächenbereinigte Genauigkeit nach Olofsson et al. (2014): mit den Klassen der Klassifikation als Schichten die OA sowie die Nutzer- und Herstellergenauigkeiten, gewichtet mit dem Anteil jeder Klasse an der Karte, und die geschätzte Fläche jeder Klasse (ha bei einem projizierten Raster, sonst Pixel), jeweils mit 95-%-Konfidenzintervallen. Sie setzen voraus, dass die Referenz eine geschichtete Zufallsstichprobe der Kartenklassen ist; für gezeichnete ROIs sind sie eine Näherung.
+Tabelle je Klasse (CSV, optional): die Zeile der Konfusionsmatrix jeder Klasse und eine Zeile „total“.
+Alle Ergebnisse (JSON, optional): alle Zahlen der Bewertung, für Skripte.
+OA, AA und κ sind auch Ausgaben, für Modelle.</translation>
     </message>
     <message>
         <source>Classification raster</source>
@@ -104,13 +104,13 @@ OA, AA und κ sind auch Ausgaben (OVERALL_ACCURACY, AVERAGE_ACCURACY, KAPPA), f�
     <message>
         <source>Checks that the plugin's Mamba engine computes correctly on this computer and shows how fast it is. The selective scan (the core of every Mamba model) runs over the pixels of the chosen raster and is compared with a slow, exact float64 reference; then each available scan backend (pure PyTorch, the optional compiled CPU kernel, CUDA) is timed on the whole image.
 
-INPUT: any raster; its pixels, in raster order, form the scan sequence (one token per pixel).
-DEVICE: Auto uses the GPU when PyTorch sees one.
+Raster: any raster; its pixels, in raster order, form the scan sequence (one token per pixel).
+Device: Auto uses the GPU when PyTorch sees one.
 The log lists the device, PyTorch version, thread count, backend and timings, and whether the optional GPU accelerator mamba-ssm is available, not installed, or installed but failing (with the reason).</source>
         <translation>Prüft, ob die Mamba-Engine der Erweiterung auf diesem Rechner richtig rechnet, und zeigt, wie schnell sie ist. Der Selective Scan (der Kern jedes Mamba-Modells) läuft über die Pixel des gewählten Rasters und wird mit einer langsamen, exakten float64-Referenz verglichen; danach wird jedes verfügbare Scan-Backend (reines PyTorch, der optionale kompilierte CPU-Kernel, CUDA) auf dem ganzen Bild gemessen.
 
-INPUT: ein beliebiges Raster; seine Pixel bilden in Rasterreihenfolge die Scan-Sequenz (ein Token je Pixel).
-DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet.
+Raster: ein beliebiges Raster; seine Pixel bilden in Rasterreihenfolge die Scan-Sequenz (ein Token je Pixel).
+Gerät: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet.
 Das Protokoll nennt Gerät, PyTorch-Version, Anzahl der Threads, Backend und Zeiten sowie, ob der optionale GPU-Beschleuniger mamba-ssm verfügbar, nicht installiert oder installiert, aber fehlerhaft ist (mit dem Grund).</translation>
     </message>
     <message>
@@ -150,32 +150,30 @@ Das Protokoll nennt Gerät, PyTorch-Version, Anzahl der Threads, Backend und Zei
         <translation>Klassifikation</translation>
     </message>
     <message>
-        <source>Classifies a raster with a model trained by 'Train CSSMamba' or 'Train M3amba (multi-modal)'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.
+        <source>Classifies a raster with a model trained by 'Train CSSMamba' or 'Train M3amba (multi-modal)'. The raster is read and written tile by tile, so it may be far larger than memory. The outputs lie on the raster's grid (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.
 
-INPUT: the raster to classify; it needs the bands the model was trained on (same count and wavelengths).
-MODEL: a model file (.pt) written by 'Train CSSMamba' or 'Train M3amba (multi-modal)'.
-AUX_RASTERS: required for a multi-modal (M3amba) model, ignored otherwise: its auxiliary rasters (LiDAR, SAR) of the same area, the same kinds in the same order as in training; they are resampled onto INPUT's grid as in training.
-BANDS (advanced): the bands of INPUT to read, in the model's band order; only needed when INPUT has another number of bands than the training raster and no wavelengths to find the model's bands by (otherwise such a raster is refused rather than classified from the wrong bands).
-DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
-TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the tiles the model was trained on when it was trained on a scene larger than one tile (the same tiles give the same results), else the engine's default.
-OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = as for TILE_SIZE. Multi-modal models predict on overlapping crops of their own and ignore both.
-OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.
-OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the model hesitates, often at class boundaries.
-OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect boundaries; MambaHSI and M3amba models have no clusters, so it is then left out.
-OUTPUT_PROBABILITIES: optional, one band per class with its probability.</source>
-        <translation>Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf Gitter und KBS der Eingabe (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
+Raster to classify: it needs the bands the model was trained on (same count and wavelengths).
+Model file: a .pt file written by 'Train CSSMamba' or 'Train M3amba (multi-modal)'.
+Auxiliary rasters: only for a multi-modal model: the same kinds of rasters (LiDAR, SAR) in the same order as in training.
+Device: Auto uses the GPU when PyTorch sees one, else the CPU.
+Bands to read (advanced): only for a raster with another number of bands than the training raster and no wavelengths to find the model's bands by; such a raster is otherwise refused.
+Tile size, Tile overlap (advanced): smaller tiles need less memory; the overlap hides tile edges. 0 = the tiles the model was trained on, else the defaults. Multi-modal models ignore both.
+Classes: the class map (0 = nodata) with the model's class names and colours.
+Confidence: the winning class's probability, 0–1; low values show where the model hesitates, often at class boundaries.
+Clusters: CSSMamba's cluster map (the sub-class clusters the pixels joined), to inspect boundaries; MambaHSI and M3amba models have none.
+Class probabilities (optional): one band per class.</source>
+        <translation>Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf dem Gitter des Rasters (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
 
-INPUT: das zu klassifizierende Raster; es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
-MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“.
-AUX_RASTERS: nötig für ein multimodales Modell (M3amba), sonst ignoriert: seine Zusatzraster (LiDAR, SAR) desselben Gebiets, dieselben Arten in derselben Reihenfolge wie im Training; sie werden wie im Training auf das Gitter von INPUT umgerechnet.
-BANDS (erweitert): die zu lesenden Bänder von INPUT, in der Bandreihenfolge des Modells; nur nötig, wenn INPUT eine andere Bandanzahl als das Trainingsraster und keine Wellenlängen hat, über die sich die Bänder des Modells finden lassen (sonst wird ein solches Raster abgelehnt, statt aus den falschen Bändern klassifiziert).
-DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
-TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = die Kacheln, auf denen das Modell trainiert wurde, wenn es auf einer Szene trainiert wurde, die größer als eine Kachel ist (dieselben Kacheln geben dieselben Ergebnisse), sonst die Vorgabe der Engine.
-OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = wie bei TILE_SIZE. Multimodale Modelle sagen auf eigenen, überlappenden Ausschnitten vorher und ignorieren beide.
-OUTPUT: das Klassenraster (Klassen-IDs, 0 = NoData) mit den Klassennamen und -farben des Modells.
-OUTPUT_CONFIDENCE: die Wahrscheinlichkeit der gewählten Klasse, 0–1 (-1 = NoData); niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
-OUTPUT_CLUSTERS: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen jedes Pixel zugeordnet wurde), um Grenzen zu prüfen; MambaHSI- und M3amba-Modelle haben keine Cluster, dann entfällt sie.
-OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.</translation>
+Zu klassifizierendes Raster: es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
+Modelldatei: eine .pt-Datei aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“.
+Zusatzraster: nur für ein multimodales Modell: dieselben Arten von Rastern (LiDAR, SAR) in derselben Reihenfolge wie im Training.
+Gerät: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU.
+Zu lesende Bänder (erweitert): nur für ein Raster mit einer anderen Bandanzahl als das Trainingsraster und ohne Wellenlängen, über die sich die Bänder des Modells finden lassen; ein solches Raster wird sonst abgelehnt.
+Kachelgröße, Kachelüberlappung (erweitert): kleinere Kacheln brauchen weniger Speicher; die Überlappung verbirgt Kachelkanten. 0 = die Kacheln, auf denen das Modell trainiert wurde, sonst die Vorgaben. Multimodale Modelle ignorieren beide.
+Klassen: die Klassenkarte (0 = NoData) mit den Klassennamen und -farben des Modells.
+Konfidenz: die Wahrscheinlichkeit der gewählten Klasse, 0–1; niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
+Cluster: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen die Pixel zugeordnet wurden), um Grenzen zu prüfen; MambaHSI- und M3amba-Modelle haben keine.
+Klassenwahrscheinlichkeiten (optional): ein Band je Klasse.</translation>
     </message>
     <message>
         <source>Raster to classify</source>
@@ -232,14 +230,14 @@ OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.
     <message>
         <source>Creates an empty GeoPackage polygon layer for drawing training regions (ROIs) over a raster, ready for 'Train CSSMamba': fields class_id (integer, the class) and class_name (text), in the raster's CRS, styled by class and added to the project in editing mode: draw polygons over pixels of known class, pick their class and save the edits.
 
-INPUT: the raster the ROIs are for; the layer gets its CRS.
-CLASSES (optional): one class per line, as '1 water', '1: water' or '1,water' (id and name), or names only ('water'), numbered 1, 2, 3 … in line order. Class ids are whole numbers from 1 (0 means unlabelled). Each class gets a colour in the style and an entry in the class drop-down of the attribute form, and class_name is filled in from class_id. Without a list, type the ids yourself; every feature is drawn in grey until the style is reclassified (Layer Properties &gt; Symbology &gt; Classify).
-OUTPUT: the GeoPackage (.gpkg) to write. Its style is saved inside it as the default style, so it comes back whenever the file is opened.</source>
+Raster to draw ROIs on: the layer gets its CRS.
+Classes (optional): one class per line, as '1 water', '1: water' or '1,water' (id and name), or names only ('water'), numbered 1, 2, 3 … in line order. Class ids are whole numbers from 1 (0 means unlabelled). Each class gets a colour and an entry in the class drop-down of the attribute form, and class_name is filled in from class_id. Without a list, type the ids yourself; every feature is drawn in grey until the style is reclassified (Layer Properties &gt; Symbology &gt; Classify).
+Training ROI layer: the GeoPackage (.gpkg) to write; its style is saved inside it, so it comes back whenever the file is opened.</source>
         <translation>Erstellt einen leeren GeoPackage-Polygonlayer zum Zeichnen von Trainingsgebieten (ROIs) über einem Raster, bereit für „CSSMamba trainieren“: Felder class_id (Ganzzahl, die Klasse) und class_name (Text), im KBS des Rasters, nach Klassen gestylt und dem Projekt im Bearbeitungsmodus hinzugefügt: Polygone über Pixel bekannter Klasse zeichnen, ihre Klasse wählen und die Änderungen speichern.
 
-INPUT: das Raster, für das die ROIs gedacht sind; der Layer erhält sein KBS.
-CLASSES (optional): eine Klasse je Zeile, als „1 water“, „1: water“ oder „1,water“ (ID und Name) oder nur Namen („water“), in Zeilenreihenfolge mit 1, 2, 3 … nummeriert. Klassen-IDs sind ganze Zahlen ab 1 (0 bedeutet ohne Label). Jede Klasse erhält eine Farbe im Stil und einen Eintrag in der Klassen-Auswahlliste des Attributformulars, und class_name wird aus class_id ausgefüllt. Ohne Liste die IDs selbst eingeben; jedes Objekt wird grau gezeichnet, bis der Stil neu klassifiziert wird (Layereigenschaften &gt; Symbologie &gt; Klassifizieren).
-OUTPUT: das zu schreibende GeoPackage (.gpkg). Sein Stil wird darin als Standardstil gespeichert und kehrt so bei jedem Öffnen der Datei zurück.</translation>
+Raster, auf dem die ROIs gezeichnet werden: der Layer erhält sein KBS.
+Klassen (optional): eine Klasse je Zeile, als „1 water“, „1: water“ oder „1,water“ (ID und Name) oder nur Namen („water“), in Zeilenreihenfolge mit 1, 2, 3 … nummeriert. Klassen-IDs sind ganze Zahlen ab 1 (0 bedeutet ohne Label). Jede Klasse erhält eine Farbe und einen Eintrag in der Klassen-Auswahlliste des Attributformulars, und class_name wird aus class_id ausgefüllt. Ohne Liste die IDs selbst eingeben; jedes Objekt wird grau gezeichnet, bis der Stil neu klassifiziert wird (Layereigenschaften &gt; Symbologie &gt; Klassifizieren).
+Trainings-ROI-Layer: das zu schreibende GeoPackage (.gpkg); sein Stil wird darin gespeichert und kehrt so bei jedem Öffnen der Datei zurück.</translation>
     </message>
     <message>
         <source>Raster to draw ROIs on</source>
@@ -258,18 +256,18 @@ OUTPUT: das zu schreibende GeoPackage (.gpkg). Sein Stil wird darin als Standard
         <translation>Beispieldatensatz erstellen</translation>
     </message>
     <message>
-        <source>Writes the plugin's built-in synthetic hyperspectral scene, to try the tools without data of your own: an EnMAP-like GeoTIFF (EPSG:32633, 30 m, reflectance x 10,000, wavelengths and bad-band list in the metadata), a label raster with the true classes, and a GeoPackage of training ROIs with the fields class_id and class_name.
+        <source>Writes the plugin's built-in synthetic hyperspectral scene, to try the tools without data of your own: an EnMAP-like GeoTIFF (EPSG:32633, 30 m, reflectance x 10,000, wavelengths and bad-band list in the metadata) that opens in true colour, a label raster with the true classes, and a GeoPackage of training ROIs with the fields class_id and class_name, styled by class.
 
-ROWS, COLUMNS: scene size in pixels.
-BANDS: number of spectral bands between 418 and 2446 nm.
-SEED: the same seed writes the same files.
-OUTPUT_FOLDER: where sample.tif, sample_labels.tif, sample_rois.gpkg and classes.csv are written.</source>
-        <translation>Schreibt die eingebaute synthetische Hyperspektralszene der Erweiterung, um die Werkzeuge ohne eigene Daten auszuprobieren: ein EnMAP-ähnliches GeoTIFF (EPSG:32633, 30 m, Reflexion × 10.000, Wellenlängen und Liste schlechter Bänder in den Metadaten), ein Label-Raster mit den wahren Klassen und ein GeoPackage mit Trainings-ROIs mit den Feldern class_id und class_name.
+Rows, Columns: scene size in pixels.
+Bands: number of spectral bands between 418 and 2446 nm.
+Random seed: the same seed writes the same files.
+Output folder: where sample.tif, sample_labels.tif, sample_rois.gpkg and classes.csv are written.</source>
+        <translation>Schreibt die eingebaute synthetische Hyperspektralszene der Erweiterung, um die Werkzeuge ohne eigene Daten auszuprobieren: ein EnMAP-ähnliches GeoTIFF (EPSG:32633, 30 m, Reflexion × 10.000, Wellenlängen und Liste schlechter Bänder in den Metadaten), das sich in Echtfarben öffnet, ein Label-Raster mit den wahren Klassen und ein nach Klassen gestyltes GeoPackage mit Trainings-ROIs mit den Feldern class_id und class_name.
 
-ROWS, COLUMNS: Größe der Szene in Pixeln.
-BANDS: Anzahl der Spektralbänder zwischen 418 und 2446 nm.
-SEED: derselbe Startwert schreibt dieselben Dateien.
-OUTPUT_FOLDER: wohin sample.tif, sample_labels.tif, sample_rois.gpkg und classes.csv geschrieben werden.</translation>
+Zeilen, Spalten: Größe der Szene in Pixeln.
+Bänder: Anzahl der Spektralbänder zwischen 418 und 2446 nm.
+Zufallsstartwert: derselbe Startwert schreibt dieselben Dateien.
+Ausgabeordner: wohin sample.tif, sample_labels.tif, sample_rois.gpkg und classes.csv geschrieben werden.</translation>
     </message>
     <message>
         <source>Rows</source>
@@ -308,58 +306,22 @@ OUTPUT_FOLDER: wohin sample.tif, sample_labels.tif, sample_rois.gpkg und classes
         <translation>Klassentabelle</translation>
     </message>
     <message>
-        <source>Train CSSMamba</source>
-        <translation>CSSMamba trainieren</translation>
+        <source>ROI statistics</source>
+        <translation>ROI-Statistik</translation>
     </message>
     <message>
         <source>Training</source>
         <translation>Training</translation>
     </message>
     <message>
-        <source>Trains a pixel classifier on a raster from training ROIs and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.
+        <source>Before training, shows whether the classes you drew differ: per class the mean spectrum ± one standard deviation (over the wavelengths when the raster has them), its number of pixels and of separate ROIs, and the Jeffries–Matusita (JM) separability of every pair of classes, from 0 (identical spectra) to 2 (fully separable), in an HTML report.
 
-INPUT: the raster to learn from (e.g. a hyperspectral scene); bad bands (bbl=0) and nodata are left out.
-BANDS: optional subset of bands to train on; the model remembers them. Empty = every good band.
-ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres they cover are the labels. 'Selected features only' and unsaved edits are honoured.
-CLASS_FIELD: numeric field with the class id (integers &gt;= 1). Features with NULL are skipped.
-NAME_FIELD: optional text field with the class names shown in the legend and the report.
-VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS trains. Without them the labelled pixels are split (SPLIT).
-MODEL: CSSMamba (clustering-guided Mamba) or MambaHSI (the baseline without clustering).
-CLUSTERS_PER_CLASS: CSSMamba's sub-clusters per class (1–5).
-EPOCHS: training passes over the scene; the epoch with the best validation accuracy is kept.
-LEARNING_RATE: Adam's step size.
-DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
-SEED: the same seed gives the same split and the same model.
-SPLIT (advanced): 'Pixels per class' takes TRAIN_PER_CLASS training and VAL_PER_CLASS validation pixels per class (the papers' 30 / 10); 'Ratio' takes the fractions TRAIN_RATIO and VAL_RATIO. The rest are test pixels, on which the report's accuracy is measured.
-WIDTH (advanced): hidden width of the model; 0 = chosen for the device: on a GPU the paper's 128 when a training step on the whole scene fits its memory, else the largest width that fits; on the CPU 32. The log says which.
-TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (advanced, CSSMamba only; the paper's ablations): TOKEN_SELECTION weights the pixels inside each cluster by relevance; CLUSTER_LOSS keeps the clusters compact and apart (La), makes them follow the k-means prior (Lb) or is off; GATE mixes the attention and prior scores of the token selection (learned, prior only, attention only); POOLING halves the resolution between stages: training is about twice as fast, but it cost 5 to 8 points of OA on the EnMAP and MUUFL scenes, so it is off by default (the paper's layout).
-MEMORY_BUDGET (advanced): MB a training step may use; a scene that needs more is trained in overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.
-TILE_SIZE (advanced): tile size for OUTPUT_CLASSIFICATION; 0 = the default.
-OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.
-OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the parameters, the device and timings.
-OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours.</source>
-        <translation>Trainiert einen Pixelklassifikator auf einem Raster anhand von Trainings-ROIs und schreibt eine Modelldatei für „Raster klassifizieren“, einen HTML-Trainingsbericht und auf Wunsch die klassifizierte Trainingsszene.
+The log and the report warn about classes with fewer than 30 pixels and about pairs below JM 1.9: draw more or larger ROIs there, merge classes that cannot be told apart, or add an auxiliary raster.
+JM is computed on the first 10 principal components of the standardised ROI spectra, since a few dozen pixels cannot describe the covariance of hundreds of bands. Only the parts of the raster under the ROIs are read.</source>
+        <translation>Zeigt vor dem Training, ob sich die gezeichneten Klassen unterscheiden: je Klasse das mittlere Spektrum ± eine Standardabweichung (über den Wellenlängen, wenn das Raster welche hat), die Anzahl ihrer Pixel und ihrer getrennten ROIs sowie die Jeffries-Matusita-Trennbarkeit (JM) jedes Klassenpaars, von 0 (gleiche Spektren) bis 2 (vollständig trennbar), in einem HTML-Bericht.
 
-INPUT: das Raster, aus dem gelernt wird (z. B. eine Hyperspektralszene); schlechte Bänder (bbl=0) und NoData bleiben außen vor.
-BANDS: optionale Auswahl der Bänder für das Training; das Modell merkt sie sich. Leer = alle guten Bänder.
-ROIS: Trainingspolygone oder -punkte in beliebigem KBS (auf das des Rasters umprojiziert); die Pixel, deren Mittelpunkte sie abdecken, sind die Labels. „Nur gewählte Objekte“ und ungespeicherte Änderungen werden berücksichtigt.
-CLASS_FIELD: numerisches Feld mit der Klassen-ID (ganze Zahlen &gt;= 1). Objekte mit NULL werden übersprungen.
-NAME_FIELD: optionales Textfeld mit den Klassennamen für Legende und Bericht.
-VALIDATION_ROIS: optionale ROIs (gleiches Klassenfeld), die die beste Epoche bestimmen; dann trainiert jedes Pixel von ROIS. Ohne sie werden die gelabelten Pixel aufgeteilt (SPLIT).
-MODEL: CSSMamba (clustergeführtes Mamba) oder MambaHSI (die Vergleichsbasis ohne Clusterbildung).
-CLUSTERS_PER_CLASS: Unter-Cluster je Klasse bei CSSMamba (1–5).
-EPOCHS: Trainingsdurchläufe über die Szene; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
-LEARNING_RATE: die Schrittweite von Adam.
-DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
-SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
-SPLIT (erweitert): „Pixel je Klasse“ nimmt TRAIN_PER_CLASS Trainings- und VAL_PER_CLASS Validierungspixel je Klasse (30 / 10 wie in den Veröffentlichungen); „Anteil“ nimmt die Anteile TRAIN_RATIO und VAL_RATIO. Der Rest sind Testpixel, auf denen die Genauigkeit im Bericht gemessen wird.
-WIDTH (erweitert): versteckte Breite des Modells; 0 = passend zum Gerät gewählt: auf einer GPU die 128 der Veröffentlichung, wenn ein Trainingsschritt auf der ganzen Szene in ihren Speicher passt, sonst die größte Breite, die passt; auf der CPU 32. Das Protokoll nennt die Wahl.
-TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (erweitert, nur CSSMamba; die Ablationen der Veröffentlichung): TOKEN_SELECTION gewichtet die Pixel in jedem Cluster nach Relevanz; CLUSTER_LOSS hält die Cluster kompakt und getrennt (La), lässt sie dem k-Means-Prior folgen (Lb) oder ist aus; GATE mischt die Attention- und Prior-Werte der Token-Auswahl (gelernt, nur Prior, nur Attention); POOLING halbiert die Auflösung zwischen den Stufen: Das Training wird etwa doppelt so schnell, kostete auf den Szenen EnMAP und MUUFL aber 5 bis 8 Punkte OA und ist daher standardmäßig aus (der Aufbau der Veröffentlichung).
-MEMORY_BUDGET (erweitert): MB, die ein Trainingsschritt belegen darf; eine Szene, die mehr braucht, wird in überlappenden Fenstern trainiert. 0 = halber Arbeitsspeicher (CPU) oder 80 % des freien GPU-Speichers.
-TILE_SIZE (erweitert): Kachelgröße für OUTPUT_CLASSIFICATION; 0 = Vorgabe.
-OUTPUT_MODEL: die Modelldatei (.pt), erst geschrieben, wenn das Training fertig ist: Ein abgebrochener Lauf hinterlässt keine.
-OUTPUT_REPORT: HTML-Bericht mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
-OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klassenfarben gestylt.</translation>
+Protokoll und Bericht warnen vor Klassen mit weniger als 30 Pixeln und vor Paaren unter JM 1,9: Zeichnen Sie dort mehr oder größere ROIs, fassen Sie Klassen zusammen, die sich nicht unterscheiden lassen, oder nehmen Sie ein Zusatzraster hinzu.
+JM wird auf den ersten 10 Hauptkomponenten der standardisierten ROI-Spektren berechnet, da einige Dutzend Pixel die Kovarianz von Hunderten von Bändern nicht beschreiben können. Gelesen werden nur die Teile des Rasters unter den ROIs.</translation>
     </message>
     <message>
         <source>Bands (empty = every good band)</source>
@@ -376,6 +338,62 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
     <message>
         <source>Class name field</source>
         <translation>Klassennamen-Feld</translation>
+    </message>
+    <message>
+        <source>ROI statistics report</source>
+        <translation>ROI-Statistikbericht</translation>
+    </message>
+    <message>
+        <source>Pairs of classes below JM 1.9</source>
+        <translation>Klassenpaare unter JM 1,9</translation>
+    </message>
+    <message>
+        <source>Train CSSMamba</source>
+        <translation>CSSMamba trainieren</translation>
+    </message>
+    <message>
+        <source>Trains a pixel classifier on a raster from training ROIs and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.
+
+Raster: the raster to learn from (e.g. a hyperspectral scene); bad bands (bbl=0) and nodata are left out.
+Bands: optional subset of bands to train on; the model remembers them.
+Training ROIs: polygons or points in any CRS; the pixels whose centres they cover are the labels. 'Selected features only' and unsaved edits are honoured.
+Class id field: numeric field with the class ids (whole numbers from 1); features with NULL are skipped.
+Class name field (optional): text field with the class names for the legend and the report.
+Validation ROIs (optional): ROIs with the same class field that choose the best epoch; every training ROI pixel then trains.
+Model: CSSMamba (clustering-guided Mamba) or MambaHSI (the baseline without clustering).
+Clusters per class: CSSMamba's sub-clusters of each class.
+Epochs: passes over the scene; the epoch with the best validation accuracy is kept.
+Learning rate: Adam's step size.
+Device: Auto uses the GPU when PyTorch sees one, else the CPU.
+Random seed: the same seed gives the same split and the same model.
+Sample split without validation ROIs (advanced): 'Pixels per class' draws the training and validation pixels per class at random (the papers' 30 / 10), 'Ratio' the training and validation ratios; the other labelled pixels test the model in the report. Random test pixels lie next to training pixels, which flatters the accuracy: 'Separate ROIs (spatial)' draws the same counts from some ROIs of each class and tests on the others (a class with fewer than 3 separate ROIs is cut into blocks); 'Auto' (default) is spatial when every class has 3 separate ROIs, else pixels per class. The log says which split ran.
+Hidden width (advanced): 0 = the paper's 128 on a GPU whose memory fits it (else the largest width that fits), 32 on the CPU.
+Token selection, Cluster loss, Gate, Pooling between stages (advanced): the paper's ablations. Pooling trains about twice as fast but cost 5 to 8 points of OA, so it is off by default.
+Memory budget (advanced): MB a training step may use; a scene that needs more trains in overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.
+Model file: written only when training completes; a cancelled run leaves none.
+Training report: HTML with the training curves, confusion matrix, per-class accuracy, parameters, device and timings.
+Classified training scene (optional): the training raster classified, in the class colours.</source>
+        <translation>Trainiert einen Pixelklassifikator auf einem Raster anhand von Trainings-ROIs und schreibt eine Modelldatei für „Raster klassifizieren“, einen HTML-Trainingsbericht und auf Wunsch die klassifizierte Trainingsszene.
+
+Raster: das Raster, aus dem gelernt wird (z. B. eine Hyperspektralszene); schlechte Bänder (bbl=0) und NoData bleiben außen vor.
+Bänder: optionale Auswahl der Bänder für das Training; das Modell merkt sie sich.
+Trainings-ROIs: Polygone oder Punkte in beliebigem KBS; die Pixel, deren Mittelpunkte sie abdecken, sind die Labels. „Nur gewählte Objekte“ und ungespeicherte Änderungen werden berücksichtigt.
+Klassen-ID-Feld: numerisches Feld mit den Klassen-IDs (ganze Zahlen ab 1); Objekte mit NULL werden übersprungen.
+Klassennamen-Feld (optional): Textfeld mit den Klassennamen für Legende und Bericht.
+Validierungs-ROIs (optional): ROIs mit demselben Klassenfeld, die die beste Epoche bestimmen; dann trainiert jedes Pixel der Trainings-ROIs.
+Modell: CSSMamba (clustergeführtes Mamba) oder MambaHSI (die Vergleichsbasis ohne Clusterbildung).
+Cluster je Klasse: die Unter-Cluster jeder Klasse bei CSSMamba.
+Epochen: Durchläufe über die Szene; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
+Lernrate: die Schrittweite von Adam.
+Gerät: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU.
+Zufallsstartwert: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
+Stichprobenaufteilung ohne Validierungs-ROIs (erweitert): „Pixel je Klasse“ zieht die Trainings- und Validierungspixel je Klasse zufällig (30 / 10 wie in den Veröffentlichungen), „Anteil“ den Trainings- und Validierungsanteil; die übrigen gelabelten Pixel testen das Modell im Bericht. Zufällige Testpixel liegen neben Trainingspixeln, was die Genauigkeit schönt: „Getrennte ROIs (räumlich)“ zieht dieselben Anzahlen aus einem Teil der ROIs jeder Klasse und testet auf den übrigen (eine Klasse mit weniger als 3 getrennten ROIs wird in Blöcke geteilt); „Automatisch“ (Vorgabe) teilt räumlich, wenn jede Klasse 3 getrennte ROIs hat, sonst nach Pixeln je Klasse. Das Protokoll nennt die gewählte Aufteilung.
+Versteckte Breite (erweitert): 0 = die 128 der Veröffentlichung auf einer GPU, in deren Speicher sie passt (sonst die größte Breite, die passt), 32 auf der CPU.
+Token-Auswahl, Cluster-Verlust, Gate, Pooling zwischen den Stufen (erweitert): die Ablationen der Veröffentlichung. Mit Pooling trainiert es etwa doppelt so schnell, es kostete aber 5 bis 8 Punkte OA und ist daher standardmäßig aus.
+Speicherbudget (erweitert): MB, die ein Trainingsschritt belegen darf; eine Szene, die mehr braucht, wird in überlappenden Fenstern trainiert. 0 = halber Arbeitsspeicher (CPU) oder 80 % des freien GPU-Speichers.
+Modelldatei: erst geschrieben, wenn das Training fertig ist; ein abgebrochener Lauf hinterlässt keine.
+Trainingsbericht: HTML mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
+Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in den Klassenfarben.</translation>
     </message>
     <message>
         <source>Validation ROIs</source>
@@ -416,6 +434,14 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
     <message>
         <source>Ratio</source>
         <translation>Anteil</translation>
+    </message>
+    <message>
+        <source>Separate ROIs (spatial)</source>
+        <translation>Getrennte ROIs (räumlich)</translation>
+    </message>
+    <message>
+        <source>Auto (spatial with 3 separate ROIs per class)</source>
+        <translation>Automatisch (räumlich bei 3 getrennten ROIs je Klasse)</translation>
     </message>
     <message>
         <source>Training pixels per class</source>
@@ -500,42 +526,38 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
     <message>
         <source>Trains M3amba, a CLIP-driven multi-modal Mamba classifier, on a hyperspectral raster together with auxiliary rasters of the same area (LiDAR DSM or intensity, SAR), and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.
 
-INPUT: the hyperspectral raster; its grid is the grid of the outputs. Bad bands (bbl=0) and nodata are left out.
-AUX_RASTERS: one or more auxiliary rasters. Each is resampled onto INPUT's grid with GDAL (another resolution, extent or CRS is fine; they must overlap INPUT); pixels that are nodata in any raster are left out. The order matters: the model file records it, and 'Classify raster' needs the same kinds of rasters in the same order.
-ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres they cover are the labels. 'Selected features only' and unsaved edits are honoured.
-CLASS_FIELD: numeric field with the class id (integers &gt;= 1). Features with NULL are skipped.
-NAME_FIELD: optional text field with the class names shown in the legend and the report.
-VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS trains. Without them 30 training and 10 validation pixels per class are drawn and the rest are test pixels, on which the report's accuracy is measured.
-CLIP_WEIGHTS: the weights of the CLIP ViT-B/32 image encoder, which the plugin cannot download: OpenAI's ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt), or an open_clip or safetensors ViT-B/32 file, saved on this computer. The model file records its checksum.
-NO_CLIP: train the documented ablation without the CLIP branch instead; then leave CLIP_WEIGHTS empty.
-EPOCHS: training passes over the crops holding training pixels; the epoch with the best validation accuracy is kept.
-LEARNING_RATE: AdamW's step size.
-DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
-SEED: the same seed gives the same split and the same model.
-WIDTH, DEPTH (advanced): hidden width and blocks per stream; 0 = chosen for the device: on a GPU the paper's width 384 and 9 blocks when a training step fits its memory, else the largest width that fits; on the CPU width 16 and 2 blocks. The log says which.
-AUX_RESAMPLING (advanced): how every auxiliary raster is resampled onto INPUT's grid: bilinear for continuous data such as a DSM, nearest for classes or codes, average for rasters much finer than INPUT.
-OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.
-OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the parameters, the device and timings.
-OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours.</source>
+Hyperspectral raster: its grid is the grid of the outputs; bad bands (bbl=0) and nodata are left out.
+Auxiliary rasters: each is resampled onto the hyperspectral raster's grid (another resolution, extent or CRS is fine if they overlap); pixels that are nodata in any raster are left out. The order matters: 'Classify raster' needs the same kinds of rasters in the same order.
+Training ROIs, Class id field, Class name field: as in 'Train CSSMamba'.
+Validation ROIs (optional): choose the best epoch; without them 30 training and 10 validation pixels per class are drawn and the other labelled pixels test the model.
+CLIP ViT-B/32 image-encoder weights: the plugin cannot download them: OpenAI's ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt), or an open_clip or safetensors ViT-B/32 file, saved on this computer. The model file records its checksum.
+Without the CLIP branch: trains the documented ablation instead; then leave the weights empty.
+Epochs: passes over the crops holding training pixels; the epoch with the best validation accuracy is kept.
+Learning rate: AdamW's step size.
+Device: Auto uses the GPU when PyTorch sees one, else the CPU.
+Random seed: the same seed gives the same split and the same model.
+Hidden width, Blocks per stream (advanced): 0 = the paper's width 384 and 9 blocks on a GPU whose memory fits them (else the largest width that fits), width 16 and 2 blocks on the CPU.
+Resampling of the auxiliary rasters (advanced): bilinear for continuous data such as a DSM, nearest neighbour for classes or codes, average for rasters much finer than the hyperspectral one.
+Model file: written only when training completes; a cancelled run leaves none.
+Training report: HTML with the training curves, confusion matrix, per-class accuracy, parameters, device and timings.
+Classified training scene (optional): the training raster classified, in the class colours.</source>
         <translation>Trainiert M3amba, einen CLIP-gestützten multimodalen Mamba-Klassifikator, auf einem Hyperspektralraster zusammen mit Zusatzrastern desselben Gebiets (LiDAR-DSM oder -Intensität, SAR) und schreibt eine Modelldatei für „Raster klassifizieren“, einen HTML-Trainingsbericht und auf Wunsch die klassifizierte Trainingsszene.
 
-INPUT: das Hyperspektralraster; sein Gitter ist das Gitter der Ausgaben. Schlechte Bänder (bbl=0) und NoData bleiben außen vor.
-AUX_RASTERS: ein oder mehrere Zusatzraster. Jedes wird mit GDAL auf das Gitter von INPUT umgerechnet (andere Auflösung, Ausdehnung oder ein anderes KBS sind kein Problem; sie müssen INPUT überlappen); Pixel, die in einem der Raster NoData sind, bleiben außen vor. Die Reihenfolge zählt: Die Modelldatei hält sie fest, und „Raster klassifizieren“ braucht dieselben Arten von Rastern in derselben Reihenfolge.
-ROIS: Trainingspolygone oder -punkte in beliebigem KBS (auf das des Rasters umprojiziert); die Pixel, deren Mittelpunkte sie abdecken, sind die Labels. „Nur gewählte Objekte“ und ungespeicherte Änderungen werden berücksichtigt.
-CLASS_FIELD: numerisches Feld mit der Klassen-ID (ganze Zahlen &gt;= 1). Objekte mit NULL werden übersprungen.
-NAME_FIELD: optionales Textfeld mit den Klassennamen für Legende und Bericht.
-VALIDATION_ROIS: optionale ROIs (gleiches Klassenfeld), die die beste Epoche bestimmen; dann trainiert jedes Pixel von ROIS. Ohne sie werden je Klasse 30 Trainings- und 10 Validierungspixel gezogen; der Rest sind Testpixel, auf denen die Genauigkeit im Bericht gemessen wird.
-CLIP_WEIGHTS: die Gewichte des CLIP-ViT-B/32-Bildencoders, die das Plugin nicht herunterladen kann: OpenAIs ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt) oder eine open_clip- bzw. safetensors-Datei von ViT-B/32, gespeichert auf diesem Rechner. Die Modelldatei hält ihre Prüfsumme fest.
-NO_CLIP: stattdessen die dokumentierte Ablation ohne den CLIP-Zweig trainieren; CLIP_WEIGHTS dann leer lassen.
-EPOCHS: Trainingsdurchläufe über die Ausschnitte mit Trainingspixeln; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
-LEARNING_RATE: die Schrittweite von AdamW.
-DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
-SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
-WIDTH, DEPTH (erweitert): versteckte Breite und Blöcke je Strom; 0 = passend zum Gerät gewählt: auf einer GPU Breite 384 und 9 Blöcke wie in der Veröffentlichung, wenn ein Trainingsschritt in ihren Speicher passt, sonst die größte Breite, die passt; auf der CPU Breite 16 und 2 Blöcke. Das Protokoll nennt die Wahl.
-AUX_RESAMPLING (erweitert): wie jedes Zusatzraster auf das Gitter von INPUT umgerechnet wird: bilinear für kontinuierliche Daten wie ein DSM, nächster Nachbar für Klassen oder Codes, Mittelwert für Raster, die viel feiner als INPUT sind.
-OUTPUT_MODEL: die Modelldatei (.pt), erst geschrieben, wenn das Training fertig ist: Ein abgebrochener Lauf hinterlässt keine.
-OUTPUT_REPORT: HTML-Bericht mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
-OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klassenfarben gestylt.</translation>
+Hyperspektralraster: sein Gitter ist das Gitter der Ausgaben; schlechte Bänder (bbl=0) und NoData bleiben außen vor.
+Zusatzraster: jedes wird auf das Gitter des Hyperspektralrasters umgerechnet (andere Auflösung, Ausdehnung oder ein anderes KBS sind kein Problem, wenn sie sich überlappen); Pixel, die in einem der Raster NoData sind, bleiben außen vor. Die Reihenfolge zählt: „Raster klassifizieren“ braucht dieselben Arten von Rastern in derselben Reihenfolge.
+Trainings-ROIs, Klassen-ID-Feld, Klassennamen-Feld: wie in „CSSMamba trainieren“.
+Validierungs-ROIs (optional): bestimmen die beste Epoche; ohne sie werden je Klasse 30 Trainings- und 10 Validierungspixel gezogen, und die übrigen gelabelten Pixel testen das Modell.
+Gewichte des CLIP-ViT-B/32-Bildencoders: das Plugin kann sie nicht herunterladen: OpenAIs ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt) oder eine open_clip- bzw. safetensors-Datei von ViT-B/32, gespeichert auf diesem Rechner. Die Modelldatei hält ihre Prüfsumme fest.
+Ohne den CLIP-Zweig: trainiert stattdessen die dokumentierte Ablation; die Gewichte dann leer lassen.
+Epochen: Durchläufe über die Ausschnitte mit Trainingspixeln; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
+Lernrate: die Schrittweite von AdamW.
+Gerät: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU.
+Zufallsstartwert: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
+Versteckte Breite, Blöcke je Strom (erweitert): 0 = Breite 384 und 9 Blöcke wie in der Veröffentlichung auf einer GPU, in deren Speicher sie passen (sonst die größte Breite, die passt), Breite 16 und 2 Blöcke auf der CPU.
+Resampling der Zusatzraster (erweitert): bilinear für kontinuierliche Daten wie ein DSM, nächster Nachbar für Klassen oder Codes, Mittelwert für Raster, die viel feiner als das Hyperspektralraster sind.
+Modelldatei: erst geschrieben, wenn das Training fertig ist; ein abgebrochener Lauf hinterlässt keine.
+Trainingsbericht: HTML mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
+Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in den Klassenfarben.</translation>
     </message>
     <message>
         <source>Hyperspectral raster</source>
@@ -608,6 +630,10 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
     <message>
         <source>OA {:.2f} %, AA {:.2f} %, kappa {:.4f} on {:,} reference pixels</source>
         <translation>OA {:.2f} %, AA {:.2f} %, Kappa {:.4f} auf {:,} Referenzpixeln</translation>
+    </message>
+    <message>
+        <source>Area-adjusted OA (Olofsson et al. 2014) {:.2f} % ± {} (95 %); class areas in the report</source>
+        <translation>Flächenbereinigte OA (Olofsson et al. 2014) {:.2f} % ± {} (95 %); Klassenflächen im Bericht</translation>
     </message>
     <message>
         <source>Give the reference either as ROIs (REFERENCE_VECTOR with CLASS_FIELD) or as a label raster (REFERENCE_RASTER), {}.</source>
@@ -726,6 +752,10 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
         <translation>Der Stil der Beispiel-ROIs konnte nicht in {} gespeichert werden: {}</translation>
     </message>
     <message>
+        <source>class {} {}: {:,} px in {:,} ROIs</source>
+        <translation>Klasse {} {}: {:,} px in {:,} ROIs</translation>
+    </message>
+    <message>
         <source>The training ROI layer</source>
         <translation>Der Trainings-ROI-Layer</translation>
     </message>
@@ -820,150 +850,6 @@ OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klass
     <message>
         <source>The validation ROIs choose the epoch: every training ROI pixel trains.</source>
         <translation>Die Validierungs-ROIs bestimmen die Epoche: Jedes Pixel der Trainings-ROIs trainiert.</translation>
-    </message>
-    <message>
-        <source>Hidden width (0 = model default)</source>
-        <translation type="vanished">Versteckte Breite (0 = Vorgabe des Modells)</translation>
-    </message>
-    <message>
-        <source>Blocks per stream (0 = model default)</source>
-        <translation type="vanished">Blöcke je Strom (0 = Vorgabe des Modells)</translation>
-    </message>
-    <message>
-        <source>Trains a pixel classifier on a raster from training ROIs and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.
-
-INPUT: the raster to learn from (e.g. a hyperspectral scene); bad bands (bbl=0) and nodata are left out.
-BANDS: optional subset of bands to train on; the model remembers them. Empty = every good band.
-ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres they cover are the labels. 'Selected features only' and unsaved edits are honoured.
-CLASS_FIELD: numeric field with the class id (integers &gt;= 1). Features with NULL are skipped.
-NAME_FIELD: optional text field with the class names shown in the legend and the report.
-VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS trains. Without them the labelled pixels are split (SPLIT).
-MODEL: CSSMamba (clustering-guided Mamba) or MambaHSI (the baseline without clustering).
-CLUSTERS_PER_CLASS: CSSMamba's sub-clusters per class (1–5).
-EPOCHS: training passes over the scene; the epoch with the best validation accuracy is kept.
-LEARNING_RATE: Adam's step size.
-DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
-SEED: the same seed gives the same split and the same model.
-SPLIT (advanced): 'Pixels per class' takes TRAIN_PER_CLASS training and VAL_PER_CLASS validation pixels per class (the papers' 30 / 10); 'Ratio' takes the fractions TRAIN_RATIO and VAL_RATIO. The rest are test pixels, on which the report's accuracy is measured.
-WIDTH (advanced): hidden width of the model; 0 = the model's default.
-TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (advanced, CSSMamba only; the paper's ablations): TOKEN_SELECTION weights the pixels inside each cluster by relevance; CLUSTER_LOSS keeps the clusters compact and apart (La), makes them follow the k-means prior (Lb) or is off; GATE mixes the attention and prior scores of the token selection (learned, prior only, attention only); POOLING halves the resolution between stages: training is about twice as fast, but it cost 5 to 8 points of OA on the EnMAP and MUUFL scenes, so it is off by default (the paper's layout).
-MEMORY_BUDGET (advanced): MB a training step may use; a scene that needs more is trained in overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.
-TILE_SIZE (advanced): tile size for OUTPUT_CLASSIFICATION; 0 = the default.
-OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.
-OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the parameters, the device and timings.
-OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours.</source>
-        <translation type="vanished">Trainiert einen Pixelklassifikator auf einem Raster anhand von Trainings-ROIs und schreibt eine Modelldatei für „Raster klassifizieren“, einen HTML-Trainingsbericht und auf Wunsch die klassifizierte Trainingsszene.
-
-INPUT: das Raster, aus dem gelernt wird (z. B. eine Hyperspektralszene); schlechte Bänder (bbl=0) und NoData bleiben außen vor.
-BANDS: optionale Auswahl der Bänder für das Training; das Modell merkt sie sich. Leer = alle guten Bänder.
-ROIS: Trainingspolygone oder -punkte in beliebigem KBS (auf das des Rasters umprojiziert); die Pixel, deren Mittelpunkte sie abdecken, sind die Labels. „Nur gewählte Objekte“ und ungespeicherte Änderungen werden berücksichtigt.
-CLASS_FIELD: numerisches Feld mit der Klassen-ID (ganze Zahlen &gt;= 1). Objekte mit NULL werden übersprungen.
-NAME_FIELD: optionales Textfeld mit den Klassennamen für Legende und Bericht.
-VALIDATION_ROIS: optionale ROIs (gleiches Klassenfeld), die die beste Epoche bestimmen; dann trainiert jedes Pixel von ROIS. Ohne sie werden die gelabelten Pixel aufgeteilt (SPLIT).
-MODEL: CSSMamba (clustergeführtes Mamba) oder MambaHSI (die Vergleichsbasis ohne Clusterbildung).
-CLUSTERS_PER_CLASS: Unter-Cluster je Klasse bei CSSMamba (1–5).
-EPOCHS: Trainingsdurchläufe über die Szene; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
-LEARNING_RATE: die Schrittweite von Adam.
-DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
-SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
-SPLIT (erweitert): „Pixel je Klasse“ nimmt TRAIN_PER_CLASS Trainings- und VAL_PER_CLASS Validierungspixel je Klasse (30 / 10 wie in den Veröffentlichungen); „Anteil“ nimmt die Anteile TRAIN_RATIO und VAL_RATIO. Der Rest sind Testpixel, auf denen die Genauigkeit im Bericht gemessen wird.
-WIDTH (erweitert): versteckte Breite des Modells; 0 = Vorgabe des Modells.
-TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING (erweitert, nur CSSMamba; die Ablationen der Veröffentlichung): TOKEN_SELECTION gewichtet die Pixel in jedem Cluster nach Relevanz; CLUSTER_LOSS hält die Cluster kompakt und getrennt (La), lässt sie dem k-Means-Prior folgen (Lb) oder ist aus; GATE mischt die Attention- und Prior-Werte der Token-Auswahl (gelernt, nur Prior, nur Attention); POOLING halbiert die Auflösung zwischen den Stufen: Das Training wird etwa doppelt so schnell, kostete auf den Szenen EnMAP und MUUFL aber 5 bis 8 Punkte OA und ist daher standardmäßig aus (der Aufbau der Veröffentlichung).
-MEMORY_BUDGET (erweitert): MB, die ein Trainingsschritt belegen darf; eine Szene, die mehr braucht, wird in überlappenden Fenstern trainiert. 0 = halber Arbeitsspeicher (CPU) oder 80 % des freien GPU-Speichers.
-TILE_SIZE (erweitert): Kachelgröße für OUTPUT_CLASSIFICATION; 0 = Vorgabe.
-OUTPUT_MODEL: die Modelldatei (.pt), erst geschrieben, wenn das Training fertig ist: Ein abgebrochener Lauf hinterlässt keine.
-OUTPUT_REPORT: HTML-Bericht mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
-OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klassenfarben gestylt.</translation>
-    </message>
-    <message>
-        <source>Trains M3amba, a CLIP-driven multi-modal Mamba classifier, on a hyperspectral raster together with auxiliary rasters of the same area (LiDAR DSM or intensity, SAR), and writes a model file for 'Classify raster', an HTML training report and, optionally, the classified training scene.
-
-INPUT: the hyperspectral raster; its grid is the grid of the outputs. Bad bands (bbl=0) and nodata are left out.
-AUX_RASTERS: one or more auxiliary rasters. Each is resampled onto INPUT's grid with GDAL (another resolution, extent or CRS is fine; they must overlap INPUT); pixels that are nodata in any raster are left out. The order matters: the model file records it, and 'Classify raster' needs the same kinds of rasters in the same order.
-ROIS: training polygons or points in any CRS (reprojected to the raster's); the pixels whose centres they cover are the labels. 'Selected features only' and unsaved edits are honoured.
-CLASS_FIELD: numeric field with the class id (integers &gt;= 1). Features with NULL are skipped.
-NAME_FIELD: optional text field with the class names shown in the legend and the report.
-VALIDATION_ROIS: optional ROIs (same class field) that choose the best epoch; then every pixel of ROIS trains. Without them 30 training and 10 validation pixels per class are drawn and the rest are test pixels, on which the report's accuracy is measured.
-CLIP_WEIGHTS: the weights of the CLIP ViT-B/32 image encoder, which the plugin cannot download: OpenAI's ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt), or an open_clip or safetensors ViT-B/32 file, saved on this computer. The model file records its checksum.
-NO_CLIP: train the documented ablation without the CLIP branch instead; then leave CLIP_WEIGHTS empty.
-EPOCHS: training passes over the crops holding training pixels; the epoch with the best validation accuracy is kept.
-LEARNING_RATE: AdamW's step size.
-DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
-SEED: the same seed gives the same split and the same model.
-WIDTH, DEPTH (advanced): hidden width and blocks per stream; 0 = the plugin's CPU-friendly defaults (the paper: width 384, 9 blocks).
-AUX_RESAMPLING (advanced): how every auxiliary raster is resampled onto INPUT's grid: bilinear for continuous data such as a DSM, nearest for classes or codes, average for rasters much finer than INPUT.
-OUTPUT_MODEL: the model file (.pt), written only when training completes: a cancelled run leaves none.
-OUTPUT_REPORT: HTML report with the training curves, the confusion matrix, per-class accuracy, the parameters, the device and timings.
-OUTPUT_CLASSIFICATION: optional class raster of the training scene, styled with the class colours.</source>
-        <translation type="vanished">Trainiert M3amba, einen CLIP-gestützten multimodalen Mamba-Klassifikator, auf einem Hyperspektralraster zusammen mit Zusatzrastern desselben Gebiets (LiDAR-DSM oder -Intensität, SAR) und schreibt eine Modelldatei für „Raster klassifizieren“, einen HTML-Trainingsbericht und auf Wunsch die klassifizierte Trainingsszene.
-
-INPUT: das Hyperspektralraster; sein Gitter ist das Gitter der Ausgaben. Schlechte Bänder (bbl=0) und NoData bleiben außen vor.
-AUX_RASTERS: ein oder mehrere Zusatzraster. Jedes wird mit GDAL auf das Gitter von INPUT umgerechnet (andere Auflösung, Ausdehnung oder ein anderes KBS sind kein Problem; sie müssen INPUT überlappen); Pixel, die in einem der Raster NoData sind, bleiben außen vor. Die Reihenfolge zählt: Die Modelldatei hält sie fest, und „Raster klassifizieren“ braucht dieselben Arten von Rastern in derselben Reihenfolge.
-ROIS: Trainingspolygone oder -punkte in beliebigem KBS (auf das des Rasters umprojiziert); die Pixel, deren Mittelpunkte sie abdecken, sind die Labels. „Nur gewählte Objekte“ und ungespeicherte Änderungen werden berücksichtigt.
-CLASS_FIELD: numerisches Feld mit der Klassen-ID (ganze Zahlen &gt;= 1). Objekte mit NULL werden übersprungen.
-NAME_FIELD: optionales Textfeld mit den Klassennamen für Legende und Bericht.
-VALIDATION_ROIS: optionale ROIs (gleiches Klassenfeld), die die beste Epoche bestimmen; dann trainiert jedes Pixel von ROIS. Ohne sie werden je Klasse 30 Trainings- und 10 Validierungspixel gezogen; der Rest sind Testpixel, auf denen die Genauigkeit im Bericht gemessen wird.
-CLIP_WEIGHTS: die Gewichte des CLIP-ViT-B/32-Bildencoders, die das Plugin nicht herunterladen kann: OpenAIs ViT-B-32.pt (https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt) oder eine open_clip- bzw. safetensors-Datei von ViT-B/32, gespeichert auf diesem Rechner. Die Modelldatei hält ihre Prüfsumme fest.
-NO_CLIP: stattdessen die dokumentierte Ablation ohne den CLIP-Zweig trainieren; CLIP_WEIGHTS dann leer lassen.
-EPOCHS: Trainingsdurchläufe über die Ausschnitte mit Trainingspixeln; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
-LEARNING_RATE: die Schrittweite von AdamW.
-DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
-SEED: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Modell.
-WIDTH, DEPTH (erweitert): versteckte Breite und Blöcke je Strom; 0 = die CPU-freundlichen Vorgaben des Plugins (in der Veröffentlichung: Breite 384, 9 Blöcke).
-AUX_RESAMPLING (erweitert): wie jedes Zusatzraster auf das Gitter von INPUT umgerechnet wird: bilinear für kontinuierliche Daten wie ein DSM, nächster Nachbar für Klassen oder Codes, Mittelwert für Raster, die viel feiner als INPUT sind.
-OUTPUT_MODEL: die Modelldatei (.pt), erst geschrieben, wenn das Training fertig ist: Ein abgebrochener Lauf hinterlässt keine.
-OUTPUT_REPORT: HTML-Bericht mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
-OUTPUT_CLASSIFICATION: optionales Klassenraster der Trainingsszene, in den Klassenfarben gestylt.</translation>
-    </message>
-    <message>
-        <source>Classifies a raster with a model trained by 'Train CSSMamba' or 'Train M3amba (multi-modal)'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.
-
-INPUT: the raster to classify; it needs the bands the model was trained on (same count and wavelengths).
-MODEL: a model file (.pt) written by 'Train CSSMamba' or 'Train M3amba (multi-modal)'.
-AUX_RASTERS: required for a multi-modal (M3amba) model, ignored otherwise: its auxiliary rasters (LiDAR, SAR) of the same area, the same kinds in the same order as in training; they are resampled onto INPUT's grid as in training.
-DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
-TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.
-OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's default. Multi-modal models predict on overlapping crops of their own and ignore both.
-OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.
-OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the model hesitates, often at class boundaries.
-OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect boundaries; MambaHSI and M3amba models have no clusters, so it is then left out.
-OUTPUT_PROBABILITIES: optional, one band per class with its probability.</source>
-        <translation type="vanished">Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf Gitter und KBS der Eingabe (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
-
-INPUT: das zu klassifizierende Raster; es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
-MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“.
-AUX_RASTERS: nötig für ein multimodales Modell (M3amba), sonst ignoriert: seine Zusatzraster (LiDAR, SAR) desselben Gebiets, dieselben Arten in derselben Reihenfolge wie im Training; sie werden wie im Training auf das Gitter von INPUT umgerechnet.
-DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
-TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = Vorgabe der Engine.
-OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = Vorgabe der Engine. Multimodale Modelle sagen auf eigenen, überlappenden Ausschnitten vorher und ignorieren beide.
-OUTPUT: das Klassenraster (Klassen-IDs, 0 = NoData) mit den Klassennamen und -farben des Modells.
-OUTPUT_CONFIDENCE: die Wahrscheinlichkeit der gewählten Klasse, 0–1 (-1 = NoData); niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
-OUTPUT_CLUSTERS: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen jedes Pixel zugeordnet wurde), um Grenzen zu prüfen; MambaHSI- und M3amba-Modelle haben keine Cluster, dann entfällt sie.
-OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.</translation>
-    </message>
-    <message>
-        <source>Classifies a raster with a model trained by 'Train CSSMamba'. The raster is read and written tile by tile, so it may be far larger than memory. Outputs lie on the input's grid and CRS (GeoTIFF) and are loaded styled; each also gets a .qml style file of the same name, so the style survives reopening.
-
-INPUT: the raster to classify; it needs the bands the model was trained on (same count and wavelengths).
-MODEL: a model file (.pt) written by 'Train CSSMamba'.
-DEVICE: Auto uses the GPU when PyTorch sees one, else the CPU; CUDA fails when there is no GPU.
-TILE_SIZE (advanced): pixels per tile side; smaller tiles need less memory. 0 = the engine's default.
-OVERLAP (advanced): pixels of context around each tile, so tile edges do not show. 0 = the engine's default.
-OUTPUT: the class raster (class ids, 0 = nodata) with the model's class names and colours.
-OUTPUT_CONFIDENCE: the winning class's probability, 0–1 (-1 = nodata); low values show where the model hesitates, often at class boundaries.
-OUTPUT_CLUSTERS: CSSMamba's cluster map (the sub-class clusters each pixel joined), to inspect boundaries; a MambaHSI model has no clusters, so it is then left out.
-OUTPUT_PROBABILITIES: optional, one band per class with its probability.</source>
-        <translation type="vanished">Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf Gitter und KBS der Eingabe (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
-
-INPUT: das zu klassifizierende Raster; es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
-MODEL: eine Modelldatei (.pt) aus „CSSMamba trainieren“.
-DEVICE: „Automatisch“ nutzt die GPU, wenn PyTorch eine findet, sonst die CPU; CUDA schlägt fehl, wenn keine GPU vorhanden ist.
-TILE_SIZE (erweitert): Pixel je Kachelseite; kleinere Kacheln brauchen weniger Speicher. 0 = Vorgabe der Engine.
-OVERLAP (erweitert): Kontextpixel um jede Kachel, damit keine Kachelkanten sichtbar werden. 0 = Vorgabe der Engine.
-OUTPUT: das Klassenraster (Klassen-IDs, 0 = NoData) mit den Klassennamen und -farben des Modells.
-OUTPUT_CONFIDENCE: die Wahrscheinlichkeit der gewählten Klasse, 0–1 (-1 = NoData); niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
-OUTPUT_CLUSTERS: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen jedes Pixel zugeordnet wurde), um Grenzen zu prüfen; ein MambaHSI-Modell hat keine Cluster, dann entfällt sie.
-OUTPUT_PROBABILITIES: optional, ein Band je Klasse mit ihrer Wahrscheinlichkeit.</translation>
     </message>
 </context>
 </TS>

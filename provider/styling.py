@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
     QgsProject,
+    QgsRasterDataProvider,
     QgsRasterLayer,
     QgsRasterRenderer,
     QgsRasterShader,
@@ -152,6 +153,19 @@ def true_colour_renderer(layer: QgsRasterLayer) -> Optional[QgsMultiBandColorRen
     return renderer
 
 
+def apply_renderer(layer: QgsRasterLayer, renderer: QgsRasterRenderer) -> None:
+    """Set ``renderer`` on ``layer``; a paletted one (class or cluster ids) also gets nearest-neighbour
+    resampling, zoomed in and out: a user default of bilinear or cubic (Settings ▸ Options ▸ Rendering)
+    would blend neighbouring classes into colours no class has, and the map would look smoothed."""
+    layer.setRenderer(renderer)
+    if isinstance(renderer, QgsPalettedRasterRenderer):
+        layer.resampleFilter().setZoomedInResampler(None)
+        layer.resampleFilter().setZoomedOutResampler(None)
+        provider = layer.dataProvider()
+        provider.setZoomedInResamplingMethod(QgsRasterDataProvider.ResamplingMethod.Nearest)
+        provider.setZoomedOutResamplingMethod(QgsRasterDataProvider.ResamplingMethod.Nearest)
+
+
 def sidecar_path(path: str) -> str:
     """Where QGIS looks for a raster's default style: the same folder and basename, ``.qml``."""
     return os.path.splitext(path)[0] + ".qml"
@@ -174,7 +188,7 @@ def write_qml_sidecar(path: str,
         renderer = renderer_fn(layer)
         if renderer is None:
             return None
-        layer.setRenderer(renderer)
+        apply_renderer(layer, renderer)
         qml = sidecar_path(path)
         message, saved = layer.saveNamedStyle(qml, categories=QgsMapLayer.Symbology)
         if not saved:
@@ -195,7 +209,7 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer: QgsMapLayer, context: QgsProcessingContext,  # noqa: N802 (QGIS API)
                          feedback: QgsProcessingFeedback) -> None:
         if isinstance(layer, QgsRasterLayer):
-            layer.setRenderer(self.renderer_fn(layer))
+            apply_renderer(layer, self.renderer_fn(layer))
             layer.triggerRepaint()
 
 

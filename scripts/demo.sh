@@ -16,10 +16,11 @@ fi
 step() { printf '\n== %s\n' "$*"; }
 # QGIS's own Python start-up warns about sip.setapi; it says nothing about this job. qgis_process prints
 # its progress as ticks ("0", ".", "10", …) without line breaks, which ran into the log lines
-# (".epoch 38/50", "80epoch 42/50"); ticks at the start of a line are dropped (pipefail keeps the status).
+# (".epoch 38/50", "80epoch 42/50"); scripts/progress_ticks.sed drops ticks at the start of a line
+# (pipefail keeps the status).
 run() {
   PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::DeprecationWarning}" "$root/scripts/qgis_process.sh" run "$@" |
-    sed -u -E 's/^((100|[1-9]0|0)|\.)+([[:alpha:]/…])/\3/'
+    sed -u -E -f "$root/scripts/progress_ticks.sed"
 }
 
 if [ -f "$out/sample.tif" ]; then

@@ -4,6 +4,7 @@ Toolbox shortcut, the German translation (in process and through qgis_process), 
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -217,7 +218,7 @@ def test_german_translation_follows_the_user_locale(qgis_app, plugin_module, com
         try:
             assert (train.displayName(), train.group()) == ("CSSMamba trainieren", "Training")
             assert classify.displayName() == "Raster klassifizieren"
-            assert "INPUT" in classify.shortHelpString() and "Raster" in classify.shortHelpString()
+            assert "Zu klassifizierendes Raster:" in classify.shortHelpString()   # the label, as the dialog shows it
             assert classify.parameterDefinition("MODEL").description() == "Modelldatei"
         finally:
             plugin.unload()
@@ -296,6 +297,20 @@ def test_every_user_visible_string_has_a_german_translation():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_demo_log_drops_the_progress_ticks_that_run_into_log_lines():
+    """Lines as qgis_process prints them during training (ticks without line breaks), through the demo's filter."""
+    raw = ("0..cssmamba: 215,419 parameters, 14 bands\n.10.epoch 1/12: loss 1.8254\n..epoch 2/12: loss 1.7869\n"
+           "20...epoch 3/12: loss 1.7504\n..50epoch 6/12: loss 1.6541\n…/sample.tif: 18 bad bands\n"
+           "90../tmp/qp/m.pt written\n0...10...20...30...40...50...60...70...80...90...100 - done.\n"
+           "class 1 roof                 train    30\n")
+    result = subprocess.run(["sed", "-E", "-f", os.path.join(ROOT, "scripts", "progress_ticks.sed")], input=raw,
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.splitlines() == [
+        "cssmamba: 215,419 parameters, 14 bands", "epoch 1/12: loss 1.8254", "epoch 2/12: loss 1.7869",
+        "epoch 3/12: loss 1.7504", "epoch 6/12: loss 1.6541", "…/sample.tif: 18 bad bands", "/tmp/qp/m.pt written",
+        "0...10...20...30...40...50...60...70...80...90...100 - done.", "class 1 roof                 train    30"]
+
+
 @pytest.mark.slow
 def test_demo_script_runs_the_whole_job_through_qgis_process(tmp_path):
     """`make demo` with 2 epochs instead of 50 (the outputs, not the accuracy, are checked here)."""
@@ -306,3 +321,4 @@ def test_demo_script_runs_the_whole_job_through_qgis_process(tmp_path):
         assert os.path.getsize(tmp_path / name) > 0
         assert f"{name:<20} {tmp_path / name}" in result.stdout
     assert "OA" in result.stdout and "KAPPA" in result.stdout
+    assert re.search(r"^[0-9.]+epoch", result.stdout, re.MULTILINE) is None   # no progress ticks in the log lines

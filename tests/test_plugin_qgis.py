@@ -40,7 +40,19 @@ def test_algorithms_follow_processing_conventions(loaded_plugin):
         assert algorithm.shortHelpString(), algorithm.id()
         for parameter in algorithm.parameterDefinitions():
             assert parameter.name() == parameter.name().upper(), (algorithm.id(), parameter.name())
-            assert parameter.name() in algorithm.shortHelpString() or parameter.flags(), (algorithm.id(), parameter.name())
+
+
+def test_help_texts_name_parameters_by_the_labels_the_dialog_shows(loaded_plugin):
+    """The Processing dialog shows each parameter's description ("Raster", "Sample split without validation
+    ROIs"), never its id (INPUT, SPLIT), so the help texts use the descriptions. Ids are upper case and the
+    help texts never shout, so an id found as a whole word, case-sensitively, is an id and not a word."""
+    import re
+
+    for algorithm in loaded_plugin.provider.algorithms():
+        help_text = algorithm.shortHelpString()
+        ids = [p.name() for p in algorithm.parameterDefinitions()] + [o.name() for o in algorithm.outputDefinitions()]
+        named = [name for name in ids if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", help_text)]
+        assert not named, (algorithm.id(), named)
 
 
 def test_processing_run_create_sample_writes_the_sample(loaded_plugin, tmp_path):
@@ -78,6 +90,86 @@ def test_the_sample_raster_opens_in_true_colour(loaded_plugin, tmp_path):
     centres = [float(dataset.GetRasterBand(b).GetMetadataItem("wavelength"))
                for b in (renderer.redBand(), renderer.greenBand(), renderer.blueBand())]
     assert [abs(c - nm) < 20 for c, nm in zip(centres, (640, 550, 470))] == [True] * 3
+
+
+def test_the_engine_sample_opens_styled_in_qgis_without_the_toolbox(qgis_app, tmp_path):
+    """`python -m engine sample` / `make demo-cli` make the sample without QGIS: the .qml files it writes beside
+    the ROI layer and the raster give QGIS the class colours and a true-colour view (not random colours, not
+    grey bands 1-2-3)."""
+    from osgeo import gdal
+    from qgis.core import QgsRasterLayer, QgsVectorLayer
+
+    from engine.data.sample import CLASSES, generate_sample
+
+    paths = generate_sample(str(tmp_path), rows=24, cols=24, bands=128)
+    rois = QgsVectorLayer(paths.rois, "rois", "ogr")
+    renderer = rois.renderer()
+    assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "class_id"
+    assert {int(c.value()): (c.label(), c.symbol().color().getRgb()[:3]) for c in renderer.categories()} == {
+        klass.id: (klass.name, klass.rgb) for klass in CLASSES}
+    raster = QgsRasterLayer(paths.raster, "sample", "gdal")
+    renderer = raster.renderer()
+    assert renderer.type() == "multibandcolor"
+    dataset = gdal.Open(paths.raster)
+    centres = [float(dataset.GetRasterBand(b).GetMetadataItem("wavelength"))
+               for b in (renderer.redBand(), renderer.greenBand(), renderer.blueBand())]
+    assert [abs(c - nm) < 20 for c, nm in zip(centres, (640, 550, 470))] == [True] * 3
+    low, high = renderer.redContrastEnhancement().minimumValue(), renderer.redContrastEnhancement().maximumValue()
+    assert 0 < low < high < 0.5      # reflectance, as QGIS reads the band with its scale
+
+
+def test_class_and_cluster_maps_have_a_legend_and_are_not_smoothed(loaded_plugin, tmp_path):
+    """Class and cluster maps get a paletted style, one labelled legend entry per id, and nearest-neighbour
+    resampling, also where the user's default (Settings ▸ Options ▸ Rendering) is bilinear: in the .qml written
+    beside them and on the layers Processing loads."""
+    from functools import partial
+
+    import numpy as np
+    from osgeo import gdal
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsRasterLayer, QgsSettings
+
+    from cssmamba.provider.styling import StyleOnLoad, class_renderer, cluster_renderer, write_qml_sidecar
+
+    def ids_raster(name):
+        path = str(tmp_path / f"{name}.tif")
+        dataset = gdal.GetDriverByName("GTiff").Create(path, 8, 8, 1, gdal.GDT_Byte)
+        dataset.SetGeoTransform((0, 30, 0, 240, 0, -30))
+        dataset.GetRasterBand(1).WriteArray(np.arange(64, dtype=np.uint8).reshape(8, 8) % 6 + 1)
+        dataset = None
+        return path
+
+    def nearest(layer):
+        return layer.resampleFilter().zoomedInResampler() is None and layer.resampleFilter().zoomedOutResampler() is None
+
+    styles = {"classes": partial(class_renderer, ids=[1, 2], names=["roof", "water"], colors=[[230, 0, 0], [0, 100, 255]]),
+              "clusters": partial(cluster_renderer, n=6, class_names=["roof", "water"])}
+    settings = QgsSettings()
+    keys = ("/Raster/defaultZoomedInResampling", "/Raster/defaultZoomedOutResampling")
+    previous = [settings.value(key) for key in keys]
+    for key in keys:
+        settings.setValue(key, "bilinear")
+    try:
+        for name, renderer_fn in styles.items():
+            with open(write_qml_sidecar(ids_raster(name), renderer_fn), encoding="utf-8") as handle:
+                qml = handle.read()
+            assert 'type="paletted"' in qml, name
+            assert "zoomedInResampler" not in qml and "zoomedOutResampler" not in qml, name  # none = nearest
+            reopened = QgsRasterLayer(str(tmp_path / f"{name}.tif"), name, "gdal")           # with its .qml
+            assert reopened.renderer().type() == "paletted" and nearest(reopened), name
+        assert 'label="roof · cluster 1"' in qml and 'label="water · cluster 3"' in qml      # the cluster legend
+
+        loaded = QgsRasterLayer(ids_raster("loaded"), "loaded", "gdal")                      # no .qml
+        assert not nearest(loaded)                                                          # the user's bilinear
+        StyleOnLoad(styles["clusters"]).postProcessLayer(loaded, QgsProcessingContext(), QgsProcessingFeedback())
+        assert [entry.label for entry in loaded.renderer().classes()][:4] == [
+            "roof · cluster 1", "roof · cluster 2", "roof · cluster 3", "water · cluster 1"]
+        assert nearest(loaded)
+    finally:
+        for key, value in zip(keys, previous):
+            if value is None:
+                settings.remove(key)
+            else:
+                settings.setValue(key, value)
 
 
 def test_processing_run_check_installation_passes(loaded_plugin, tmp_path):
@@ -126,7 +218,8 @@ def test_qgis_process_runs_an_algorithm(tmp_path):
                               f"OUTPUT_FOLDER={tmp_path}")
     assert result.returncode == 0, result.stdout + result.stderr
     # no sample.qml: 12 bands leave no band within 50 nm of green, so QGIS's default rendering stays
-    assert sorted(os.listdir(tmp_path)) == ["classes.csv", "sample.tif", "sample_labels.tif", "sample_rois.gpkg"]
+    assert sorted(os.listdir(tmp_path)) == ["classes.csv", "sample.tif", "sample_labels.tif", "sample_rois.gpkg",
+                                            "sample_rois.qml"]
 
 
 def test_qgis_starts_and_explains_when_torch_is_missing(tmp_path):

@@ -15,11 +15,17 @@ noise, like real L2A products.
 
 The raster is generated and written in row blocks, so a 1,000 x 1,000 x 224 scene needs a few
 hundred MB of memory at most.
+
+QGIS styles come with the files, written here as plain ``.qml`` text (no QGIS needed), so the sample
+looks right however it was made (``python -m engine sample``, the CLI demo, the toolbox): the ROI
+layer categorised by class in the sample's colours (``sample_rois.qml``), the raster in true colour
+(``sample.qml``, when bands lie near 640/550/470 nm); the label raster carries a colour table.
 """
 
 import os
 from dataclasses import astuple, dataclass
 from typing import Callable, Dict, List, Optional, Tuple
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 from osgeo import gdal, ogr, osr
@@ -312,6 +318,72 @@ def _write_classes_csv(path: str) -> None:
             handle.write(f"{klass.id},{klass.name},{klass.rgb[0]},{klass.rgb[1]},{klass.rgb[2]}\n")
 
 
+TRUE_COLOUR_NM = (640.0, 550.0, 470.0)  # red, green, blue band centres (as provider/styling.py)
+_QML_HEAD = ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+             '<qgis version="3.22.0" styleCategories="Symbology">\n')
+
+
+def sidecar_path(path: str) -> str:
+    """Where QGIS looks for a layer's default style: the same folder and basename, ``.qml``."""
+    return os.path.splitext(path)[0] + ".qml"
+
+
+def true_colour_bands(wl: np.ndarray) -> Optional[Tuple[int, int, int]]:
+    """1-based bands nearest 640/550/470 nm, or None when one of them is more than 50 nm away."""
+    bands = [int(np.argmin(np.abs(wl - nm))) for nm in TRUE_COLOUR_NM]
+    if any(abs(wl[b] - nm) > 50 for b, nm in zip(bands, TRUE_COLOUR_NM)):
+        return None
+    return tuple(b + 1 for b in bands)
+
+
+def _true_colour_qml(ds: gdal.Dataset, bands: Tuple[int, int, int]) -> str:
+    """Multiband-colour style of the written raster: each band stretched to its 2-98 % range of valid
+    reflectance (QGIS shows the band scale applied, so in reflectance, not x 10,000)."""
+    enhancements = []
+    for colour, band in zip(("red", "green", "blue"), bands):
+        values = ds.GetRasterBand(band).ReadAsArray()
+        valid = values[values != NODATA].astype(np.float64) * SCALE
+        low, high = np.percentile(valid, (2, 98)) if valid.size else (0.0, 1.0)
+        enhancements.append(
+            f"      <{colour}ContrastEnhancement>\n        <minValue>{low:.6g}</minValue>\n"
+            f"        <maxValue>{max(high, low + SCALE):.6g}</maxValue>\n"
+            f"        <algorithm>StretchToMinimumMaximum</algorithm>\n      </{colour}ContrastEnhancement>\n")
+    red, green, blue = bands
+    return (_QML_HEAD + "  <pipe>\n"
+            f'    <rasterrenderer type="multibandcolor" redBand="{red}" greenBand="{green}" blueBand="{blue}" '
+            'alphaBand="-1" opacity="1" nodataColor="">\n'
+            + "".join(enhancements) + "    </rasterrenderer>\n  </pipe>\n</qgis>\n")
+
+
+def _rois_qml() -> str:
+    """Categorised style of the ROI layer on class_id, labelled with the class names: half-transparent fills
+    with solid outlines in the class colours (as 'Create training ROI layer' styles a new layer)."""
+    categories, symbols = [], []
+    for k, klass in enumerate(CLASSES):
+        categories.append(
+            f'      <category symbol="{k}" value="{klass.id}" label={quoteattr(klass.name)} render="true"/>\n')
+        rgb = ",".join(map(str, klass.rgb))
+        props = {"color": f"{rgb},110", "outline_color": f"{rgb},255", "outline_width": "0.5",
+                 "outline_width_unit": "MM", "style": "solid", "outline_style": "solid", "joinstyle": "bevel"}
+        options = "".join(f'            <Option type="QString" name="{key}" value="{value}"/>\n'
+                          for key, value in props.items())
+        legacy = "".join(f'          <prop k="{key}" v="{value}"/>\n' for key, value in props.items())
+        symbols.append(   # the properties twice, as QGIS writes them: as options (new) and as props (old)
+            f'      <symbol type="fill" name="{k}" alpha="1" clip_to_extent="1" force_rhr="0">\n'
+            '        <layer class="SimpleFill" enabled="1" locked="0" pass="0">\n'
+            f'          <Option type="Map">\n{options}          </Option>\n{legacy}'
+            '        </layer>\n      </symbol>\n')
+    return (_QML_HEAD
+            + '  <renderer-v2 type="categorizedSymbol" attr="class_id" symbollevels="0" forceraster="0" '
+              'enableorderby="0">\n    <categories>\n' + "".join(categories) + "    </categories>\n"
+            + "    <symbols>\n" + "".join(symbols) + "    </symbols>\n  </renderer-v2>\n</qgis>\n")
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def generate_sample(
     out_dir: str,
     rows: int = 128,
@@ -322,7 +394,8 @@ def generate_sample(
     progress: Optional[Progress] = None,
     cancelled: Optional[Cancelled] = None,
 ) -> SamplePaths:
-    """Write ``sample.tif``, ``sample_labels.tif``, ``sample_rois.gpkg`` and ``classes.csv``.
+    """Write ``sample.tif``, ``sample_labels.tif``, ``sample_rois.gpkg`` and ``classes.csv``, and the QGIS
+    styles ``sample_rois.qml`` and (with bands near red, green and blue) ``sample.qml``.
 
     The same seed gives the same files. Every file is written under a temporary name and
     renamed at the end, so a cancelled or failed run leaves no half-written output behind.
@@ -352,6 +425,9 @@ def generate_sample(
         "sample.tif", "sample_labels.tif", "sample_rois.gpkg", "classes.csv")))
     partial = SamplePaths(*(os.path.join(out_dir, f".partial-{os.getpid()}-{os.path.basename(p)}")
                             for p in astuple(final)))
+    rgb = true_colour_bands(wl)
+    styles = [(sidecar_path(part), sidecar_path(whole)) for part, whole in (
+        (partial.rois, final.rois), (partial.raster, final.raster)) if rgb is not None or whole != final.raster]
     try:
         ds = _create_raster(partial.raster, rows, cols, bands, gdal.GDT_Int16, [
             "COMPRESS=DEFLATE", "PREDICTOR=2", "TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256",
@@ -372,15 +448,20 @@ def generate_sample(
                 ds.GetRasterBand(b + 1).WriteArray(block[:, :, b], 0, r0)
             progress(0.9 * r1 / rows, "")
         ds.FlushCache()
+        if rgb is not None:
+            _write_text(sidecar_path(partial.raster), _true_colour_qml(ds, rgb))
         ds = None
         _write_labels(partial.labels, labels)
         _write_rois(partial.rois, rois)
+        _write_text(sidecar_path(partial.rois), _rois_qml())
         _write_classes_csv(partial.classes_csv)
-        for src, dst in zip(astuple(partial), astuple(final)):
+        for src, dst in list(zip(astuple(partial), astuple(final))) + styles:
             os.replace(src, dst)
+        if rgb is None and os.path.exists(sidecar_path(final.raster)):
+            os.remove(sidecar_path(final.raster))   # an earlier sample's style would show the wrong bands
     finally:
         ds = None
-        for leftover in astuple(partial):
+        for leftover in list(astuple(partial)) + [src for src, _ in styles]:
             if os.path.exists(leftover):
                 os.remove(leftover)
     progress(1.0, f"sample written to {out_dir}: {rows} x {cols} px, {bands} bands, {len(rois)} ROIs")

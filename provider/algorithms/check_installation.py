@@ -23,10 +23,11 @@ class CheckInstallationAlgorithm(CSSMambaAlgorithm):
         "The selective scan (the core of every Mamba model) runs over the pixels of the chosen raster and is "
         "compared with a slow, exact float64 reference; then each available scan backend (pure PyTorch, the "
         "optional compiled CPU kernel, CUDA) is timed on the whole image.\n\n"
-        "INPUT: any raster; its pixels, in raster order, form the scan sequence (one token per pixel).\n"
-        "DEVICE: Auto uses the GPU when PyTorch sees one.\n"
-        "The log lists the device, PyTorch version, thread count, backend and timings, and whether the optional "
-        "GPU accelerator mamba-ssm is available, not installed, or installed but failing (with the reason)."
+        "Raster: any raster; its pixels, in raster order, form the scan sequence (one token per pixel).\n"
+        "Device: Auto uses the GPU when PyTorch sees one.\n"
+        "The log lists the device, PyTorch version, thread count, backend and timings, and whether the "
+        "optional GPU accelerator mamba-ssm is available, not installed, or installed but failing (with the "
+        "reason)."
     )
 
     INPUT, DEVICE = "INPUT", "DEVICE"

@@ -21,14 +21,14 @@ class CreateSampleAlgorithm(CSSMambaAlgorithm):
     GROUP_ID = "trainingdata"
     NEEDS_TORCH = False
     HELP = (
-        "Writes the plugin's built-in synthetic hyperspectral scene, to try the tools without data "
-        "of your own: an EnMAP-like GeoTIFF (EPSG:32633, 30 m, reflectance x 10,000, wavelengths and bad-band "
-        "list in the metadata), a label raster with the true classes, and a GeoPackage of training ROIs "
-        "with the fields class_id and class_name.\n\n"
-        "ROWS, COLUMNS: scene size in pixels.\n"
-        "BANDS: number of spectral bands between 418 and 2446 nm.\n"
-        "SEED: the same seed writes the same files.\n"
-        "OUTPUT_FOLDER: where sample.tif, sample_labels.tif, sample_rois.gpkg and classes.csv are written."
+        "Writes the plugin's built-in synthetic hyperspectral scene, to try the tools without data of your "
+        "own: an EnMAP-like GeoTIFF (EPSG:32633, 30 m, reflectance x 10,000, wavelengths and bad-band list in "
+        "the metadata) that opens in true colour, a label raster with the true classes, and a GeoPackage of "
+        "training ROIs with the fields class_id and class_name, styled by class.\n\n"
+        "Rows, Columns: scene size in pixels.\n"
+        "Bands: number of spectral bands between 418 and 2446 nm.\n"
+        "Random seed: the same seed writes the same files.\n"
+        "Output folder: where sample.tif, sample_labels.tif, sample_rois.gpkg and classes.csv are written."
     )
 
     ROWS, COLUMNS, BANDS, SEED = "ROWS", "COLUMNS", "BANDS", "SEED"
