@@ -161,7 +161,10 @@ Tile size, Tile overlap (advanced): smaller tiles need less memory; the overlap 
 Classes: the class map (0 = nodata) with the model's class names and colours.
 Confidence: the winning class's probability, 0–1; low values show where the model hesitates, often at class boundaries.
 Clusters: CSSMamba's cluster map (the sub-class clusters the pixels joined), to inspect boundaries; MambaHSI and M3amba models have none.
-Class probabilities (optional): one band per class.</source>
+Class probabilities (optional): one band per class.
+Classes, minimum mapping unit (optional): the class map with every patch smaller than 'Minimum mapping unit' pixels merged into its largest neighbour (GDAL's sieve filter; 'Connectedness' 8 joins pixels that touch at a corner, 4 only along an edge), as maps are delivered.
+Classes, majority filtered (optional): every pixel gets the most frequent class of its 'Majority window' neighbourhood, which removes single pixels and smooths borders.
+Both keep the unclassified pixels and the class colours; the class map itself stays as predicted.</source>
         <translation>Klassifiziert ein Raster mit einem Modell aus „CSSMamba trainieren“ oder „M3amba trainieren (multimodal)“. Das Raster wird kachelweise gelesen und geschrieben und darf daher weit größer als der Arbeitsspeicher sein. Die Ausgaben liegen auf dem Gitter des Rasters (GeoTIFF) und werden gestylt geladen; jede erhält außerdem eine gleichnamige .qml-Stildatei, damit der Stil beim erneuten Öffnen erhalten bleibt.
 
 Zu klassifizierendes Raster: es braucht die Bänder, auf denen das Modell trainiert wurde (gleiche Anzahl und Wellenlängen).
@@ -173,7 +176,10 @@ Kachelgröße, Kachelüberlappung (erweitert): kleinere Kacheln brauchen weniger
 Klassen: die Klassenkarte (0 = NoData) mit den Klassennamen und -farben des Modells.
 Konfidenz: die Wahrscheinlichkeit der gewählten Klasse, 0–1; niedrige Werte zeigen, wo das Modell zögert, oft an Klassengrenzen.
 Cluster: die Clusterkarte von CSSMamba (die Unterklassen-Cluster, denen die Pixel zugeordnet wurden), um Grenzen zu prüfen; MambaHSI- und M3amba-Modelle haben keine.
-Klassenwahrscheinlichkeiten (optional): ein Band je Klasse.</translation>
+Klassenwahrscheinlichkeiten (optional): ein Band je Klasse.
+Klassen, Mindestkartiereinheit (optional): die Klassenkarte, in der jede Fläche unter „Mindestkartiereinheit“ Pixeln ihrer größten Nachbarfläche zugeschlagen ist (GDALs Sieve-Filter; „Zusammenhang“ 8 verbindet Pixel, die sich an einer Ecke berühren, 4 nur an einer Kante), wie Karten ausgeliefert werden.
+Klassen, Mehrheitsfilter (optional): jedes Pixel erhält die häufigste Klasse seiner Umgebung „Mehrheitsfenster“; das entfernt Einzelpixel und glättet Grenzen.
+Beide behalten die unklassifizierten Pixel und die Klassenfarben; die Klassenkarte selbst bleibt, wie vorhergesagt.</translation>
     </message>
     <message>
         <source>Raster to classify</source>
@@ -216,8 +222,36 @@ Klassenwahrscheinlichkeiten (optional): ein Band je Klasse.</translation>
         <translation>Cluster</translation>
     </message>
     <message>
+        <source>Minimum mapping unit in pixels</source>
+        <translation>Mindestkartiereinheit in Pixeln</translation>
+    </message>
+    <message>
+        <source>Connectedness of a patch</source>
+        <translation>Zusammenhang einer Fläche</translation>
+    </message>
+    <message>
+        <source>8 (edges and corners)</source>
+        <translation>8 (Kanten und Ecken)</translation>
+    </message>
+    <message>
+        <source>4 (edges only)</source>
+        <translation>4 (nur Kanten)</translation>
+    </message>
+    <message>
+        <source>Majority window in pixels (odd)</source>
+        <translation>Mehrheitsfenster in Pixeln (ungerade)</translation>
+    </message>
+    <message>
         <source>Class probabilities</source>
         <translation>Klassenwahrscheinlichkeiten</translation>
+    </message>
+    <message>
+        <source>Classes, minimum mapping unit</source>
+        <translation>Klassen, Mindestkartiereinheit</translation>
+    </message>
+    <message>
+        <source>Classes, majority filtered</source>
+        <translation>Klassen, Mehrheitsfilter</translation>
     </message>
     <message>
         <source>Create training ROI layer</source>
@@ -676,6 +710,14 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
         <translation>Wahrscheinlichkeiten</translation>
     </message>
     <message>
+        <source>classes, minimum mapping unit</source>
+        <translation>Klassen, Mindestkartiereinheit</translation>
+    </message>
+    <message>
+        <source>classes, majority filtered</source>
+        <translation>Klassen, Mehrheitsfilter</translation>
+    </message>
+    <message>
         <source>{}: the raster layer cannot be opened; choose a raster file</source>
         <translation>{}: Der Rasterlayer lässt sich nicht öffnen; wählen Sie eine Rasterdatei</translation>
     </message>
@@ -710,6 +752,14 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
     <message>
         <source>The {} model has no clustering, so there is no cluster map; OUTPUT_CLUSTERS is not written.</source>
         <translation>Das Modell {} hat keine Clusterbildung und damit keine Clusterkarte; OUTPUT_CLUSTERS wird nicht geschrieben.</translation>
+    </message>
+    <message>
+        <source>Patches under {} px ({}-connected) merged into their largest neighbour.</source>
+        <translation>Flächen unter {} px ({}-zusammenhängend) ihrer größten Nachbarfläche zugeschlagen.</translation>
+    </message>
+    <message>
+        <source>Majority of every {0} x {0} px window.</source>
+        <translation>Mehrheit jedes Fensters von {0} x {0} px.</translation>
     </message>
     <message>
         <source>The {} model reads the hyperspectral raster only, so the {} raster(s) in AUX_RASTERS are ignored; to use them, train a model with 'Train M3amba (multi-modal)'.</source>

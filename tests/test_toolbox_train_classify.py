@@ -342,6 +342,28 @@ def test_classify_writes_styled_outputs_on_the_input_grid(trained, scene, tmp_pa
     assert 'classificationMin="0"' in probabilities and 'classificationMax="1"' in probabilities
 
 
+def test_classify_writes_the_cleaned_class_maps_styled_like_the_class_map(trained, scene, tmp_path):
+    import numpy as np
+    from osgeo import gdal
+
+    from engine.postprocess import majority, sieve
+
+    outputs = classify(trained["result"]["OUTPUT_MODEL"], scene["raster"], tmp_path,
+                       OUTPUT_SIEVED=str(tmp_path / "mmu.tif"), OUTPUT_MAJORITY=str(tmp_path / "majority.tif"),
+                       MIN_MAPPING_UNIT=6, CONNECTEDNESS=1, MAJORITY_WINDOW=5)
+    read = lambda path: gdal.Open(path).ReadAsArray()   # noqa: E731
+    expected_sieve = sieve(outputs["OUTPUT"], str(tmp_path / "sieve_check.tif"), 6, 4)
+    expected_majority = majority(outputs["OUTPUT"], str(tmp_path / "majority_check.tif"), 5)
+    assert np.array_equal(read(outputs["OUTPUT_SIEVED"]), read(expected_sieve))
+    assert np.array_equal(read(outputs["OUTPUT_MAJORITY"]), read(expected_majority))
+    assert not np.array_equal(read(outputs["OUTPUT_MAJORITY"]), read(outputs["OUTPUT"]))
+    for name in ("OUTPUT_SIEVED", "OUTPUT_MAJORITY"):
+        assert all(f'label="{label}"' in qml(outputs[name]) for label in CLASS_NAMES), name
+    message = refused(classify, trained["result"]["OUTPUT_MODEL"], scene["raster"], tmp_path,
+                      OUTPUT_MAJORITY=str(tmp_path / "even.tif"), MAJORITY_WINDOW=4)
+    assert "odd number" in message
+
+
 def test_outputs_loaded_on_completion_are_styled_and_named(trained, scene, tmp_path):
     import processing
     from qgis.core import QgsPalettedRasterRenderer, QgsProject, QgsSingleBandPseudoColorRenderer

@@ -91,11 +91,12 @@ def clusters_per_class(metadata: Dict[str, Any]) -> int:
 
 
 def output_styles(metadata: Dict[str, Any]) -> Dict[str, RendererFn]:
-    """Renderer functions by output kind ('classes', 'confidence', 'clusters', 'probabilities'), from the
-    model metadata."""
+    """Renderer functions by output kind ('classes', 'confidence', 'clusters', 'probabilities', and the
+    cleaned class maps 'sieved' and 'majority'), from the model metadata."""
     classes = metadata["classes"]
+    class_style = partial(class_renderer, ids=classes["ids"], names=classes["names"], colors=classes["colors"])
     styles: Dict[str, RendererFn] = {
-        "classes": partial(class_renderer, ids=classes["ids"], names=classes["names"], colors=classes["colors"]),
+        "classes": class_style, "sieved": class_style, "majority": class_style,
         "confidence": probability_renderer,
         "probabilities": probability_renderer,
     }
@@ -162,15 +163,24 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         "at class boundaries.\n"
         "Clusters: CSSMamba's cluster map (the sub-class clusters the pixels joined), to inspect boundaries; "
         "MambaHSI and M3amba models have none.\n"
-        "Class probabilities (optional): one band per class."
+        "Class probabilities (optional): one band per class.\n"
+        "Classes, minimum mapping unit (optional): the class map with every patch smaller than 'Minimum mapping "
+        "unit' pixels merged into its largest neighbour (GDAL's sieve filter; 'Connectedness' 8 joins pixels "
+        "that touch at a corner, 4 only along an edge), as maps are delivered.\n"
+        "Classes, majority filtered (optional): every pixel gets the most frequent class of its 'Majority window' "
+        "neighbourhood, which removes single pixels and smooths borders.\n"
+        "Both keep the unclassified pixels and the class colours; the class map itself stays as predicted."
     )
 
     INPUT, MODEL, AUX_RASTERS, DEVICE, BANDS = "INPUT", "MODEL", "AUX_RASTERS", "DEVICE", "BANDS"
     TILE_SIZE, OVERLAP = "TILE_SIZE", "OVERLAP"
+    MIN_MAPPING_UNIT, CONNECTEDNESS, MAJORITY_WINDOW = "MIN_MAPPING_UNIT", "CONNECTEDNESS", "MAJORITY_WINDOW"
     OUTPUT, OUTPUT_CONFIDENCE = "OUTPUT", "OUTPUT_CONFIDENCE"
     OUTPUT_CLUSTERS, OUTPUT_PROBABILITIES = "OUTPUT_CLUSTERS", "OUTPUT_PROBABILITIES"
+    OUTPUT_SIEVED, OUTPUT_MAJORITY = "OUTPUT_SIEVED", "OUTPUT_MAJORITY"
     OUTPUTS = {"classes": OUTPUT, "confidence": OUTPUT_CONFIDENCE, "clusters": OUTPUT_CLUSTERS,
                "probabilities": OUTPUT_PROBABILITIES}
+    CLEANED = {"sieved": OUTPUT_SIEVED, "majority": OUTPUT_MAJORITY}
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         integer = QgsProcessingParameterNumber.Integer
@@ -193,13 +203,26 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.OUTPUT_CONFIDENCE, self.tr("Confidence"), optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_CLUSTERS, self.tr("Clusters"), optional=True))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.MIN_MAPPING_UNIT, self.tr("Minimum mapping unit in pixels"), integer, 9, minValue=2)))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.CONNECTEDNESS, self.tr("Connectedness of a patch"),
+            options=[self.tr("8 (edges and corners)"), self.tr("4 (edges only)")], defaultValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.MAJORITY_WINDOW, self.tr("Majority window in pixels (odd)"), integer, 3, minValue=3)))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_PROBABILITIES, self.tr("Class probabilities"), optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_SIEVED, self.tr("Classes, minimum mapping unit"), optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_MAJORITY, self.tr("Classes, majority filtered"), optional=True, createByDefault=False))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.modelfile import load_model
         from ...engine.multimodal import classify_multimodal_file
         from ...engine.pipeline import classify_file
+        from ...engine.paths import check_distinct
+        from ...engine.postprocess import majority, sieve
         from ...engine.predict import PredictionCancelled
 
         raster, layer_name = raster_file(self, parameters, self.INPUT, context)
@@ -210,8 +233,17 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                   "overlap": self.parameterAsInt(parameters, self.OVERLAP, context) or None}
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        cleaned = {kind: geotiff_output(self, parameters, name, context) for kind, name in self.CLEANED.items()}
+        unit = self.parameterAsInt(parameters, self.MIN_MAPPING_UNIT, context)
+        connectedness = (8, 4)[self.parameterAsEnum(parameters, self.CONNECTEDNESS, context)]
+        window = self.parameterAsInt(parameters, self.MAJORITY_WINDOW, context)
         progress, cancelled = engine_callbacks(feedback)
         with engine_run(feedback):
+            if cleaned["majority"] and window % 2 == 0:
+                raise ValueError(f"the majority window must be an odd number of pixels (3, 5, 7 …), got {window}")
+            check_distinct({"raster": raster, "model file": model_path},
+                           {**{f"{kind} raster": path for kind, path in paths.items()},
+                            **{f"{kind} class raster": path for kind, path in cleaned.items()}})
             _, metadata = load_model(model_path)
             multimodal = bool(metadata.get("modalities"))
             if multimodal:
@@ -239,10 +271,19 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             except PredictionCancelled:
                 feedback.pushWarning(self.tr("Classification cancelled; no output was written."))
                 return {}
+            if cleaned["sieved"]:
+                written["sieved"] = sieve(written["classes"], cleaned["sieved"], unit, connectedness)
+                feedback.pushInfo(self.tr("Patches under {} px ({}-connected) merged into their largest "
+                                          "neighbour.").format(unit, connectedness))
+            if cleaned["majority"]:
+                written["majority"] = majority(written["classes"], cleaned["majority"], window)
+                feedback.pushInfo(self.tr("Majority of every {0} x {0} px window.").format(window))
             labels = {"classes": self.tr("classes"), "confidence": self.tr("confidence"),
-                      "clusters": self.tr("clusters"), "probabilities": self.tr("probabilities")}
+                      "clusters": self.tr("clusters"), "probabilities": self.tr("probabilities"),
+                      "sieved": self.tr("classes, minimum mapping unit"),
+                      "majority": self.tr("classes, majority filtered")}
             self._styled = tuple(write_styles(written, metadata, layer_name, labels))
-        return {self.OUTPUTS[kind]: path for kind, path in written.items()}
+        return {{**self.OUTPUTS, **self.CLEANED}[kind]: path for kind, path in written.items()}
 
     def _check_aux(self, metadata: Dict[str, Any], aux: List[str], tiling: Dict[str, Any],
                    feedback: QgsProcessingFeedback) -> None:
