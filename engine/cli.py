@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_NAMES = ("cssmamba", "mambahsi")  # = engine.models.registry.MODEL_NAMES (a test keeps them equal)
 MULTIMODAL_NAMES = ("m3amba",)          # = engine.models.registry.MULTIMODAL_NAMES
+CLASSICAL_NAMES = ("rf", "svm")         # = engine.models.registry.CLASSICAL_NAMES
 AUX_RESAMPLING = ("bilinear", "cubic", "nearest", "average")  # = engine.data.auxiliary.RESAMPLING
 HSI_EPOCHS = 200                        # default epochs of the hyperspectral-only models
 MULTIMODAL_EPOCHS = 100                 # = engine.multimodal.EPOCHS (MODELS.md §5.6)
@@ -220,7 +221,17 @@ def _print_training(metadata: Dict[str, Any], result: Any, model_path: str) -> N
 
 
 def _check_modalities(args: argparse.Namespace) -> None:
-    """The multi-modal options go with a multi-modal model and only with one."""
+    """The multi-modal options go with a multi-modal model and only with one; the deep-model options
+    (epochs and the like) not with a classical one."""
+    if args.model in CLASSICAL_NAMES:
+        deep = [option for option, used in (
+            ("--epochs", args.epochs is not None), ("--patience", args.patience is not None),
+            ("--sampling", args.sampling != "auto"), ("--memory-budget-mb", bool(args.memory_budget_mb)),
+            ("--windows-per-step", args.windows_per_step != 1)) if used]
+        if deep:
+            raise ValueError(f"{', '.join(deep)} {'is' if len(deep) == 1 else 'are'} for the deep models "
+                             f"({', '.join(MODEL_NAMES + MULTIMODAL_NAMES)}); {args.model} is fitted once on the "
+                             "training pixels and tuned on the validation pixels: leave them out")
     if args.model in MULTIMODAL_NAMES:
         if not args.aux:
             raise ValueError(f"--model {args.model} needs at least one --aux raster (LiDAR, SAR) of the area of --raster")
@@ -244,7 +255,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     _check_modalities(args)
     if args.epochs is None:
-        args.epochs = MULTIMODAL_EPOCHS if args.model in MULTIMODAL_NAMES else HSI_EPOCHS
+        args.epochs = (MULTIMODAL_EPOCHS if args.model in MULTIMODAL_NAMES else 1 if args.model in CLASSICAL_NAMES
+                       else HSI_EPOCHS)
     args.out_model = args.out
     inputs = dict(labels=args.labels, rois=args.rois, class_field=args.class_field, name_field=args.name_field,
                   other_outputs={"training report": args.report})
@@ -459,8 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     def training_options(p: argparse.ArgumentParser, epochs: Optional[int], seed: bool = True) -> None:
         """epochs None: the default depends on the model (the train command, which offers M3amba)."""
         if epochs is None:
-            p.add_argument("--model", choices=MODEL_NAMES + MULTIMODAL_NAMES, default="cssmamba",
-                           help="architecture (default cssmamba); m3amba fuses the raster with --aux rasters")
+            p.add_argument("--model", choices=MODEL_NAMES + CLASSICAL_NAMES + MULTIMODAL_NAMES, default="cssmamba",
+                           help="architecture (default cssmamba); m3amba fuses the raster with --aux rasters; rf "
+                                "(random forest, 500 trees) and svm (RBF) are the classical baselines, tuned on "
+                                "the validation pixels")
             p.add_argument("--epochs", type=int, help=f"training epochs (default {HSI_EPOCHS}; "
                                                       f"{MULTIMODAL_EPOCHS} for m3amba)")
         else:

@@ -436,8 +436,9 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
             size, why = distributed.broadcast_object((size, why) if group.rank == 0 else None)
         torch.manual_seed(seed)  # model initialisation is part of the seeded run
         net = build_model(model, scene.info.bands, len(scene.table.ids), **{**size, **overrides})
-        LOG.info("model %s at width %s%s (%s)", model, net.config.get("dim"),
-                 f", depth {net.config['depth']}" if "depth" in net.config else "", why)
+        if "dim" in net.config:
+            LOG.info("model %s at width %s%s (%s)", model, net.config.get("dim"),
+                     f", depth {net.config['depth']}" if "depth" in net.config else "", why)
         load(1.0, f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters, {scene.info.bands} bands, "
                   f"{len(scene.table.ids)} classes, {sum(scene.counts['train'])} training pixels, "
                   f"training on {scene.sampling}")

@@ -36,6 +36,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from .data.splits import Split
@@ -675,6 +676,39 @@ def _oa(predicted: List[np.ndarray], truth: List[np.ndarray]) -> float:
     return _score(np.concatenate(predicted), truth_all, np.ones(truth_all.shape, bool))
 
 
+def _fit_pixels(model: HSIClassifier, patches: List[Patch], trains: List[np.ndarray], config: TrainConfig,
+                progress: Optional[Progress], cancelled: Optional[Cancelled]) -> TrainResult:
+    """A classical model (models/classical.py): fitted once on the spectra of the training pixels, its
+    settings chosen on the validation pixels; the result reads as a run of one epoch."""
+    if cancelled is not None and cancelled():
+        raise TrainingCancelled("training cancelled before it started")
+    report = progress or (lambda fraction, text="": None)
+    report(0.0, f"fitting {model.name}")
+    started = time.perf_counter()
+
+    def pixels(maps: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        x = np.concatenate([p.image[:, m >= 0].T for p, m in zip(patches, maps)]).astype(np.float64)
+        return x, np.concatenate([m[m >= 0] for m in maps])
+
+    x_train, y_train = pixels(trains)
+    x_val, y_val = pixels([np.where(p.valid, p.validation, -1) for p in patches])
+    missing = sorted(set(range(int(model.config["n_classes"]))) - set(np.unique(y_train).tolist()))
+    if missing:
+        raise ValueError(f"{model.name} needs training pixels of every class; none for "
+                         f"{', '.join(config.class_label(c) for c in missing)}")
+    with threadpool_limits(limits=config.threads):
+        info = model.fit_pixels(x_train, y_train, x_val, y_val, seed=config.seed, threads=config.threads)
+    _log.info("%s fitted on %d training pixels in %.1f s: %s, validation OA %.4f", model.name, len(y_train),
+              info["seconds"], ", ".join(f"{k} {v}" for k, v in info["settings"].items()), info["validation_oa"])
+    model.eval()
+    history = [{"epoch": 1, "loss": math.nan, "aux_loss": None, "val_oa": info["validation_oa"], "steps": 1,
+                "seconds": info["seconds"]}]
+    report(1.0, f"{model.name} fitted: validation OA {info['validation_oa']:.4f}")
+    return TrainResult(state_dict=state_copy(model), best_epoch=1, best_val_oa=float(info["validation_oa"]),
+                       history=history, device="cpu", backend="scikit-learn", threads=config.threads or 1,
+                       seconds=time.perf_counter() - started, windows=[p.window for p in patches])
+
+
 def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split,
                 config: Optional[TrainConfig] = None, progress: Optional[Progress] = None,
                 cancelled: Optional[Cancelled] = None) -> TrainResult:
@@ -712,6 +746,8 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
     if not any((t >= 0).any() for t in trains):
         raise ValueError("there are no training pixels on valid (non-nodata) pixels; check that the labels "
                          "or ROIs overlap the raster's data")
+    if hasattr(model, "fit_pixels"):
+        return _fit_pixels(model, patches, trains, config, progress, cancelled)
     vals = [np.asarray(p.validation, dtype=np.int64) for p in patches]
     val_masks = [(v >= 0) & p.valid for v, p in zip(vals, patches)]
     n_val = sum(int(m.sum()) for m in val_masks)

@@ -394,7 +394,7 @@ Training ROIs: polygons or points in any CRS; the pixels whose centres they cove
 Class id field: numeric field with the class ids (whole numbers from 1); features with NULL are skipped.
 Class name field (optional): text field with the class names for the legend and the report.
 Validation ROIs (optional): ROIs with the same class field that choose the best epoch; every training ROI pixel then trains.
-Model: CSSMamba (clustering-guided Mamba) or MambaHSI (the baseline without clustering).
+Model: CSSMamba (clustering-guided Mamba), MambaHSI (the baseline without clustering), or the classical baselines random forest (500 trees) and SVM (RBF kernel), fitted in seconds on the same bands, ROIs and split and tuned on the validation pixels; the settings of the deep models do not apply to them.
 Clusters per class: CSSMamba's sub-clusters of each class.
 Epochs: passes over the scene; the epoch with the best validation accuracy is kept.
 Learning rate: Adam's step size.
@@ -415,7 +415,7 @@ Trainings-ROIs: Polygone oder Punkte in beliebigem KBS; die Pixel, deren Mittelp
 Klassen-ID-Feld: numerisches Feld mit den Klassen-IDs (ganze Zahlen ab 1); Objekte mit NULL werden übersprungen.
 Klassennamen-Feld (optional): Textfeld mit den Klassennamen für Legende und Bericht.
 Validierungs-ROIs (optional): ROIs mit demselben Klassenfeld, die die beste Epoche bestimmen; dann trainiert jedes Pixel der Trainings-ROIs.
-Modell: CSSMamba (clustergeführtes Mamba) oder MambaHSI (die Vergleichsbasis ohne Clusterbildung).
+Modell: CSSMamba (clustergeführtes Mamba), MambaHSI (die Vergleichsbasis ohne Clusterbildung) oder die klassischen Vergleichsverfahren Random Forest (500 Bäume) und SVM (RBF-Kernel), in Sekunden auf denselben Bändern, ROIs und derselben Aufteilung angepasst und auf den Validierungspixeln abgestimmt; die Einstellungen der tiefen Modelle gelten für sie nicht.
 Cluster je Klasse: die Unter-Cluster jeder Klasse bei CSSMamba.
 Epochen: Durchläufe über die Szene; die Epoche mit der besten Validierungsgenauigkeit wird behalten.
 Lernrate: die Schrittweite von Adam.
@@ -444,6 +444,14 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
     <message>
         <source>MambaHSI</source>
         <translation>MambaHSI</translation>
+    </message>
+    <message>
+        <source>Random forest (500 trees)</source>
+        <translation>Random Forest (500 Bäume)</translation>
+    </message>
+    <message>
+        <source>SVM (RBF kernel)</source>
+        <translation>SVM (RBF-Kernel)</translation>
     </message>
     <message>
         <source>Clusters per class (CSSMamba)</source>
@@ -888,6 +896,10 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
     <message>
         <source>Classification of the training scene cancelled; the model and the report were kept: classify later with 'Classify raster'.</source>
         <translation>Klassifikation der Trainingsszene abgebrochen; Modell und Bericht bleiben erhalten: Klassifizieren Sie später mit „Raster klassifizieren“.</translation>
+    </message>
+    <message>
+        <source>{} is fitted once on the training pixels: the deep-model settings {} do not apply and are ignored.</source>
+        <translation>{} wird einmal auf den Trainingspixeln angepasst: die Einstellungen der tiefen Modelle {} gelten nicht und werden ignoriert.</translation>
     </message>
     <message>
         <source>{} has no clustering: {} apply to CSSMamba only and are ignored.</source>

@@ -364,6 +364,20 @@ def test_classify_writes_the_cleaned_class_maps_styled_like_the_class_map(traine
     assert "odd number" in message
 
 
+def test_a_random_forest_trains_and_classifies_through_the_same_tools(plugin, scene, tmp_path):
+    """The classical baseline is a model choice of 'Train CSSMamba': same ROIs, split, report and model
+    file, classified by 'Classify raster'; the deep-model settings the user changed are named as ignored."""
+    feedback = Feedback.make()
+    result = train(scene, tmp_path, feedback, MODEL=2, EPOCHS=7, OUTPUT_REPORT=str(tmp_path / "report.html"))
+    metadata = metadata_of(result["OUTPUT_MODEL"])
+    assert metadata["model"]["name"] == "rf" and metadata["model"]["config"]["trees"] == 500
+    assert metadata["provenance"]["epochs"] == 1 and "Epochs" in feedback.log and "ignored" in feedback.log
+    assert metadata["provenance"]["metrics"]["overall_accuracy"] > 0.3
+    outputs = classify(result["OUTPUT_MODEL"], scene["raster"], tmp_path, OUTPUT_CONFIDENCE=str(tmp_path / "p.tif"))
+    assert grid(outputs["OUTPUT"]) == grid(scene["raster"])
+    assert all(f'label="{name}"' in qml(outputs["OUTPUT"]) for name in CLASS_NAMES)
+
+
 def test_outputs_loaded_on_completion_are_styled_and_named(trained, scene, tmp_path):
     import processing
     from qgis.core import QgsPalettedRasterRenderer, QgsProject, QgsSingleBandPseudoColorRenderer

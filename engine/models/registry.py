@@ -16,14 +16,16 @@ from torch import nn
 
 from .base import HSIClassifier
 
-__all__ = ["MODEL_NAMES", "MULTIMODAL_NAMES", "PLUGIN_DEFAULTS", "paper_config", "default_config", "build_model",
+__all__ = ["MODEL_NAMES", "MULTIMODAL_NAMES", "CLASSICAL_NAMES", "PLUGIN_DEFAULTS", "paper_config", "default_config", "build_model",
            "build_multimodal_model"]
 
 MODEL_NAMES = ("cssmamba", "mambahsi")     # hyperspectral raster only (HSIClassifier)
 MULTIMODAL_NAMES = ("m3amba",)             # hyperspectral raster + auxiliary rasters (LiDAR, SAR)
+CLASSICAL_NAMES = ("rf", "svm")            # HSIClassifiers fitted by scikit-learn, not by gradient steps
 
 _CLASS_PATHS = {"cssmamba": (".cssmamba", "CSSMamba"), "mambahsi": (".mambahsi", "MambaHSI"),
-                "m3amba": (".m3amba", "M3amba")}
+                "m3amba": (".m3amba", "M3amba"), "rf": (".classical", "RandomForest"),
+                "svm": (".classical", "SupportVectorMachine")}
 # fixed by the data, not by the user's configuration
 _DATA_KWARGS = ("in_bands", "n_classes", "hsi_bands", "aux_bands")
 
@@ -51,7 +53,8 @@ PLUGIN_DEFAULTS: Dict[str, Dict[str, Any]] = {
 
 def _model_class(name: str) -> Type[nn.Module]:
     if name not in _CLASS_PATHS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES + MULTIMODAL_NAMES)}")
+        raise ValueError(f"unknown model {name!r}; choose one of "
+                         f"{', '.join(MODEL_NAMES + CLASSICAL_NAMES + MULTIMODAL_NAMES)}")
     module, class_name = _CLASS_PATHS[name]
     return getattr(importlib.import_module(module, __package__), class_name)
 

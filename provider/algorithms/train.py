@@ -39,7 +39,8 @@ from .classify import (
     write_styles,
 )
 
-MODELS = ("cssmamba", "mambahsi")
+MODELS = ("cssmamba", "mambahsi", "rf", "svm")   # appended, so saved parameter sets keep their meaning
+CLASSICAL = ("rf", "svm")
 SPLITS = ("fixed", "ratio", "spatial", "auto")   # appended, so saved parameter sets keep their meaning
 CLUSTER_LOSSES = ("la", "lb", "none")
 GATES = ("sigmoid", "prior", "attention")
@@ -191,7 +192,9 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         "Class name field (optional): text field with the class names for the legend and the report.\n"
         "Validation ROIs (optional): ROIs with the same class field that choose the best epoch; every "
         "training ROI pixel then trains.\n"
-        "Model: CSSMamba (clustering-guided Mamba) or MambaHSI (the baseline without clustering).\n"
+        "Model: CSSMamba (clustering-guided Mamba), MambaHSI (the baseline without clustering), or the classical "
+        "baselines random forest (500 trees) and SVM (RBF kernel), fitted in seconds on the same bands, ROIs and "
+        "split and tuned on the validation pixels; the settings of the deep models do not apply to them.\n"
         "Clusters per class: CSSMamba's sub-clusters of each class.\n"
         "Epochs: passes over the scene; the epoch with the best validation accuracy is kept.\n"
         "Learning rate: Adam's step size.\n"
@@ -233,7 +236,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         for parameter in roi_parameters(self):
             self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterEnum(
-            self.MODEL, self.tr("Model"), options=["CSSMamba", "MambaHSI"], defaultValue=0))
+            self.MODEL, self.tr("Model"), options=["CSSMamba", "MambaHSI", self.tr("Random forest (500 trees)"),
+                                                   self.tr("SVM (RBF kernel)")], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.CLUSTERS_PER_CLASS, self.tr("Clusters per class (CSSMamba)"), integer, 3, minValue=1, maxValue=5))
         self.addParameter(QgsProcessingParameterNumber(self.EPOCHS, self.tr("Epochs"), integer, 200, minValue=1))
@@ -303,7 +307,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.INPUT: raster, self.BANDS: self.parameterAsInts(parameters, self.BANDS, context) or None,
             ROIS: rois.rois, CLASS_FIELD: rois.class_field, NAME_FIELD: rois.name_field,
             VALIDATION_ROIS: rois.validation or None, self.MODEL: model,
-            self.EPOCHS: self.parameterAsInt(parameters, self.EPOCHS, context),
+            self.EPOCHS: 1 if model in CLASSICAL else self.parameterAsInt(parameters, self.EPOCHS, context),
             self.LEARNING_RATE: self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
             self.DEVICE: device, self.SEED: self.parameterAsInt(parameters, self.SEED, context),
             self.MEMORY_BUDGET: self.parameterAsInt(parameters, self.MEMORY_BUDGET, context) or None,
@@ -356,6 +360,16 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         """The model options (``build_model`` overrides) the parameters set; for MambaHSI, say which
         CSSMamba-only settings the user changed and are ignored."""
         width = self.parameterAsInt(parameters, self.WIDTH, context)
+        if model in CLASSICAL:
+            deep = [name for name in (self.WIDTH, self.EPOCHS, self.LEARNING_RATE, self.CLUSTERS_PER_CLASS,
+                                      self.TOKEN_SELECTION, self.CLUSTER_LOSS, self.GATE, self.POOLING)
+                    if parameters.get(name) is not None
+                    and parameters[name] != self.parameterDefinition(name).defaultValue()]
+            if deep:
+                feedback.pushWarning(self.tr("{} is fitted once on the training pixels: the deep-model settings {} "
+                                             "do not apply and are ignored.").format(
+                    model.upper(), ", ".join(self.parameterDefinition(name).description() for name in deep)))
+            return {}
         options = {"dim": width} if width else {}
         switches = {
             self.CLUSTERS_PER_CLASS: self.parameterAsInt(parameters, self.CLUSTERS_PER_CLASS, context),
