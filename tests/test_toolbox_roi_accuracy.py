@@ -339,3 +339,9 @@ def test_qgis_process_runs_the_roi_statistics(potsdam, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout[run.stdout.index("{"):])["results"]["POORLY_SEPARABLE_PAIRS"] > 0
     assert report.is_file()
+
+
+def test_roi_statistics_and_the_accuracy_assessment_need_no_torch():
+    """NEEDS_TORCH = False holds while their engine modules stay torch-free (area-adjusted accuracy too)."""
+    code = "import sys, engine.roistats, engine.evaluation, engine.report; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
