@@ -1,4 +1,4 @@
-"""Command line for ML users and CI: ``python -m engine {train,classify,evaluate,roistats,postprocess,benchmark,demo,sample,selfcheck} …``.
+"""Command line for ML users and CI: ``python -m engine {train,classify,evaluate,compare,roistats,postprocess,benchmark,demo,sample,selfcheck} …``.
 
 Every subcommand has ``--help``. Bad input ends with ``error: …`` and exit status 2; Ctrl-C during
 training or classification cancels cleanly (no model file, no half-written raster) with status 130.
@@ -357,6 +357,34 @@ def _print_area(area: Dict[str, Any]) -> None:
         print(f"  note: {note}")
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_models
+    from .train import TrainingCancelled
+    from .predict import PredictionCancelled
+
+    if args.epochs is None:
+        args.epochs = HSI_EPOCHS
+    with _ctrl_c_cancels() as cancelled:
+        try:
+            comparison = compare_models(
+                args.raster, args.out_dir, models=[m for m in args.models.split(",") if m.strip()],
+                labels=args.labels, rois=args.rois, class_field=args.class_field, name_field=args.name_field,
+                split=_split_options(args), seed=args.seed, epochs=args.epochs, device=args.device,
+                threads=args.threads or None, bands=parse_bands(args.bands), progress=_progress_printer("compare"),
+                cancelled=cancelled)
+        except (TrainingCancelled, PredictionCancelled):
+            print("comparison cancelled: the model in progress wrote nothing, and there is no report",
+                  file=sys.stderr)
+            return cancel_status()
+    print(f"{'model':<10} {'OA':>7} {'AA':>7} {'kappa':>7} {'train s':>8} {'classify s':>10}")
+    for row in comparison["models"]:
+        m = row["metrics"]
+        print(f"{row['model']:<10} {100 * m['overall_accuracy']:7.2f} {100 * m['average_accuracy']:7.2f} "
+              f"{m['kappa']:7.4f} {row['train_seconds']:8.1f} {row['predict_seconds']:10.1f}")
+    print(f"report      {comparison['report']}")
+    return 0
+
+
 def _cmd_roistats(args: argparse.Namespace) -> int:
     from .paths import check_distinct, write_text_atomic
     from .report import roi_statistics_html, write_report
@@ -571,6 +599,32 @@ def build_parser() -> argparse.ArgumentParser:
     reference_options(evaluate, "reference")
     evaluate.add_argument("--json", help="write the metrics and confusion matrix to this JSON file")
     evaluate.set_defaults(run=_cmd_evaluate)
+
+    compare = commands.add_parser("compare", help="train several models on the same split, one report",
+                                  description="Train the --models on the same ROIs and split, classify the raster "
+                                              "with each and write --out-dir/compare.html (OA/AA/kappa, times, "
+                                              "per-class accuracy, class maps side by side, confusion matrices) "
+                                              "beside every model file and class map.")
+    compare.add_argument("--raster", required=True, help="the raster to train on and classify")
+    reference_options(compare, "training")
+    compare.add_argument("--models", default="rf,svm,mambahsi,cssmamba",
+                         help="comma list, at least two of rf, svm, mambahsi, cssmamba (default all four)")
+    compare.add_argument("--epochs", type=int, help=f"epochs of the deep models (default {HSI_EPOCHS})")
+    compare.add_argument("--device", choices=DEVICES, default="auto", help="auto = CUDA when available (default)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the split and of every model")
+    compare.add_argument("--split", choices=["fixed", "ratio", "spatial", "auto"], default="auto",
+                         help="as for train; default auto (spatial when every class has 3 separate ROIs)")
+    compare.add_argument("--train-per-class", type=int, default=30)
+    compare.add_argument("--val-per-class", type=int, default=10)
+    compare.add_argument("--train-ratio", type=float, default=0.1)
+    compare.add_argument("--val-ratio", type=float, default=0.01)
+    compare.add_argument("--val-labels", help="validation label raster (as for train)")
+    compare.add_argument("--val-rois", help="validation ROI vector (as for train)")
+    compare.add_argument("--val-class-field", help="class field of --val-rois (default: --class-field)")
+    compare.add_argument("--bands", help="file bands, e.g. 1-50,60 (default: every band but alpha and bbl=0)")
+    compare.add_argument("--threads", type=int, default=0, help="CPU threads (default: the libraries' choice)")
+    compare.add_argument("--out-dir", required=True, help="folder for the report, model files and class maps")
+    compare.set_defaults(run=_cmd_compare)
 
     stats = commands.add_parser("roistats", help="class spectra, ROI counts and separability before training",
                                 description="Per class the mean ± std spectrum, pixel and ROI counts, and the "

@@ -27,6 +27,7 @@ import html as _html
 import io
 import json
 import math
+import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .paths import write_text_atomic
@@ -526,3 +527,49 @@ def roi_statistics_html(stats: Dict[str, Any], title: str = "ROI statistics") ->
     return _page(title, ["<h2>Inputs</h2>" + sources, "<h2>Check before training</h2>" + summary,
                          "<h2>Classes</h2>" + counts, "<h2>Mean spectra ± one standard deviation</h2>"
                          + spectra_svg(stats), "<h2>Separability</h2>" + jm])
+
+
+# ------------------------------------------------------------------------------------------------
+# Model comparison (engine/compare.py)
+
+
+def comparison_report_html(comparison: Dict[str, Any], thumbnails: Dict[str, str]) -> str:
+    """The page of ``compare.compare_models``: inputs, the table of models, per-class accuracy, the class
+    maps side by side (``thumbnails``: {model: image data URI}), the confusion matrices."""
+    rows = comparison["models"]
+    first = rows[0]
+    split = first["split"]
+    counts = split.get("counts", {})
+    best = max(rows, key=lambda r: r["metrics"]["overall_accuracy"])
+    table = "".join(
+        f'<tr><td class="text">{"<b>" if r is best else ""}{_esc(r["model"])}{"</b>" if r is best else ""}</td>'
+        f'<td>{_pct(r["metrics"]["overall_accuracy"])}</td><td>{_pct(r["metrics"]["average_accuracy"])}</td>'
+        f'<td>{r["metrics"]["kappa"]:.4f}</td><td>{r["train_seconds"]:.1f}</td><td>{r["predict_seconds"]:.1f}</td>'
+        f'<td class="text"><code>{_esc(os.path.basename(r["model_file"]))}</code></td></tr>' for r in rows)
+    summary = ('<table class="perclass"><tr><th class="text">model</th><th>OA</th><th>AA</th><th>κ</th>'
+               f"<th>train s</th><th>classify s</th><th class=\"text\">model file</th></tr>{table}</table>"
+               f'<p class="note">Measured on the {_esc(first["evaluated_on"])} pixels of one split ('
+               f'{_esc(split.get("mode"))}, seed {comparison["seed"]}: {sum(counts.get("train", []))} training, '
+               f'{sum(counts.get("validation", []))} validation, {sum(counts.get("test", []))} test pixels), the same '
+               "for every model. Train time includes the validation and the assessment; classify time maps the "
+               "whole raster.</p>")
+    classes = first["metrics"]["classes"]
+    colors = dict(zip(first["classes"]["ids"], first["classes"]["colors"]))
+    head = "".join(f"<th>{_esc(r['model'])}</th>" for r in rows)
+    body = []
+    for k, entry in enumerate(classes):
+        cells = "".join(f"<td>{_pct(r['metrics']['classes'][k]['producers_accuracy'])}</td>" for r in rows)
+        body.append(f'<tr><td class="text">{_swatch(colors.get(int(entry["id"])))}{_esc(entry["id"])} '
+                    f'{_esc(entry["name"])}</td>{cells}</tr>')
+    per_class = (f'<table class="perclass"><tr><th class="text">class (producer\'s accuracy)</th>{head}</tr>'
+                 f'{"".join(body)}</table>')
+    maps = "".join(f'<figure style="display:inline-block;margin:0.4em"><img alt="{_esc(r["model"])} class map" '
+                   f'src="{thumbnails[r["model"]]}" style="image-rendering:pixelated;border:1px solid #ccc"/>'
+                   f'<figcaption>{_esc(r["model"])}: OA {_pct(r["metrics"]["overall_accuracy"])}</figcaption>'
+                   "</figure>" for r in rows)
+    matrices = "".join(f"<h3>{_esc(r['model'])}</h3>" + "".join(_accuracy_sections(r["metrics"], colors)[1:2])
+                       for r in rows)
+    sources = _kv_table([("raster", comparison["raster"]), ("ROIs or labels", comparison["reference"])])
+    return _page("Model comparison", ["<h2>Inputs</h2>" + sources, "<h2>Models</h2>" + summary,
+                                      "<h2>Per class</h2>" + per_class, "<h2>Class maps</h2>" + maps,
+                                      "<h2>Confusion matrices</h2>" + matrices])

@@ -254,6 +254,100 @@ Beide behalten die unklassifizierten Pixel und die Klassenfarben; die Klassenkar
         <translation>Klassen, Mehrheitsfilter</translation>
     </message>
     <message>
+        <source>Compare models</source>
+        <translation>Modelle vergleichen</translation>
+    </message>
+    <message>
+        <source>Training</source>
+        <translation>Training</translation>
+    </message>
+    <message>
+        <source>Trains several classifiers on the same training ROIs and the same split, classifies the raster with each, and writes one HTML report: overall accuracy, average accuracy and kappa with the training and classification times, the accuracy of every class, the class maps side by side and each model's confusion matrix. The class maps are loaded, styled with the class colours.
+
+Models: at least two; by default the random forest and the SVM that analysts know, MambaHSI and CSSMamba. The classical ones fit in seconds; the deep ones take the time 'Train CSSMamba' takes.
+Epochs (deep models): as in 'Train CSSMamba'.
+Sample split: 'Auto' tests on ROIs that no model trained on when every class has at least 3 separate ROIs, else on random pixels; the report says which.
+Output folder: the report (compare.html), every model file (model.pt) and class map (model_classes.tif), ready for 'Classify raster'. Cancel stops the model in progress; the models finished before it stay, and no report is written.</source>
+        <translation>Trainiert mehrere Klassifikatoren auf denselben Trainings-ROIs und derselben Aufteilung, klassifiziert das Raster mit jedem und schreibt einen HTML-Bericht: Gesamtgenauigkeit, mittlere Genauigkeit und Kappa mit den Trainings- und Klassifikationszeiten, die Genauigkeit jeder Klasse, die Klassenkarten nebeneinander und die Konfusionsmatrix jedes Modells. Die Klassenkarten werden in den Klassenfarben gestylt geladen.
+
+Modelle: mindestens zwei; vorgegeben sind der Random Forest und die SVM, die Analysten kennen, MambaHSI und CSSMamba. Die klassischen passen sich in Sekunden an; die tiefen brauchen die Zeit von „CSSMamba trainieren“.
+Epochen (tiefe Modelle): wie in „CSSMamba trainieren“.
+Stichprobenaufteilung: „Automatisch“ prüft auf ROIs, auf denen kein Modell trainiert hat, wenn jede Klasse mindestens 3 getrennte ROIs hat, sonst auf zufälligen Pixeln; der Bericht nennt die Aufteilung.
+Ausgabeordner: der Bericht (compare.html), jede Modelldatei (Modell.pt) und Klassenkarte (Modell_classes.tif), bereit für „Raster klassifizieren“. Abbrechen stoppt das laufende Modell; die zuvor fertigen Modelle bleiben, und es wird kein Bericht geschrieben.</translation>
+    </message>
+    <message>
+        <source>Training ROIs</source>
+        <translation>Trainings-ROIs</translation>
+    </message>
+    <message>
+        <source>Class id field</source>
+        <translation>Klassen-ID-Feld</translation>
+    </message>
+    <message>
+        <source>Class name field</source>
+        <translation>Klassennamen-Feld</translation>
+    </message>
+    <message>
+        <source>Models</source>
+        <translation>Modelle</translation>
+    </message>
+    <message>
+        <source>Random forest (500 trees)</source>
+        <translation>Random Forest (500 Bäume)</translation>
+    </message>
+    <message>
+        <source>SVM (RBF kernel)</source>
+        <translation>SVM (RBF-Kernel)</translation>
+    </message>
+    <message>
+        <source>MambaHSI</source>
+        <translation>MambaHSI</translation>
+    </message>
+    <message>
+        <source>CSSMamba</source>
+        <translation>CSSMamba</translation>
+    </message>
+    <message>
+        <source>Epochs (deep models)</source>
+        <translation>Epochen (tiefe Modelle)</translation>
+    </message>
+    <message>
+        <source>Sample split</source>
+        <translation>Stichprobenaufteilung</translation>
+    </message>
+    <message>
+        <source>Pixels per class</source>
+        <translation>Pixel je Klasse</translation>
+    </message>
+    <message>
+        <source>Ratio</source>
+        <translation>Anteil</translation>
+    </message>
+    <message>
+        <source>Separate ROIs (spatial)</source>
+        <translation>Getrennte ROIs (räumlich)</translation>
+    </message>
+    <message>
+        <source>Auto (spatial with 3 separate ROIs per class)</source>
+        <translation>Automatisch (räumlich bei 3 getrennten ROIs je Klasse)</translation>
+    </message>
+    <message>
+        <source>Random seed</source>
+        <translation>Zufallsstartwert</translation>
+    </message>
+    <message>
+        <source>Output folder</source>
+        <translation>Ausgabeordner</translation>
+    </message>
+    <message>
+        <source>Comparison report</source>
+        <translation>Vergleichsbericht</translation>
+    </message>
+    <message>
+        <source>Best overall accuracy</source>
+        <translation>Beste Gesamtgenauigkeit</translation>
+    </message>
+    <message>
         <source>Create training ROI layer</source>
         <translation>Trainings-ROI-Layer erstellen</translation>
     </message>
@@ -316,14 +410,6 @@ Ausgabeordner: wohin sample.tif, sample_labels.tif, sample_rois.gpkg und classes
         <translation>Bänder</translation>
     </message>
     <message>
-        <source>Random seed</source>
-        <translation>Zufallsstartwert</translation>
-    </message>
-    <message>
-        <source>Output folder</source>
-        <translation>Ausgabeordner</translation>
-    </message>
-    <message>
         <source>Sample raster</source>
         <translation>Beispielraster</translation>
     </message>
@@ -344,10 +430,6 @@ Ausgabeordner: wohin sample.tif, sample_labels.tif, sample_rois.gpkg und classes
         <translation>ROI-Statistik</translation>
     </message>
     <message>
-        <source>Training</source>
-        <translation>Training</translation>
-    </message>
-    <message>
         <source>Before training, shows whether the classes you drew differ: per class the mean spectrum ± one standard deviation (over the wavelengths when the raster has them), its number of pixels and of separate ROIs, and the Jeffries–Matusita (JM) separability of every pair of classes, from 0 (identical spectra) to 2 (fully separable), in an HTML report.
 
 The log and the report warn about classes with fewer than 30 pixels and about pairs below JM 1.9: draw more or larger ROIs there, merge classes that cannot be told apart, or add an auxiliary raster.
@@ -360,18 +442,6 @@ JM wird auf den ersten 10 Hauptkomponenten der standardisierten ROI-Spektren ber
     <message>
         <source>Bands (empty = every good band)</source>
         <translation>Bänder (leer = alle guten Bänder)</translation>
-    </message>
-    <message>
-        <source>Training ROIs</source>
-        <translation>Trainings-ROIs</translation>
-    </message>
-    <message>
-        <source>Class id field</source>
-        <translation>Klassen-ID-Feld</translation>
-    </message>
-    <message>
-        <source>Class name field</source>
-        <translation>Klassennamen-Feld</translation>
     </message>
     <message>
         <source>ROI statistics report</source>
@@ -438,22 +508,6 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
         <translation>Modell</translation>
     </message>
     <message>
-        <source>CSSMamba</source>
-        <translation>CSSMamba</translation>
-    </message>
-    <message>
-        <source>MambaHSI</source>
-        <translation>MambaHSI</translation>
-    </message>
-    <message>
-        <source>Random forest (500 trees)</source>
-        <translation>Random Forest (500 Bäume)</translation>
-    </message>
-    <message>
-        <source>SVM (RBF kernel)</source>
-        <translation>SVM (RBF-Kernel)</translation>
-    </message>
-    <message>
         <source>Clusters per class (CSSMamba)</source>
         <translation>Cluster je Klasse (CSSMamba)</translation>
     </message>
@@ -468,22 +522,6 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
     <message>
         <source>Sample split without validation ROIs</source>
         <translation>Stichprobenaufteilung ohne Validierungs-ROIs</translation>
-    </message>
-    <message>
-        <source>Pixels per class</source>
-        <translation>Pixel je Klasse</translation>
-    </message>
-    <message>
-        <source>Ratio</source>
-        <translation>Anteil</translation>
-    </message>
-    <message>
-        <source>Separate ROIs (spatial)</source>
-        <translation>Getrennte ROIs (räumlich)</translation>
-    </message>
-    <message>
-        <source>Auto (spatial with 3 separate ROIs per class)</source>
-        <translation>Automatisch (räumlich bei 3 getrennten ROIs je Klasse)</translation>
     </message>
     <message>
         <source>Training pixels per class</source>
@@ -772,6 +810,14 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
     <message>
         <source>The {} model reads the hyperspectral raster only, so the {} raster(s) in AUX_RASTERS are ignored; to use them, train a model with 'Train M3amba (multi-modal)'.</source>
         <translation>Das Modell {} liest nur das Hyperspektralraster, daher werden die {} Raster in AUX_RASTERS ignoriert; um sie zu nutzen, trainieren Sie ein Modell mit „M3amba trainieren (multimodal)“.</translation>
+    </message>
+    <message>
+        <source>Comparison cancelled: the models finished before stay in the output folder; no report was written.</source>
+        <translation>Vergleich abgebrochen: die zuvor fertigen Modelle bleiben im Ausgabeordner; es wurde kein Bericht geschrieben.</translation>
+    </message>
+    <message>
+        <source>{}: OA {:.2f} %, AA {:.2f} %, kappa {:.4f}; trained in {:.1f} s, classified in {:.1f} s</source>
+        <translation>{}: OA {:.2f} %, AA {:.2f} %, Kappa {:.4f}; trainiert in {:.1f} s, klassifiziert in {:.1f} s</translation>
     </message>
     <message>
         <source>ROI layer written to {} ({})</source>

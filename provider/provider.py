@@ -8,6 +8,7 @@ from qgis.PyQt.QtGui import QIcon
 from .algorithms.accuracy import AccuracyAlgorithm
 from .algorithms.check_installation import CheckInstallationAlgorithm
 from .algorithms.classify import ClassifyAlgorithm
+from .algorithms.compare import CompareAlgorithm
 from .algorithms.create_roi_layer import CreateRoiLayerAlgorithm
 from .algorithms.create_sample import CreateSampleAlgorithm
 from .algorithms.roi_statistics import RoiStatisticsAlgorithm
@@ -49,5 +50,5 @@ class CSSMambaProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         for algorithm in (CreateSampleAlgorithm(), CheckInstallationAlgorithm(), CreateRoiLayerAlgorithm(),
                           RoiStatisticsAlgorithm(), AccuracyAlgorithm(), TrainAlgorithm(), TrainMultimodalAlgorithm(),
-                          ClassifyAlgorithm()):
+                          ClassifyAlgorithm(), CompareAlgorithm()):
             self.addAlgorithm(algorithm)

@@ -378,6 +378,27 @@ def test_a_random_forest_trains_and_classifies_through_the_same_tools(plugin, sc
     assert all(f'label="{name}"' in qml(outputs["OUTPUT"]) for name in CLASS_NAMES)
 
 
+def test_compare_models_writes_the_report_and_loads_the_styled_class_maps(plugin, scene, tmp_path):
+    import processing
+    from qgis.core import QgsPalettedRasterRenderer, QgsProject
+
+    feedback = Feedback.make()
+    result = processing.runAndLoadResults("cssmamba:compare", {
+        "INPUT": scene["raster"], "ROIS": scene["rois"], "CLASS_FIELD": "class_id", "NAME_FIELD": "class_name",
+        "MODELS": [0, 1], "SPLIT": 0, "DEVICE": 1, "OUTPUT_FOLDER": str(tmp_path / "compare")}, feedback=feedback)
+    with open(result["OUTPUT_REPORT"], encoding="utf-8") as handle:
+        page = handle.read()
+    assert page.count("data:image/png;base64,") == 2 and "fixed, seed 0" in page
+    assert 0 < result["BEST_OVERALL_ACCURACY"] <= 1 and "svm: OA" in feedback.log
+    layers = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()
+              if layer.source().startswith(str(tmp_path))}
+    assert sorted(layers) == ["potsdam rf classes", "potsdam svm classes"]
+    assert all(isinstance(layer.renderer(), QgsPalettedRasterRenderer) for layer in layers.values())
+    assert "at least two different models" in refused(processing.run, "cssmamba:compare", {
+        "INPUT": scene["raster"], "ROIS": scene["rois"], "CLASS_FIELD": "class_id", "MODELS": [1],
+        "OUTPUT_FOLDER": str(tmp_path / "one")})
+
+
 def test_outputs_loaded_on_completion_are_styled_and_named(trained, scene, tmp_path):
     import processing
     from qgis.core import QgsPalettedRasterRenderer, QgsProject, QgsSingleBandPseudoColorRenderer
