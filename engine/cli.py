@@ -1,4 +1,4 @@
-"""Command line for ML users and CI: ``python -m engine {train,classify,evaluate,compare,roistats,postprocess,benchmark,demo,sample,selfcheck} …``.
+"""Command line for ML users and CI: ``python -m engine {train,classify,evaluate,compare,suggest,roistats,postprocess,benchmark,demo,sample,selfcheck} …``.
 
 Every subcommand has ``--help``. Bad input ends with ``error: …`` and exit status 2; Ctrl-C during
 training or classification cancels cleanly (no model file, no half-written raster) with status 130.
@@ -385,6 +385,25 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_suggest(args: argparse.Namespace) -> int:
+    from .predict import PredictionCancelled
+    from .suggest import suggest_file
+
+    with _ctrl_c_cancels() as cancelled:
+        try:
+            result = suggest_file(args.model, args.raster, args.out, n=args.count, labels=args.labels, rois=args.rois,
+                                  class_field=args.class_field, min_distance=args.min_distance, device=args.device,
+                                  threads=args.threads or None, progress=_progress_printer("suggest"),
+                                  cancelled=cancelled)
+        except PredictionCancelled:
+            print("cancelled: no suggestion layer written", file=sys.stderr)
+            return cancel_status()
+    for record in result["suggestions"]:
+        print(f"{record['rank']:>3}. row {record['row']:>5}, col {record['col']:>5}: {record['reason']}")
+    print(f"suggestions {result['path']}")
+    return 0
+
+
 def _cmd_roistats(args: argparse.Namespace) -> int:
     from .paths import check_distinct, write_text_atomic
     from .report import roi_statistics_html, write_report
@@ -625,6 +644,27 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--threads", type=int, default=0, help="CPU threads (default: the libraries' choice)")
     compare.add_argument("--out-dir", required=True, help="folder for the report, model files and class maps")
     compare.set_defaults(run=_cmd_compare)
+
+    suggest = commands.add_parser("suggest", help="where to draw the next ROIs: where the model is least sure",
+                                  description="Classify --raster with --model and write --count points where the "
+                                              "model hesitates most between two classes (and on class or cluster "
+                                              "borders), spread over the scene and the classes, away from the "
+                                              "ROIs or labels given; fill in their class_id and add them to the "
+                                              "ROIs.")
+    suggest.add_argument("--model", required=True, help="model file (.pt)")
+    suggest.add_argument("--raster", required=True, help="the raster to suggest on (the model's bands)")
+    suggest_source = suggest.add_mutually_exclusive_group()
+    suggest_source.add_argument("--labels", help="label raster of the existing training labels (kept away from)")
+    suggest_source.add_argument("--rois", help="the existing ROI vector (kept away from)")
+    suggest.add_argument("--class-field", help="class id field of --rois")
+    suggest.add_argument("--count", type=int, default=20, help="number of suggestions (default 20)")
+    suggest.add_argument("--min-distance", type=float,
+                         help="least distance in pixels between suggestions and from the ROIs (default: from the "
+                              "scene size and --count)")
+    suggest.add_argument("--device", choices=DEVICES, default="auto", help="auto = CUDA when available (default)")
+    suggest.add_argument("--threads", type=int, default=0, help="CPU threads (default: the libraries' choice)")
+    suggest.add_argument("--out", required=True, help="point GeoPackage (.gpkg) of the suggestions")
+    suggest.set_defaults(run=_cmd_suggest)
 
     stats = commands.add_parser("roistats", help="class spectra, ROI counts and separability before training",
                                 description="Per class the mean ± std spectrum, pixel and ROI counts, and the "

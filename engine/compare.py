@@ -32,7 +32,7 @@ gdal.UseExceptions()
 
 COMPARE_DEFAULT = ("rf", "svm", "mambahsi", "cssmamba")
 COMPARABLE = CLASSICAL_NAMES + MODEL_NAMES
-THUMBNAIL_PX = 320          # longest side of the class-map images in the report
+THUMBNAIL_PX = 256          # longest side of the class-map images in the report
 Progress = Callable[..., None]
 
 
@@ -93,9 +93,10 @@ def compare_models(raster: str, out_dir: str, models: Sequence[str] = COMPARE_DE
 
 
 def _thumbnail(class_map: str) -> str:
-    """The class map as a PNG data URI (its colour table kept), at most THUMBNAIL_PX on its longest side."""
+    """The class map as a PNG data URI (its colour table kept), THUMBNAIL_PX on its longest side (pixels
+    repeated or skipped, never blended)."""
     source = gdal.Open(class_map)
-    scale = min(1.0, THUMBNAIL_PX / max(source.RasterXSize, source.RasterYSize))
+    scale = THUMBNAIL_PX / max(source.RasterXSize, source.RasterYSize)
     size = (max(1, round(source.RasterXSize * scale)), max(1, round(source.RasterYSize * scale)))
     handle, path = tempfile.mkstemp(suffix=".png")
     os.close(handle)

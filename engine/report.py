@@ -567,8 +567,7 @@ def comparison_report_html(comparison: Dict[str, Any], thumbnails: Dict[str, str
                    f'src="{thumbnails[r["model"]]}" style="image-rendering:pixelated;border:1px solid #ccc"/>'
                    f'<figcaption>{_esc(r["model"])}: OA {_pct(r["metrics"]["overall_accuracy"])}</figcaption>'
                    "</figure>" for r in rows)
-    matrices = "".join(f"<h3>{_esc(r['model'])}</h3>" + "".join(_accuracy_sections(r["metrics"], colors)[1:2])
-                       for r in rows)
+    matrices = "".join(f"<h3>{_esc(r['model'])}</h3>" + _confusion_table(r["metrics"]) for r in rows)
     sources = _kv_table([("raster", comparison["raster"]), ("ROIs or labels", comparison["reference"])])
     return _page("Model comparison", ["<h2>Inputs</h2>" + sources, "<h2>Models</h2>" + summary,
                                       "<h2>Per class</h2>" + per_class, "<h2>Class maps</h2>" + maps,

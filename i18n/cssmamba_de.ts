@@ -452,6 +452,40 @@ JM wird auf den ersten 10 Hauptkomponenten der standardisierten ROI-Spektren ber
         <translation>Klassenpaare unter JM 1,9</translation>
     </message>
     <message>
+        <source>Suggest training areas</source>
+        <translation>Trainingsgebiete vorschlagen</translation>
+    </message>
+    <message>
+        <source>Tells you where a new ROI would help the model most: it classifies the raster with a trained model and marks the places where the model hesitates between two classes (and class or cluster borders), spread over the scene and over the classes, away from the ROIs you already have. Each point says what the model predicts there, the runner-up and why it was chosen.
+
+Label the points (look at the image there, fill in class_id, or draw a polygon around the spot), add them to your ROIs and train again: a few well-placed pixels are worth many easy ones.
+Existing ROIs (optional): no suggestion lies near them.
+Number of suggestions: how many points.
+Least distance in pixels (advanced): between two suggestions; 0 = from the size of the scene and the number of suggestions. Near the ROIs the half of it is kept.</source>
+        <translation>Zeigt, wo eine neue ROI dem Modell am meisten hilft: Es klassifiziert das Raster mit einem trainierten Modell und markiert die Stellen, an denen das Modell zwischen zwei Klassen schwankt (und Klassen- oder Clustergrenzen), verteilt über die Szene und die Klassen, fern der ROIs, die Sie schon haben. Jeder Punkt nennt, was das Modell dort vorhersagt, die zweitbeste Klasse und warum er gewählt wurde.
+
+Beschriften Sie die Punkte (das Bild dort ansehen, class_id ausfüllen oder ein Polygon um die Stelle zeichnen), fügen Sie sie Ihren ROIs hinzu und trainieren Sie erneut: wenige gut gesetzte Pixel wiegen viele leichte auf.
+Vorhandene ROIs (optional): kein Vorschlag liegt in ihrer Nähe.
+Anzahl der Vorschläge: wie viele Punkte.
+Mindestabstand in Pixeln (erweitert): zwischen zwei Vorschlägen; 0 = aus der Größe der Szene und der Anzahl der Vorschläge. Zu den ROIs wird die Hälfte davon eingehalten.</translation>
+    </message>
+    <message>
+        <source>Existing ROIs</source>
+        <translation>Vorhandene ROIs</translation>
+    </message>
+    <message>
+        <source>Number of suggestions</source>
+        <translation>Anzahl der Vorschläge</translation>
+    </message>
+    <message>
+        <source>Least distance in pixels (0 = from the scene)</source>
+        <translation>Mindestabstand in Pixeln (0 = aus der Szene)</translation>
+    </message>
+    <message>
+        <source>Suggested training areas</source>
+        <translation>Vorgeschlagene Trainingsgebiete</translation>
+    </message>
+    <message>
         <source>Train CSSMamba</source>
         <translation>CSSMamba trainieren</translation>
     </message>
@@ -858,6 +892,14 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
     <message>
         <source>class {} {}: {:,} px in {:,} ROIs</source>
         <translation>Klasse {} {}: {:,} px in {:,} ROIs</translation>
+    </message>
+    <message>
+        <source>{} suggested training areas</source>
+        <translation>{} vorgeschlagene Trainingsgebiete</translation>
+    </message>
+    <message>
+        <source>Cancelled; no suggestion layer was written.</source>
+        <translation>Abgebrochen; es wurde kein Vorschlags-Layer geschrieben.</translation>
     </message>
     <message>
         <source>The training ROI layer</source>

@@ -12,6 +12,7 @@ from .algorithms.compare import CompareAlgorithm
 from .algorithms.create_roi_layer import CreateRoiLayerAlgorithm
 from .algorithms.create_sample import CreateSampleAlgorithm
 from .algorithms.roi_statistics import RoiStatisticsAlgorithm
+from .algorithms.suggest import SuggestAlgorithm
 from .algorithms.train import TrainAlgorithm
 from .algorithms.train_multimodal import TrainMultimodalAlgorithm
 from .dependencies import INSTALL_HINT, as_html, torch_is_installed
@@ -50,5 +51,5 @@ class CSSMambaProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         for algorithm in (CreateSampleAlgorithm(), CheckInstallationAlgorithm(), CreateRoiLayerAlgorithm(),
                           RoiStatisticsAlgorithm(), AccuracyAlgorithm(), TrainAlgorithm(), TrainMultimodalAlgorithm(),
-                          ClassifyAlgorithm(), CompareAlgorithm()):
+                          ClassifyAlgorithm(), CompareAlgorithm(), SuggestAlgorithm()):
             self.addAlgorithm(algorithm)

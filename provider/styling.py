@@ -15,6 +15,7 @@ from qgis.core import (
     QgsColorRampShader,
     QgsContrastEnhancement,
     QgsMapLayer,
+    QgsMarkerSymbol,
     QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
     QgsProcessingContext,
@@ -25,6 +26,7 @@ from qgis.core import (
     QgsRasterLayer,
     QgsRasterRenderer,
     QgsRasterShader,
+    QgsRendererCategory,
     QgsSingleBandPseudoColorRenderer,
     QgsVectorLayer,
 )
@@ -211,6 +213,9 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
         if isinstance(layer, QgsRasterLayer):
             apply_renderer(layer, self.renderer_fn(layer))
             layer.triggerRepaint()
+        elif isinstance(layer, QgsVectorLayer):
+            layer.setRenderer(self.renderer_fn(layer))
+            layer.triggerRepaint()
 
 
 # QGIS calls the post-processor after the algorithm object is gone, and PyQGIS does not keep the
@@ -227,3 +232,14 @@ def style_on_completion(context: QgsProcessingContext, path: str, renderer_fn: R
     details.name = name
     _POST_PROCESSORS[path] = StyleOnLoad(renderer_fn)
     details.setPostProcessor(_POST_PROCESSORS[path])
+
+
+def suggestion_renderer(layer: QgsVectorLayer, ids: Sequence[int], names: Sequence[str],
+                        colors: Sequence[Sequence[int]]) -> QgsCategorizedSymbolRenderer:
+    """Suggested locations as stars in the colour of their predicted class, one legend entry per class."""
+    categories = []
+    for class_id, name, (r, g, b) in zip(ids, names, colors):
+        symbol = QgsMarkerSymbol.createSimple({"name": "star", "color": f"{r},{g},{b},255", "size": "4.5",
+                                               "outline_color": "0,0,0,255", "outline_width": "0.3"})
+        categories.append(QgsRendererCategory(int(class_id), symbol, f"suggested: {name}"))
+    return QgsCategorizedSymbolRenderer("predicted_id", categories)

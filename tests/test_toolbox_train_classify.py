@@ -399,6 +399,23 @@ def test_compare_models_writes_the_report_and_loads_the_styled_class_maps(plugin
         "OUTPUT_FOLDER": str(tmp_path / "one")})
 
 
+def test_suggested_training_areas_are_loaded_as_stars_in_the_class_colours(trained, scene, tmp_path):
+    import processing
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsProject
+
+    result = processing.runAndLoadResults("cssmamba:suggest", {
+        "INPUT": scene["raster"], "MODEL": trained["result"]["OUTPUT_MODEL"], "ROIS": scene["rois"],
+        "CLASS_FIELD": "class_id", "COUNT": 5, "MIN_DISTANCE": 3, "DEVICE": 1,
+        "OUTPUT": str(tmp_path / "suggestions.gpkg")}, feedback=Feedback.make())
+    layer = [layer for layer in QgsProject.instance().mapLayers().values()
+             if layer.source().startswith(result["OUTPUT"])][0]
+    assert layer.name() == "potsdam suggested training areas" and layer.featureCount() == 5
+    renderer = layer.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer) and renderer.classAttribute() == "predicted_id"
+    assert [c.label() for c in renderer.categories()] == [f"suggested: {name}" for name in CLASS_NAMES]
+    assert all("undecided between" in feature["reason"] for feature in layer.getFeatures())
+
+
 def test_outputs_loaded_on_completion_are_styled_and_named(trained, scene, tmp_path):
     import processing
     from qgis.core import QgsPalettedRasterRenderer, QgsProject, QgsSingleBandPseudoColorRenderer
