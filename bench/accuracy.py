@@ -392,7 +392,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
                          f"{_mean_std([r['train_seconds'] for r in group], 1.0, 1)} | "
                          f"{_mean_std([r['predict_seconds'] for r in group], 1.0, 2)} | "
                          f"{group[0].get('device', '')} | {', '.join(runs)} |")
-        lines += ["", *_target_lines(groups), "", "Per-class accuracy (producer's, %, mean ± std):", "",
+        lines += ["", *_target_lines(groups), *_paired_lines(groups), "",
+                  "Per-class accuracy (producer's, %, mean ± std):", "",
                   "| class | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
         for cid, cname in zip(info["class_ids"], info["class_names"]):
             cells = [_mean_std([r["per_class"].get(str(cid)) for r in group]) for group in groups.values()]
@@ -411,6 +412,23 @@ def _target_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     return [f"Target check (mean OA): CSSMamba {mean['CSSMamba']:.2f} ≥ MambaHSI {mean['MambaHSI']:.2f}: "
             f"{ok(mean['CSSMamba'] >= mean['MambaHSI'])}; both ≥ best baseline {best:.2f} + 10 = {best + 10:.2f}: "
             f"{ok(min(mean['CSSMamba'], mean['MambaHSI']) >= best + 10)}."]
+
+
+def _paired_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
+    """OA of every method minus the first one's, seed by seed over the seeds both ran: splits of one seed
+    are the same for every method, so the paired difference is far less noisy than the two means (the
+    spatial split's test sets change a lot from seed to seed)."""
+    labels = list(groups)
+    if len(labels) < 2:
+        return []
+    reference = {r["seed"]: r["overall_accuracy"] for r in groups[labels[0]]}
+    lines = ["", f"Paired with {labels[0]} (OA difference on the same splits, points, mean ± std; seeds ahead):", ""]
+    for label in labels[1:]:
+        diffs = [100 * (r["overall_accuracy"] - reference[r["seed"]]) for r in groups[label] if r["seed"] in reference]
+        if diffs:
+            lines.append(f"- {label}: {np.mean(diffs):+.2f} ± {np.std(diffs):.2f} ({sum(d > 0 for d in diffs)} of "
+                         f"{len(diffs)})")
+    return lines
 
 
 def write_report(report: Dict[str, Any], out: Path,
