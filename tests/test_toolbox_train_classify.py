@@ -473,6 +473,25 @@ def test_qgis_process_trains_and_classifies(scene, tmp_path):
     assert (tmp_path / "confidence.qml").is_file()
 
 
+def test_qgis_process_compares_models_suggests_and_cleans_the_map(scene, tmp_path):
+    compared = run_qgis_process("cssmamba:compare", "--", f"INPUT={scene['raster']}", f"ROIS={scene['rois']}",
+                                "CLASS_FIELD=class_id", "MODELS=0,1", "SPLIT=0", "DEVICE=1",
+                                f"OUTPUT_FOLDER={tmp_path / 'compare'}")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert (tmp_path / "compare" / "compare.html").is_file() and (tmp_path / "compare" / "svm.pt").is_file()
+    suggested = run_qgis_process("cssmamba:suggest", "--", f"INPUT={scene['raster']}",
+                                 f"MODEL={tmp_path / 'compare' / 'svm.pt'}", "COUNT=4", "DEVICE=1",
+                                 f"OUTPUT={tmp_path / 'suggestions.gpkg'}")
+    assert suggested.returncode == 0, suggested.stdout + suggested.stderr
+    assert "undecided between" in suggested.stdout
+    cleaned = run_qgis_process("cssmamba:classify", "--", f"INPUT={scene['raster']}",
+                               f"MODEL={tmp_path / 'compare' / 'rf.pt'}", "DEVICE=1",
+                               f"OUTPUT={tmp_path / 'classes.tif'}", f"OUTPUT_SIEVED={tmp_path / 'mmu.tif'}",
+                               "MIN_MAPPING_UNIT=4")
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert all(f'label="{name}"' in qml(str(tmp_path / "mmu.tif")) for name in CLASS_NAMES)
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad input: each refused with a QgsProcessingException that names the problem
 
