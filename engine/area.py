@@ -17,8 +17,9 @@ practices for estimating area and assessing accuracy of land change", Remote Sen
 with 95 % confidence intervals ± 1.96 standard errors. n_ij counts reference pixels mapped i and labelled j;
 N_i· the map's pixels of class i. The estimators assume the reference pixels are a stratified random sample
 of the map classes (e.g. random points per class); for hand-drawn ROIs they are an approximation, which the
-report says. A stratum without reference pixels leaves its share of the map unestimated (its row is 0 and
-its classes' areas miss it); one with a single pixel has no variance (its intervals are None). numpy only.
+report says. A stratum without reference pixels leaves its share of the map unestimated: the estimates
+then describe the sampled strata, whose share of the map the result gives. A stratum with a single
+reference pixel has no variance (the intervals are None). numpy only.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class AreaAccuracy:
 
     class_ids: List[int]
     mapped_pixels: np.ndarray       # N_i·
+    covered: float                  # share of the map in strata with reference pixels (what is estimated)
     sample: np.ndarray              # n_ij, rows = map, columns = reference
     proportions: np.ndarray         # p̂_ij
     users: np.ndarray               # Û_i (NaN: stratum not sampled)
@@ -77,7 +79,8 @@ class AreaAccuracy:
         if self.unsampled:
             notes.append(f"map classes {self.unsampled} have no reference pixel: their "
                          f"{int(sum(self.mapped_pixels[self.class_ids.index(c)] for c in self.unsampled)):,} mapped "
-                         "pixels are left out of every estimate (label some of them)")
+                         f"pixels are left out, so the estimates describe the other {100 * self.covered:.1f} % of "
+                         "the map (label some of them)")
         absent = [c for k, c in enumerate(self.class_ids) if self.mapped_pixels[k] == 0]
         if absent:
             notes.append(f"classes {absent} are in the reference but not in the map: they are a stratum of zero "
@@ -87,6 +90,7 @@ class AreaAccuracy:
         return {"method": "Olofsson et al. 2014, stratified estimators, map classes as strata",
                 "overall_accuracy": clean(self.overall), "overall_accuracy_ci95": clean(self.overall_ci),
                 "pixel_area_m2": pixel_area_m2, "total_pixels": int(self.mapped_pixels.sum()),
+                "share_of_map_estimated": self.covered,
                 "proportions": self.proportions.tolist(), "classes": classes, "notes": notes}
 
 
@@ -104,6 +108,13 @@ def area_adjusted_accuracy(sample: np.ndarray, mapped_pixels: Sequence[float],
     ids = list(range(1, k + 1)) if class_ids is None else [int(c) for c in class_ids]
     rows = n.sum(1)
     sampled = rows > 0
+    if not sampled.any():
+        raise ValueError("no reference pixel lies on a classified pixel: there is nothing to estimate")
+    # Strata without reference pixels cannot be estimated: the estimates cover the sampled strata, whose
+    # share of the map is ``covered`` (1 when every map class has reference pixels).
+    mapped_all = mapped
+    mapped = np.where(sampled, mapped_all, 0.0)
+    covered = float(mapped.sum() / mapped_all.sum())
     weights = mapped / mapped.sum()
     share = np.divide(n, rows[:, None], out=np.zeros_like(n), where=sampled[:, None])     # n_ij / n_i·
     proportions = weights[:, None] * share
@@ -130,9 +141,9 @@ def area_adjusted_accuracy(sample: np.ndarray, mapped_pixels: Sequence[float],
     single = [ids[i] for i in range(k) if rows[i] == 1 and weights[i] > 0]
     undefined = bool(single)     # a stratum without variance makes every interval it enters undefined
     return AreaAccuracy(
-        class_ids=ids, mapped_pixels=mapped.astype(np.int64), sample=n.astype(np.int64), proportions=proportions,
+        class_ids=ids, mapped_pixels=mapped_all.astype(np.int64), covered=covered, sample=n.astype(np.int64), proportions=proportions,
         users=users, users_ci=Z95 * np.sqrt(users_var), producers=producers,
         producers_ci=Z95 * np.sqrt(producers_var), overall=overall,
         overall_ci=float("nan") if undefined else Z95 * float(np.sqrt(overall_var)),
         area_pixels=column * mapped.sum(), area_pixels_ci=Z95 * np.sqrt(area_var) * mapped.sum(),
-        unsampled=[ids[i] for i in range(k) if not sampled[i] and mapped[i] > 0], single=single)
+        unsampled=[ids[i] for i in range(k) if not sampled[i] and mapped_all[i] > 0], single=single)

@@ -373,7 +373,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 threads=args.threads or None, bands=parse_bands(args.bands), progress=_progress_printer("compare"),
                 cancelled=cancelled)
         except (TrainingCancelled, PredictionCancelled):
-            print("comparison cancelled: the model in progress wrote nothing, and there is no report",
+            print("comparison cancelled: the finished models stay in --out-dir, nothing is half-written, and there "
+                  "is no report",
                   file=sys.stderr)
             return cancel_status()
     print(f"{'model':<10} {'OA':>7} {'AA':>7} {'kappa':>7} {'train s':>8} {'classify s':>10}")
@@ -537,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fixed: N train / M validation pixels per class, rest test (default, the papers' "
                             "protocol); ratio: fractions per class; spatial: the same counts from separate ROIs "
                             "(connected components, cut into blocks where a class has fewer than 3), the test "
-                            "pixels from the other ROIs, so none touches a training ROI; auto: spatial when every "
+                            "pixels from the other ROIs (or blocks), so none lies in a training ROI; auto: spatial when every "
                             "class has at least 3 separate ROIs, else fixed (the toolbox's default)")
         p.add_argument("--train-per-class", type=int, default=30, help="fixed/spatial split: training pixels (default 30)")
         p.add_argument("--val-per-class", type=int, default=10, help="fixed/spatial split: validation pixels (default 10)")

@@ -7,8 +7,8 @@ on the labels, the nodata mask and the seed only), then ``classify_file`` maps t
 HTML report holds a table of OA / AA / κ with training and prediction times, per-class accuracy, each
 model's test confusion matrix, and the class maps side by side as small PNG images embedded in the
 page (GDAL's PNG driver keeps the colour table). Every model's file and class map stay in the output
-folder. A cancel stops at the model in progress: nothing of it is written, the models finished before
-it stay, and no report is written.
+folder. A cancel stops at the model in progress, which leaves no half-written file (its model file when
+the cancel came while it classified), the models finished before it stay, and no report is written.
 """
 
 from __future__ import annotations

@@ -52,11 +52,12 @@ def _rewrite(src: str, out: str, work: Callable[[gdal.Dataset], None]) -> str:
         temporary = temporary_file(out, _SUFFIX)
     except OSError as error:
         raise ValueError(f"cannot write {out}: {error.strerror}; choose a folder you can write to") from None
+    copy = None
     try:
         copy = gdal.Translate(temporary, source, options=gdal.TranslateOptions(creationOptions=_COPY))
         work(copy)
         copy.FlushCache()
-        copy = None
+        copy = None                                      # closed before the rename (Windows keeps it locked)
         os.replace(temporary, out)
         if os.path.exists(temporary + ".aux.xml"):       # GTiff keeps class names in this sidecar
             os.replace(temporary + ".aux.xml", out + ".aux.xml")
@@ -65,6 +66,7 @@ def _rewrite(src: str, out: str, work: Callable[[gdal.Dataset], None]) -> str:
     except RuntimeError as error:
         raise ValueError(describe_write_error(error, out, "post-processed class raster")) from None
     finally:
+        copy = None                                      # a failed write: close before removing
         for leftover in (temporary, temporary + ".aux.xml"):
             if os.path.exists(leftover):
                 os.remove(leftover)
@@ -95,6 +97,8 @@ def majority(src: str, out: str, size: int = 3, progress: Optional[Progress] = N
     unclassified pixels (0) stay 0 and do not vote; a tie keeps the pixel's own class."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 3 or size % 2 == 0:
         raise ValueError(f"the majority window must be an odd number of pixels, at least 3, got {size!r}")
+    if size > 2 * _STRIP_ROWS + 1:                      # a strip's halo must not reach a written strip
+        raise ValueError(f"the majority window may be at most {2 * _STRIP_ROWS + 1} px, got {size}")
     half = size // 2
 
     def work(dataset: gdal.Dataset) -> None:

@@ -450,7 +450,7 @@ def spectra_svg(stats: Dict[str, Any]) -> str:
     width, height, left, right, top, bottom = 760, 360, 70, 170, 30, 46
     wavelengths = stats.get("wavelengths")
     xs = list(wavelengths) if wavelengths else list(range(1, len(stats["band_names"]) + 1))
-    classes = [c for c in stats["classes"] if c["pixels"]]
+    classes = [c for c in stats["classes"] if c["pixels"] and None not in c["mean"] and None not in c["std"]]
     lows = [m - s for c in classes for m, s in zip(c["mean"], c["std"])]
     highs = [m + s for c in classes for m, s in zip(c["mean"], c["std"])]
     if not classes or not xs:

@@ -71,7 +71,7 @@ class RoiStatistics:
         return {"raster": self.raster, "reference": self.reference, "jm_components": self.components,
                 "band_names": self.band_names, "wavelengths": self.wavelengths,
                 "classes": [{"id": cid, "name": name, "color": list(color), "pixels": n, "rois": r,
-                             "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+                             "mean": [clean(v) for v in mean], "std": [clean(v) for v in std]}
                             for cid, name, color, n, r, mean, std in zip(
                                 self.table.ids, self.table.names, self.table.colors, self.pixels, self.rois,
                                 self.mean, self.std)],
@@ -120,8 +120,8 @@ def jeffries_matusita(x: np.ndarray, y: np.ndarray, n_classes: int,
     spread = x.std(0)
     z = (x - x.mean(0)) / np.where(spread > 0, spread, 1.0)
     components = int(max(1, min(max_components, z.shape[1], sizes[usable].min() - 1)))
-    _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
-    scores = z @ vt[:components].T
+    _, vectors = np.linalg.eigh(np.cov(z, rowvar=False))          # bands x bands, whatever the pixel count
+    scores = z @ vectors[:, ::-1][:, :components]
     means, covs = {}, {}
     ridge = _RIDGE * max(float(scores.var(0).mean()), 1e-12)
     for c in np.flatnonzero(usable):

@@ -83,10 +83,13 @@ def select_suggestions(probabilities: np.ndarray, valid: np.ndarray, n: int, clu
     if candidates is not None:
         usable &= candidates
     min_distance = suggestions_distance(usable, n, min_distance)
-    order = np.argsort(-probabilities, axis=0)
-    first, second = order[0], order[1]
+    first = probabilities.argmax(0)
     p_first = np.take_along_axis(probabilities, first[None], 0)[0]
+    runner_up = probabilities.copy()
+    np.put_along_axis(runner_up, first[None], -1.0, 0)
+    second = runner_up.argmax(0)
     p_second = np.take_along_axis(probabilities, second[None], 0)[0]
+    del runner_up
     predicted = np.where(usable, first, -1)
     border = _differs_around(predicted)
     if clusters is not None:
@@ -203,6 +206,7 @@ def _write_points(path: str, records: List[Dict[str, Any]], info: Any) -> None:
     remove_stale_temporaries(path, (".part.gpkg",))
     temporary = temporary_file(path, ".part.gpkg")
     os.remove(temporary)
+    source = layer = None
     try:
         source = ogr.GetDriverByName("GPKG").CreateDataSource(temporary)
         layer = source.CreateLayer(os.path.splitext(os.path.basename(path))[0], spatial_reference(info.projection),
@@ -220,8 +224,9 @@ def _write_points(path: str, records: List[Dict[str, Any]], info: Any) -> None:
             y = d + (record["col"] + 0.5) * e + (record["row"] + 0.5) * f
             feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x} {y})"))
             layer.CreateFeature(feature)
-        source = None
+        source = None                                    # closed before the rename
         os.replace(temporary, path)
     finally:
+        source = layer = None                            # a failed write: close before removing
         if os.path.exists(temporary):
             os.remove(temporary)

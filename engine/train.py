@@ -676,6 +676,9 @@ def _oa(predicted: List[np.ndarray], truth: List[np.ndarray]) -> float:
     return _score(np.concatenate(predicted), truth_all, np.ones(truth_all.shape, bool))
 
 
+LARGE_FIT_PIXELS = 20_000   # classical models: above it, say that fitting may take long
+
+
 def _fit_pixels(model: HSIClassifier, patches: List[Patch], trains: List[np.ndarray], config: TrainConfig,
                 progress: Optional[Progress], cancelled: Optional[Cancelled]) -> TrainResult:
     """A classical model (models/classical.py): fitted once on the spectra of the training pixels, its
@@ -696,8 +699,18 @@ def _fit_pixels(model: HSIClassifier, patches: List[Patch], trains: List[np.ndar
     if missing:
         raise ValueError(f"{model.name} needs training pixels of every class; none for "
                          f"{', '.join(config.class_label(c) for c in missing)}")
+    if len(y_train) > LARGE_FIT_PIXELS:
+        _log.warning("%s fits on %d training pixels: a random forest grows large and an SVM's fit grows with the "
+                     "square of the pixels (minutes to hours); the 30/10 split or fewer ROI pixels keep it quick",
+                     model.name, len(y_train))
+
+    def check_cancel() -> None:
+        if cancelled is not None and cancelled():
+            raise TrainingCancelled(f"fitting {model.name} cancelled")
+
     with threadpool_limits(limits=config.threads):
-        info = model.fit_pixels(x_train, y_train, x_val, y_val, seed=config.seed, threads=config.threads)
+        info = model.fit_pixels(x_train, y_train, x_val, y_val, seed=config.seed, threads=config.threads,
+                                check_cancel=check_cancel)
     _log.info("%s fitted on %d training pixels in %.1f s: %s, validation OA %.4f", model.name, len(y_train),
               info["seconds"], ", ".join(f"{k} {v}" for k, v in info["settings"].items()), info["validation_oa"])
     model.eval()

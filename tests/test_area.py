@@ -48,6 +48,9 @@ def test_a_reference_class_absent_from_the_map_gets_its_area_from_the_errors_and
 def test_unsampled_strata_are_named_and_single_pixel_strata_have_no_interval():
     result = area_adjusted_accuracy(np.array([[10, 1, 0], [2, 8, 0], [0, 0, 0]]), [500, 300, 200])
     assert result.unsampled == [3] and "no reference pixel" in result.as_dict()["notes"][0]
+    assert result.covered == pytest.approx(0.8) and "other 80.0 % of the map" in result.as_dict()["notes"][0]
+    perfect = area_adjusted_accuracy(np.array([[50, 0], [0, 0]]), [500, 500])
+    assert perfect.overall == pytest.approx(1.0)          # the unsampled half counts neither way
     single = area_adjusted_accuracy(np.array([[10, 1], [0, 1]]), [500, 300])
     assert single.single == [2] and single.as_dict()["overall_accuracy_ci95"] is None
     with pytest.raises(ValueError, match="2 x 2"):

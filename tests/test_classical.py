@@ -109,3 +109,23 @@ def test_svm_trains_classifies_and_evaluates_salinas_a_from_the_cli(shared_data,
                  "--confidence", confidence]) == 0
     probability = gdal.Open(confidence).ReadAsArray()
     assert probability.max() <= 1 and probability[gdal.Open(classes).ReadAsArray() > 0].min() > 1 / 6
+
+
+def test_fitting_polls_the_cancel_between_the_searched_settings():
+    from engine.train import TrainConfig, TrainingCancelled, train_patches
+    from engine.sampler import Patch, Window
+
+    x, y, _ = blobs(3, per_class=20)
+    image = np.ascontiguousarray(x.T.reshape(12, 6, 10))
+    train = y.reshape(6, 10).astype(np.int64)
+    patch = Patch(Window(0, 6, 0, 10), image, image, np.ones((6, 10), bool), train, train.copy(),
+                  np.full((6, 10), -1))
+    polls = []
+
+    def cancelled():
+        polls.append(1)
+        return len(polls) > 2                  # let the start and the first setting through, then stop
+
+    with pytest.raises(TrainingCancelled, match="fitting svm cancelled"):
+        train_patches(build_model("svm", 12, 3), [patch], TrainConfig(), cancelled=cancelled)
+    assert len(polls) == 3

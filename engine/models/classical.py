@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -67,17 +67,21 @@ class _Classical(HSIClassifier):
         raise NotImplementedError
 
     def fit_pixels(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                   seed: int = 0, threads: Optional[int] = None) -> Dict[str, Any]:
+                   seed: int = 0, threads: Optional[int] = None,
+                   check_cancel: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
         """Fit on spectra (N, bands) with class indices, choosing the settings by validation OA (the first
-        wins ties; without validation pixels, the first); returns {settings, validation OA, seconds}."""
+        wins ties; without validation pixels, the first); returns {settings, validation OA, seconds}.
+        ``check_cancel()`` runs before every fit of the search and raises the caller's exception to stop."""
         from sklearn.preprocessing import StandardScaler
 
+        check = check_cancel or (lambda: None)
         started = time.perf_counter()
         scaler = StandardScaler().fit(x_train)
         scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
         z_train, z_val = scaler.transform(x_train), scaler.transform(x_val) if len(x_val) else x_val
         best: Optional[Tuple[float, Dict[str, Any], Any]] = None
         for settings, estimator in self._grid(x_train.shape[1], seed, threads):
+            check()
             estimator.fit(z_train, y_train)
             score = float(np.mean(estimator.predict(z_val) == y_val)) if len(y_val) else math.nan
             if best is None or score > best[0]:
@@ -87,6 +91,7 @@ class _Classical(HSIClassifier):
         score, settings, estimator = best
         self.mean.copy_(torch.from_numpy(scaler.mean_))
         self.scale.copy_(torch.from_numpy(scale))
+        check()
         self._store(self._final(estimator, settings, z_train, y_train, seed, threads))
         self.config.update(settings)
         self.fitted.fill_(True)
@@ -109,13 +114,17 @@ class RandomForest(_Classical):
     name = "rf"
 
     def __init__(self, in_bands: int, n_classes: int, trees: int = 500, max_features: Any = "sqrt",
-                 nodes: int = 1, depth: int = 0) -> None:
+                 nodes: int = 1, depth: int = 0, leaves: int = 1) -> None:
         super().__init__({"in_bands": in_bands, "n_classes": n_classes, "trees": trees,
-                          "max_features": max_features, "nodes": nodes, "depth": depth})
-        self.register_buffer("feature", torch.zeros(trees, nodes, dtype=torch.int64))
+                          "max_features": max_features, "nodes": nodes, "depth": depth, "leaves": leaves})
+        # Per tree and node (padded to the largest tree): split feature, threshold (float64, as scikit-learn
+        # compares), children (−1 at leaves) and the row of the node's class distribution in ``leaf``, which
+        # holds the leaves only (row 0: internal nodes), so a forest of deep trees stays small.
+        self.register_buffer("feature", torch.zeros(trees, nodes, dtype=torch.int32))
         self.register_buffer("threshold", torch.zeros(trees, nodes, dtype=torch.float64))
-        self.register_buffer("child", torch.full((trees, nodes, 2), -1, dtype=torch.int64))
-        self.register_buffer("leaf", torch.zeros(trees, nodes, n_classes, dtype=torch.float64))
+        self.register_buffer("child", torch.full((trees, nodes, 2), -1, dtype=torch.int32))
+        self.register_buffer("leaf_row", torch.zeros(trees, nodes, dtype=torch.int32))
+        self.register_buffer("leaf", torch.zeros(leaves, n_classes, dtype=torch.float32))
 
     def _grid(self, bands: int, seed: int, threads: Optional[int]) -> List[Tuple[Dict[str, Any], Any]]:
         from sklearn.ensemble import RandomForestClassifier
@@ -128,38 +137,47 @@ class RandomForest(_Classical):
         trees = [t.tree_ for t in forest.estimators_]
         nodes, depth = max(t.node_count for t in trees), max(t.max_depth for t in trees)
         n_classes, present = self.config["n_classes"], forest.classes_.astype(np.int64)
-        feature = np.zeros((len(trees), nodes), np.int64)
+        feature = np.zeros((len(trees), nodes), np.int32)
         threshold = np.zeros((len(trees), nodes))
-        children = np.full((len(trees), nodes, 2), -1, np.int64)
-        leaf = np.zeros((len(trees), nodes, n_classes))
+        children = np.full((len(trees), nodes, 2), -1, np.int32)
+        leaf_row = np.zeros((len(trees), nodes), np.int32)
+        leaves = [np.zeros((1, n_classes), np.float32)]
+        following = 1
         for k, tree in enumerate(trees):
             n = tree.node_count
             feature[k, :n] = np.maximum(tree.feature, 0)
             threshold[k, :n] = tree.threshold
             children[k, :n, 0], children[k, :n, 1] = tree.children_left, tree.children_right
-            counts = tree.value[:, 0, :]
-            leaf[k, :n][:, present] = counts / np.maximum(counts.sum(1, keepdims=True), 1e-300)
-        self.config.update(nodes=int(nodes), depth=int(depth))
-        for name, array in (("feature", feature), ("threshold", threshold), ("child", children), ("leaf", leaf)):
+            is_leaf = np.flatnonzero(tree.children_left < 0)
+            counts = tree.value[is_leaf, 0, :]
+            table = np.zeros((len(is_leaf), n_classes), np.float32)
+            table[:, present] = counts / np.maximum(counts.sum(1, keepdims=True), 1e-300)
+            leaf_row[k, is_leaf] = np.arange(following, following + len(is_leaf))
+            leaves.append(table)
+            following += len(is_leaf)
+        self.config.update(nodes=int(nodes), depth=int(depth), leaves=int(following))
+        for name, array in (("feature", feature), ("threshold", threshold), ("child", children),
+                            ("leaf_row", leaf_row), ("leaf", np.concatenate(leaves))):
             setattr(self, name, torch.from_numpy(array))
 
     def probabilities(self, z: Tensor) -> Tensor:
         n_trees, nodes = self.feature.shape
-        offset = (torch.arange(n_trees) * nodes)[:, None]                       # node k of tree t: t·nodes + k
-        feature, threshold = self.feature.reshape(-1), self.threshold.reshape(-1)
-        left, right = self.child[..., 0].reshape(-1), self.child[..., 1].reshape(-1)
-        leaf = self.leaf.reshape(n_trees * nodes, -1)
+        offset = (torch.arange(n_trees, device=z.device) * nodes)[:, None]     # node k of tree t: t·nodes + k
+        feature, threshold = self.feature.reshape(-1).long(), self.threshold.reshape(-1)
+        left, right = self.child[..., 0].reshape(-1).long(), self.child[..., 1].reshape(-1).long()
+        leaf_row = self.leaf_row.reshape(-1).long()
         out = []
         for chunk in z.split(_PIXELS_PER_CHUNK):
             spectra = chunk.float().double().t().contiguous()   # scikit-learn's trees compare float32 spectra
-            node = torch.zeros(n_trees, len(chunk), dtype=torch.int64)             # with float64 thresholds
+            node = torch.zeros(n_trees, len(chunk), dtype=torch.int64, device=z.device)   # with float64 thresholds
             for _ in range(int(self.config["depth"])):
                 at = (node + offset).reshape(-1)
                 value = spectra.gather(0, feature[at].view(n_trees, -1))           # (trees, pixels)
                 step = torch.where(value <= threshold[at].view(n_trees, -1), left[at].view(n_trees, -1),
                                    right[at].view(n_trees, -1))
                 node = torch.where(step >= 0, step, node)                           # leaves stay
-            out.append(leaf[(node + offset).reshape(-1)].view(n_trees, len(chunk), -1).mean(0))
+            rows = leaf_row[(node + offset).reshape(-1)]
+            out.append(self.leaf[rows].view(n_trees, len(chunk), -1).double().mean(0))
         return torch.cat(out) if out else z.new_zeros(0, self.config["n_classes"])
 
 
@@ -222,6 +240,8 @@ class SupportVectorMachine(_Classical):
         n_classes = self.config["n_classes"]
         if len(z) == 0:
             return z.new_zeros(0, n_classes)
+        if len(z) > _PIXELS_PER_CHUNK:                    # the kernel matrix and pairwise tables per chunk
+            return torch.cat([self.probabilities(chunk) for chunk in z.split(_PIXELS_PER_CHUNK)])
         f = self.decision(z) * self.prob_a + self.prob_b                               # libsvm's sigmoid_predict
         pairwise = torch.where(f >= 0, torch.exp(-f) / (1 + torch.exp(-f)), 1 / (1 + torch.exp(f)))
         pairwise = pairwise.clamp(_MIN_PROBABILITY, 1 - _MIN_PROBABILITY)
@@ -242,7 +262,7 @@ def _couple(r: Tensor) -> Tensor:
     diagonal = (r.transpose(1, 2) ** 2).sum(2) - torch.diagonal(r, dim1=1, dim2=2) ** 2   # Σ_{j≠t} r_jt²
     q = q - torch.diag_embed(torch.diagonal(q, dim1=1, dim2=2)) + torch.diag_embed(diagonal)
     p = r.new_full((n, k), 1.0 / k)
-    active = torch.ones(n, dtype=torch.bool)
+    active = torch.ones(n, dtype=torch.bool, device=r.device)
     for _ in range(max(100, k)):
         qp = (q @ p[..., None])[..., 0]
         pqp = (p * qp).sum(1)
