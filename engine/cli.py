@@ -174,18 +174,14 @@ def _split_options(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
-    """Run train_from_files (train_multimodal_from_files for M3amba) with the CLI's options; returns
-    (metadata, result) or None when cancelled."""
+    """Run train_from_files with the CLI's options; returns (metadata, result) or None when cancelled."""
+    from .distributed import is_main
     from .pipeline import train_from_files
     from .train import TrainingCancelled
 
-    job = train_from_files
     if args.model in MULTIMODAL_NAMES:
-        from .multimodal import train_multimodal_from_files as job
-
         inputs = dict(inputs, aux=args.aux, aux_resampling=args.aux_resampling, clip_weights=args.clip_weights,
                       use_clip=not args.no_clip)
-    from .distributed import is_main
 
     if args.command == "train" and args.windows_per_step != 1:
         inputs["windows_per_step"] = args.windows_per_step
@@ -195,10 +191,11 @@ def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
         inputs["memory_budget_mb"] = args.memory_budget_mb
     with _ctrl_c_cancels() as cancelled:
         try:
-            return job(raster=args.raster, out_model=args.out_model, model=args.model, epochs=args.epochs,
-                       device=args.device, seed=args.seed, overrides=overrides, split=_split_options(args),
-                       patience=args.patience, threads=args.threads or None,
-                       progress=_progress_printer("train") if is_main() else None, cancelled=cancelled, **inputs)
+            return train_from_files(
+                raster=args.raster, out_model=args.out_model, model=args.model, epochs=args.epochs, device=args.device,
+                seed=args.seed, overrides=overrides, split=_split_options(args), patience=args.patience,
+                threads=args.threads or None, progress=_progress_printer("train") if is_main() else None,
+                cancelled=cancelled, **inputs)
         except TrainingCancelled:
             print("training cancelled: no model file written", file=sys.stderr)
             return None
@@ -288,20 +285,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _classify(args: argparse.Namespace, model: str, raster: str, out: str, aux: Optional[List[str]] = None,
               bands: Optional[List[int]] = None, **outputs: Optional[str]) -> Optional[dict]:
-    """classify_file, or classify_multimodal_file when auxiliary rasters are given; None when cancelled."""
+    """classify_file (with the auxiliary rasters of a multi-modal model); None when cancelled."""
     from .pipeline import classify_file
     from .predict import PredictionCancelled
 
     with _ctrl_c_cancels() as cancelled:
-        common = dict(device=args.device, threads=args.threads or None, progress=_progress_printer("classify"),
-                      cancelled=cancelled)
         try:
-            if aux:
-                from .multimodal import classify_multimodal_file
-
-                return classify_multimodal_file(model, raster, aux, out, bands=bands, **common, **outputs)
-            return classify_file(model, raster, out, tile=args.tile, overlap=args.overlap, bands=bands, **common,
-                                 **outputs)
+            return classify_file(model, raster, out, tile=args.tile, overlap=args.overlap, bands=bands, aux=aux,
+                                 device=args.device, threads=args.threads or None,
+                                 progress=_progress_printer("classify"), cancelled=cancelled, **outputs)
         except PredictionCancelled:
             print("classification cancelled: no output raster written", file=sys.stderr)
             return None

@@ -21,7 +21,7 @@ import logging
 import os
 import platform
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import sklearn
@@ -39,7 +39,7 @@ from .device import resolve_device
 from . import distributed
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
-from .models.registry import build_model
+from .models.registry import MULTIMODAL_NAMES, build_model
 from .memory import available_memory_bytes, gigabytes
 from .paths import check_distinct
 from .predict import DEFAULT_TILE, predict_raster
@@ -220,6 +220,7 @@ def training_provenance(result: TrainResult, sources: Dict[str, Any], split: Spl
 
 
 SAMPLINGS = ("auto", "windows", "whole")
+HSI_EPOCHS, HSI_LEARNING_RATE = 200, 3e-4    # the MambaHSI / CSSMamba protocol (TrainConfig's defaults)
 
 
 @dataclass
@@ -375,16 +376,25 @@ def restyle_classes(table: ClassTable, style: Dict[int, Tuple[Optional[str], Col
 
 def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, rois: Optional[str] = None,
                      class_field: Optional[str] = None, name_field: Optional[str] = None,
-                     model: str = "cssmamba", epochs: int = 200, device: str = "auto", seed: int = 0,
-                     bands: Optional[List[int]] = None, lr: float = 3e-4,
+                     model: str = "cssmamba", epochs: Optional[int] = None, device: str = "auto", seed: int = 0,
+                     bands: Optional[List[int]] = None, lr: Optional[float] = None,
                      overrides: Optional[Dict[str, Any]] = None, split: Optional[SplitOptions] = None,
                      patience: Optional[int] = None, threads: Optional[int] = None,
                      memory_budget_mb: Optional[int] = None,
                      class_style: Optional[Dict[int, Tuple[Optional[str], Color]]] = None,
                      other_outputs: Optional[Dict[str, Optional[str]]] = None,
-                     windows_per_step: int = 1, sampling: str = "auto", progress: Optional[Progress] = None,
+                     windows_per_step: int = 1, sampling: str = "auto", aux: Optional[Sequence[str]] = None,
+                     aux_resampling: Optional[Sequence[str]] = None, clip_weights: Optional[str] = None,
+                     use_clip: bool = True, progress: Optional[Progress] = None,
                      cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
     """Train ``model`` on ``raster`` with labels (raster) or ROIs (vector + class field); save it to ``out_model``.
+
+    The one training job of every model: with ``aux`` (auxiliary rasters on the raster's area: LiDAR,
+    SAR) a multi-modal model (M3amba) trains on the raster and them, with ``aux_resampling``,
+    ``clip_weights`` and ``use_clip`` as ``multimodal.train_multimodal_from_files`` takes them; the
+    options that only the hyperspectral-only models have (bands, sampling, memory budget, windows per
+    step) are refused there. ``epochs`` / ``lr`` None: the model's protocol (200 epochs at 3e-4 for
+    CSSMamba and MambaHSI, multimodal.EPOCHS / LEARNING_RATE for M3amba).
 
     ``bands``: 1-based file bands to train on (None: every band but alpha and bbl=0 bands); the model
     file records them, so classification reads the same ones. ``class_style``: {class id: (name or None,
@@ -404,6 +414,18 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     memory; the log says which). Under torchrun (engine/distributed.py) only rank 0 writes the model file.
     """
     split = split or SplitOptions()
+    if aux or model in MULTIMODAL_NAMES:
+        return _train_multimodal(
+            raster, out_model, model, aux, dict(
+                labels=labels, rois=rois, class_field=class_field, name_field=name_field,
+                **{key: value for key, value in (("epochs", epochs), ("lr", lr)) if value is not None},
+                device=device, seed=seed, overrides=overrides, split=split, patience=patience,
+                threads=threads, class_style=class_style, other_outputs=other_outputs, progress=progress,
+                cancelled=cancelled, aux_resampling=aux_resampling, clip_weights=clip_weights, use_clip=use_clip),
+            {"bands": bands is not None, "sampling": sampling != "auto", "memory budget": memory_budget_mb is not None,
+             "windows per step": windows_per_step != 1})
+    epochs = HSI_EPOCHS if epochs is None else epochs
+    lr = HSI_LEARNING_RATE if lr is None else lr
     started = utc_now()
     check_distinct(training_inputs(raster, labels, rois, split), dict(other_outputs or {}, **{"model file": out_model}))
     load = phase_progress(progress, 0.0, 0.05)
@@ -472,12 +494,34 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     return metadata, result
 
 
+def _train_multimodal(raster: str, out_model: str, model: str, aux: Optional[Sequence[str]],
+                      options: Dict[str, Any], hsi_only: Dict[str, bool]) -> Tuple[Dict[str, Any], TrainResult]:
+    """train_from_files for a model that fuses the raster with auxiliary rasters (multimodal.py)."""
+    if model not in MULTIMODAL_NAMES:
+        raise ValueError(f"{model} reads the hyperspectral raster only; auxiliary rasters need a multi-modal model "
+                         f"({', '.join(MULTIMODAL_NAMES)})")
+    if not aux:
+        raise ValueError(f"{model} fuses the raster with auxiliary rasters (LiDAR, SAR) of the same area: give at "
+                         "least one (CLI: --aux FILE; toolbox: Auxiliary rasters)")
+    unused = [name for name, used in hsi_only.items() if used]
+    if unused:
+        raise ValueError(f"{', '.join(unused)}: for the hyperspectral-only models; {model} trains on every band of "
+                         "the raster, on crops around the training pixels")
+    from .multimodal import train_multimodal_from_files   # it builds on this module's helpers
+
+    return train_multimodal_from_files(raster, list(aux), out_model, model=model, **options)
+
+
 def classify_file(model_path: str, raster: str, out: str, confidence: Optional[str] = None,
                   clusters: Optional[str] = None, probabilities: Optional[str] = None, tile: Optional[int] = None,
                   overlap: Optional[int] = None, device: str = "auto", threads: Optional[int] = None,
-                  bands: Optional[List[int]] = None, progress: Optional[Progress] = None,
-                  cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
+                  bands: Optional[List[int]] = None, aux: Optional[Sequence[str]] = None,
+                  progress: Optional[Progress] = None, cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
     """Classify ``raster`` with the model file; returns {output kind: path written}.
+
+    The one classification job of every model: a multi-modal model file (M3amba) needs ``aux``, its
+    auxiliary rasters in the training order (``multimodal.classify_multimodal_file``, which has no
+    cluster map and predicts on its own crops, so ``clusters``, ``tile`` and ``overlap`` do not apply).
 
     ``bands``: the raster's file bands to read, in the model's order, when its band layout differs from
     the training raster's and wavelengths cannot match them (``bandmatch.choose_bands``).
@@ -488,6 +532,15 @@ def classify_file(model_path: str, raster: str, out: str, confidence: Optional[s
     (None: the libraries' defaults); tile/overlap None: the tiles a model trained on label windows was
     trained on (the model file's "tiling"), else predict's measured defaults.
     """
+    if aux:
+        if clusters or tile is not None or overlap is not None:
+            raise ValueError("a multi-modal model has no cluster map and predicts on overlapping crops of its own: "
+                             "leave out the cluster output, the tile size and the overlap")
+        from .multimodal import classify_multimodal_file
+
+        return classify_multimodal_file(model_path, raster, list(aux), out, confidence=confidence,
+                                        probabilities=probabilities, device=device, threads=threads, bands=bands,
+                                        progress=progress, cancelled=cancelled)
     net, metadata = load_model(model_path)
     trained_on = metadata.get("tiling") or {}         # a model trained on label windows: their tiles
     sizes = {key: value for key, value in (("tile", tile if tile is not None else trained_on.get("tile")),

@@ -539,3 +539,28 @@ def test_cli_classify_refuses_clusters_and_tiles_for_multimodal_models(tmp_path,
     assert main(["classify", "--model", "m.pt", "--raster", "r.tif", "--aux", "a.tif", "--out", "c.tif",
                  "--clusters", "k.tif", "--tile", "64"]) == 2
     assert "--clusters, --tile do not apply to multi-modal models" in capsys.readouterr().err
+
+
+def test_the_one_training_and_classification_job_takes_the_auxiliary_rasters(scene):
+    """pipeline.train_from_files / classify_file serve M3amba when given aux, with its own defaults (100
+    epochs at lr 1e-3 unless set), and refuse combinations that cannot work, before any work."""
+    from engine.pipeline import classify_file, train_from_files
+
+    metadata, _ = train_from_files(scene["hsi"], str(scene["out"] / "one.pt"), labels=scene["labels"],
+                                   model="m3amba", aux=[scene["dsm"]], use_clip=False, epochs=1, device="cpu",
+                                   threads=1, overrides=TINY)
+    assert metadata["model"]["name"] == "m3amba" and [m["role"] for m in metadata["modalities"]] == ["hsi", "aux"]
+    assert metadata["provenance"]["learning_rate"] == pytest.approx(1e-3)
+    written = classify_file(str(scene["out"] / "one.pt"), scene["hsi"], str(scene["out"] / "one.tif"),
+                            aux=[scene["dsm"]], device="cpu", threads=1)
+    assert gdal.Open(written["classes"]).ReadAsArray().shape == (ROWS, COLS)
+    out = str(scene["out"] / "no.pt")
+    for kwargs, message in (({"model": "m3amba"}, "give at least one"),
+                            ({"model": "cssmamba", "aux": [scene["dsm"]]}, "hyperspectral raster only"),
+                            ({"model": "m3amba", "aux": [scene["dsm"]], "bands": [1, 2]}, "bands: for the")):
+        with pytest.raises(ValueError, match=message):
+            train_from_files(scene["hsi"], out, labels=scene["labels"], use_clip=False, **kwargs)
+    with pytest.raises(ValueError, match="no cluster map"):
+        classify_file(str(scene["out"] / "one.pt"), scene["hsi"], str(scene["out"] / "c.tif"), aux=[scene["dsm"]],
+                      clusters=str(scene["out"] / "k.tif"))
+    assert not os.path.exists(out)

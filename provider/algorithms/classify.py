@@ -219,7 +219,6 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.modelfile import load_model
-        from ...engine.multimodal import classify_multimodal_file
         from ...engine.pipeline import classify_file
         from ...engine.paths import check_distinct
         from ...engine.postprocess import majority, sieve
@@ -261,13 +260,9 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                 metadata["model"]["name"], len(metadata["classes"]["ids"]), ", ".join(metadata["classes"]["names"])))
             outputs = {"confidence": paths["confidence"] or None, "probabilities": paths["probabilities"] or None}
             try:
-                if multimodal:
-                    written = classify_multimodal_file(model_path, raster, aux, paths["classes"], device=device,
-                                                       bands=bands, progress=progress, cancelled=cancelled, **outputs)
-                else:
-                    written = classify_file(model_path, raster, paths["classes"], clusters=paths["clusters"] or None,
-                                            device=device, bands=bands, progress=progress, cancelled=cancelled,
-                                            **outputs, **tiling)
+                own = {"aux": aux} if multimodal else {"clusters": paths["clusters"] or None, **tiling}
+                written = classify_file(model_path, raster, paths["classes"], device=device, bands=bands,
+                                        progress=progress, cancelled=cancelled, **outputs, **own)
             except PredictionCancelled:
                 feedback.pushWarning(self.tr("Classification cancelled; no output was written."))
                 return {}

@@ -1,7 +1,7 @@
 """Processing algorithm ``cssmamba:trainmultimodal``: train M3amba on a hyperspectral raster fused with
 auxiliary rasters (LiDAR, SAR), from the same training ROIs as ``cssmamba:train``.
 
-A thin adapter over ``engine.multimodal.train_multimodal_from_files``: the ROI parameters, their checks
+A thin adapter over ``engine.pipeline.train_from_files`` with auxiliary rasters: the ROI parameters, their checks
 and the log lines come from ``train.py``, the styled outputs from ``classify.py``.
 """
 
@@ -123,8 +123,7 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.addParameter(output)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        from ...engine.multimodal import classify_multimodal_file, train_multimodal_from_files
-        from ...engine.pipeline import SplitOptions
+        from ...engine.pipeline import SplitOptions, classify_file, train_from_files
         from ...engine.paths import check_distinct
         from ...engine.predict import PredictionCancelled
         from ...engine.report import training_report_html, write_report
@@ -164,8 +163,8 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             if rois.validation:
                 feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains."))
             try:
-                metadata, result = train_multimodal_from_files(
-                    raster, aux, model_path, rois=rois.rois, class_field=rois.class_field,
+                metadata, result = train_from_files(
+                    raster, model_path, aux=aux, rois=rois.rois, class_field=rois.class_field,
                     name_field=rois.name_field, clip_weights=run[self.CLIP_WEIGHTS], use_clip=not run[self.NO_CLIP],
                     model=MODEL, epochs=run[self.EPOCHS], device=device, seed=run[self.SEED],
                     lr=run[self.LEARNING_RATE], aux_resampling=[run[self.AUX_RESAMPLING]], overrides=overrides,
@@ -184,8 +183,8 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             if not classification:
                 return outputs
             try:
-                written = classify_multimodal_file(
-                    model_path, raster, aux, classification, device=device,
+                written = classify_file(
+                    model_path, raster, classification, aux=aux, device=device,
                     progress=lambda fraction, text="": progress(share + (1 - share) * fraction, text),
                     cancelled=cancelled)
             except PredictionCancelled:
