@@ -508,6 +508,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--class-field", help="ROI attribute holding the integer class id (required with --rois)")
         p.add_argument("--name-field", help="ROI attribute holding the class name (optional)")
 
+    def split_options(p: argparse.ArgumentParser, default: str) -> None:
+        """How the labelled pixels are split (pipeline.SplitOptions); ``default``: the --split mode."""
+        p.add_argument("--split", choices=["fixed", "ratio", "spatial", "auto"], default=default,
+                       help="fixed: N train / M validation pixels per class, rest test (the papers' protocol; "
+                            "train's default); ratio: fractions per class; spatial: the same counts from separate "
+                            "ROIs (connected components, cut into blocks where a class has fewer than 3), the test "
+                            "pixels from the other ROIs (or blocks), so none lies in a training ROI; auto: spatial "
+                            "when every class has at least 3 separate ROIs, else fixed (the toolbox's and compare's "
+                            "default)")
+        p.add_argument("--train-per-class", type=int, default=30,
+                       help="fixed/spatial split: training pixels (default 30)")
+        p.add_argument("--val-per-class", type=int, default=10,
+                       help="fixed/spatial split: validation pixels (default 10)")
+        p.add_argument("--train-ratio", type=float, default=0.1, help="ratio split: training fraction (default 0.1)")
+        p.add_argument("--val-ratio", type=float, default=0.01, help="ratio split: validation fraction (0.01)")
+        p.add_argument("--val-labels", help="validation label raster: all training labels train, these select "
+                                            "the epoch and are what the metrics are computed on")
+        p.add_argument("--val-rois", help="validation ROI vector (as --val-labels)")
+        p.add_argument("--val-class-field", help="class field of --val-rois (default: --class-field)")
+
     def training_options(p: argparse.ArgumentParser, epochs: Optional[int], seed: bool = True) -> None:
         """epochs None: the default depends on the model (the train command, which offers M3amba)."""
         if epochs is None:
@@ -526,20 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="model config override, repeatable, value read as JSON when it parses "
                             "(e.g. --set clusters_per_class=2 --set gate=prior)")
-        p.add_argument("--split", choices=["fixed", "ratio", "spatial", "auto"], default="fixed",
-                       help="fixed: N train / M validation pixels per class, rest test (default, the papers' "
-                            "protocol); ratio: fractions per class; spatial: the same counts from separate ROIs "
-                            "(connected components, cut into blocks where a class has fewer than 3), the test "
-                            "pixels from the other ROIs (or blocks), so none lies in a training ROI; auto: spatial when every "
-                            "class has at least 3 separate ROIs, else fixed (the toolbox's default)")
-        p.add_argument("--train-per-class", type=int, default=30, help="fixed/spatial split: training pixels (default 30)")
-        p.add_argument("--val-per-class", type=int, default=10, help="fixed/spatial split: validation pixels (default 10)")
-        p.add_argument("--train-ratio", type=float, default=0.1, help="ratio split: training fraction (default 0.1)")
-        p.add_argument("--val-ratio", type=float, default=0.01, help="ratio split: validation fraction (0.01)")
-        p.add_argument("--val-labels", help="validation label raster: all training labels train, these select "
-                                            "the epoch and are what the metrics are computed on")
-        p.add_argument("--val-rois", help="validation ROI vector (as --val-labels)")
-        p.add_argument("--val-class-field", help="class field of --val-rois (default: --class-field)")
+        split_options(p, "fixed")
         p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation OA")
         p.add_argument("--threads", type=int, default=0,
                        help="CPU threads of torch and scikit-learn (default: the libraries' choice)")
@@ -624,15 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--epochs", type=int, help=f"epochs of the deep models (default {HSI_EPOCHS})")
     compare.add_argument("--device", choices=DEVICES, default="auto", help="auto = CUDA when available (default)")
     compare.add_argument("--seed", type=int, default=0, help="seed of the split and of every model")
-    compare.add_argument("--split", choices=["fixed", "ratio", "spatial", "auto"], default="auto",
-                         help="as for train; default auto (spatial when every class has 3 separate ROIs)")
-    compare.add_argument("--train-per-class", type=int, default=30)
-    compare.add_argument("--val-per-class", type=int, default=10)
-    compare.add_argument("--train-ratio", type=float, default=0.1)
-    compare.add_argument("--val-ratio", type=float, default=0.01)
-    compare.add_argument("--val-labels", help="validation label raster (as for train)")
-    compare.add_argument("--val-rois", help="validation ROI vector (as for train)")
-    compare.add_argument("--val-class-field", help="class field of --val-rois (default: --class-field)")
+    split_options(compare, "auto")
     compare.add_argument("--bands", help="file bands, e.g. 1-50,60 (default: every band but alpha and bbl=0)")
     compare.add_argument("--threads", type=int, default=0, help="CPU threads (default: the libraries' choice)")
     compare.add_argument("--out-dir", required=True, help="folder for the report, model files and class maps")

@@ -181,7 +181,8 @@ def suggest_file(model_path: str, raster: str, out: str, n: int = 20, labels: Op
     if labels or rois:
         ids, _ = read_reference(info, labels, rois, class_field, None)
         exclude = ids > 0
-    suggestions = select_suggestions(probabilities, probabilities.sum(0) > 0, n, clusters, exclude, min_distance)
+    has_data = probabilities.sum(0) > 0
+    suggestions = select_suggestions(probabilities, has_data, n, clusters, exclude, min_distance)
     records = [dict(rank=k + 1, predicted_id=metadata["classes"]["ids"][s.predicted], predicted=names[s.predicted],
                     probability=round(s.p_first, 4), second_id=metadata["classes"]["ids"][s.second],
                     second=names[s.second], second_probability=round(s.p_second, 4), cluster=s.cluster,
@@ -189,10 +190,10 @@ def suggest_file(model_path: str, raster: str, out: str, n: int = 20, labels: Op
                for k, s in enumerate(suggestions)]
     _write_points(out, records, info)
     if len(records) < n:
+        distance = suggestions_distance(has_data, n, min_distance)
         log.warning("%d suggestions of the %d asked for: no other pixel lies %.0f px from the others and %.0f px "
-                    "from the ROIs; lower the distance (--min-distance) for more", len(records), n,
-                    suggestions_distance(probabilities.sum(0) > 0, n, min_distance),
-                    suggestions_distance(probabilities.sum(0) > 0, n, min_distance) / 2)
+                    "from the ROIs; lower the distance (--min-distance) for more", len(records), n, distance,
+                    distance / 2)
     return {"path": out, "suggestions": records}
 
 

@@ -101,21 +101,26 @@ VALIDATION_GROUP_SHARE = 0.2
 def label_groups(labels: np.ndarray, valid: Optional[np.ndarray] = None) -> np.ndarray:
     """Group ids (H, W) int64 of ``spatial_split`` (−1 = unlabelled or not valid): the 8-connected
     components of each class, cut into blocks for classes with fewer than MIN_GROUPS of them."""
-    from scipy import ndimage   # scikit-learn's dependency; imported here so the module stays light
-
-    labels = np.asarray(labels)
-    usable = labels >= 0 if valid is None else (labels >= 0) & np.asarray(valid, bool)
-    groups = np.full(labels.shape, UNLABELLED, np.int64)
+    groups = np.full(np.shape(labels), UNLABELLED, np.int64)
     following = 0
-    for cls in _class_order(np.where(usable, labels, UNLABELLED).ravel()):
-        mask = usable & (labels == cls)
-        components, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    for mask, components, count in _class_components(labels, valid):
         ids = components[mask].astype(np.int64) - 1
         if count < MIN_GROUPS:
             ids = _cut_into_blocks(np.argwhere(mask), ids)
         groups[mask] = following + ids
         following += int(ids.max()) + 1
     return groups
+
+
+def _class_components(labels: np.ndarray, valid: Optional[np.ndarray]):
+    """Per class in id order: (its usable pixels (H, W) bool, their 8-connected component ids, how many)."""
+    from scipy import ndimage   # scikit-learn's dependency; imported here so the module stays light
+
+    labels = np.asarray(labels)
+    usable = labels >= 0 if valid is None else (labels >= 0) & np.asarray(valid, bool)
+    for cls in _class_order(np.where(usable, labels, UNLABELLED).ravel()):
+        mask = usable & (labels == cls)
+        yield (mask, *ndimage.label(mask, structure=np.ones((3, 3), bool)))
 
 
 def _cut_into_blocks(pixels: np.ndarray, components: np.ndarray) -> np.ndarray:
@@ -135,12 +140,8 @@ def _cut_into_blocks(pixels: np.ndarray, components: np.ndarray) -> np.ndarray:
 
 def groups_per_class(labels: np.ndarray, valid: Optional[np.ndarray] = None) -> Dict[int, int]:
     """{class index: number of 8-connected components}: whether ROIs allow a spatial split as drawn."""
-    from scipy import ndimage
-
     labels = np.asarray(labels)
-    usable = labels >= 0 if valid is None else (labels >= 0) & np.asarray(valid, bool)
-    return {cls: int(ndimage.label(usable & (labels == cls), structure=np.ones((3, 3), bool))[1])
-            for cls in _class_order(np.where(usable, labels, UNLABELLED).ravel())}
+    return {int(labels[mask][0]): int(count) for mask, _, count in _class_components(labels, valid)}
 
 
 def spatial_split(labels: np.ndarray, seed: int, train_per_class: int = 30, val_per_class: int = 10,

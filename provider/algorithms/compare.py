@@ -17,7 +17,7 @@ from qgis.core import (
 
 from ..algorithm import CSSMambaAlgorithm, engine_callbacks, engine_run
 from .classify import DEVICES, StylesOnCompletion, advanced, device_parameter, raster_file, write_styles
-from .train import SPLITS, training_rois, roi_parameters
+from .train import SPLITS, roi_parameters, split_parameter, training_rois
 
 MODELS = ("rf", "svm", "mambahsi", "cssmamba")
 MODEL_LABELS = ("Random forest (500 trees)", "SVM (RBF kernel)", "MambaHSI", "CSSMamba")
@@ -56,11 +56,7 @@ class CompareAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             defaultValue=list(range(len(MODELS)))))
         self.addParameter(QgsProcessingParameterNumber(
             self.EPOCHS, self.tr("Epochs (deep models)"), integer, 200, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.SPLIT, self.tr("Sample split"),
-            options=[self.tr("Pixels per class"), self.tr("Ratio"), self.tr("Separate ROIs (spatial)"),
-                     self.tr("Auto (spatial with 3 separate ROIs per class)")],
-            defaultValue=SPLITS.index("auto")))
+        self.addParameter(split_parameter(self, self.SPLIT, self.tr("Sample split")))
         self.addParameter(advanced(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), integer, 0,
                                                                 minValue=0)))
         self.addParameter(device_parameter(self, self.DEVICE))

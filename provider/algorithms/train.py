@@ -61,6 +61,14 @@ def roi_parameters(alg: CSSMambaAlgorithm) -> List[QgsProcessingParameterDefinit
     ]
 
 
+def split_parameter(alg: CSSMambaAlgorithm, name: str, label: str) -> QgsProcessingParameterEnum:
+    """The sample split, one option per SPLITS mode, *Auto* by default (training and Compare models)."""
+    return QgsProcessingParameterEnum(
+        name, label, options=[alg.tr("Pixels per class"), alg.tr("Ratio"), alg.tr("Separate ROIs (spatial)"),
+                              alg.tr("Auto (spatial with 3 separate ROIs per class)")],
+        defaultValue=SPLITS.index("auto"))
+
+
 @dataclass(frozen=True)
 class TrainingRois:
     """The ROI parameters, checked: files the engine reads, the fields, the ROI layer's class style."""
@@ -246,11 +254,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         self.addParameter(device_parameter(self, self.DEVICE))
         self.addParameter(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), integer, 0, minValue=0))
         for parameter in (
-            QgsProcessingParameterEnum(self.SPLIT, self.tr("Sample split without validation ROIs"),
-                                       options=[self.tr("Pixels per class"), self.tr("Ratio"),
-                                                self.tr("Separate ROIs (spatial)"),
-                                                self.tr("Auto (spatial with 3 separate ROIs per class)")],
-                                       defaultValue=SPLITS.index("auto")),
+            split_parameter(self, self.SPLIT, self.tr("Sample split without validation ROIs")),
             QgsProcessingParameterNumber(self.TRAIN_PER_CLASS, self.tr("Training pixels per class"), integer, 30,
                                          minValue=1),
             QgsProcessingParameterNumber(self.VAL_PER_CLASS, self.tr("Validation pixels per class"), integer, 10,
