@@ -63,8 +63,7 @@ RESULTS = REPO_ROOT / "bench" / "results"
 MODELS = MODEL_NAMES + MULTIMODAL_NAMES
 WIDTHS = ("plugin", "paper")
 LEARNING_RATE = 1e-3
-# M3amba's trainer uses AdamW with this decay (engine/multimodal.py); the HSI trainer plain Adam.
-M3AMBA_WEIGHT_DECAY = 0.05
+# M3amba steps with its own recipe's AdamW (M3amba.configure_optimizers); the HSI models with plain Adam.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,8 +235,7 @@ class Job:
         torch.manual_seed(0)
         if name == "m3amba":
             self.net: nn.Module = build_multimodal_model(name, sizes.bands, sizes.aux_bands, sizes.classes, **config)
-            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-                self.net.parameters(), lr=LEARNING_RATE, weight_decay=M3AMBA_WEIGHT_DECAY)
+            self.optimizer: torch.optim.Optimizer = self.net.configure_optimizers(LEARNING_RATE, 1)[0]
             self._train_batch = self._crop_batch()
         else:
             self.net = build_model(name, sizes.bands, sizes.classes, **config)
@@ -254,7 +252,7 @@ class Job:
 
     def _crop_batch(self) -> Tuple[Tensor, Tensor, Tensor]:
         """(hsi, aux, labels) of ``crop_batch`` training crops on the device, chosen as the trainer chooses
-        them: crops of the stride-8 grid that hold a training pixel (engine/multimodal.py)."""
+        them: crops of the stride-8 grid that hold a training pixel (engine/crops.py)."""
         crop, labels = self.net.crop, self.scene.labels
         grid = plan_crops(self.sizes.rows, self.sizes.cols, crop, TRAIN_STRIDE)
         batch = crops_covering(grid, labels >= 0, crop)[:self.sizes.crop_batch]
@@ -267,7 +265,7 @@ class Job:
 
     def train_step(self, precision: Precision, scaler: Optional["torch.amp.GradScaler"]) -> None:
         """Forward and loss under ``precision``'s autocast, then the trainers' ``optimizer_step`` (backward,
-        with fp16's gradient scaling): the step of engine/train.py and engine/multimodal.py without their
+        with fp16's gradient scaling): the step of engine/train.py without its
         windows and bookkeeping."""
         self.net.train()
         with precision.autocast(self.device):

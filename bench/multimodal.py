@@ -7,7 +7,8 @@ Methods, all on one split per seed:
   documented ablation ``use_clip=False``, fusion seed z₀ = 0: no CLIP weights exist on our machines),
   engine defaults (``registry.PLUGIN_DEFAULTS``: width 16, depth 2; AdamW lr 1e-3, weight decay 0.05,
   batch 16, cosine schedule; ``engine.multimodal``) unless ``--set``; crop training through
-  ``engine.multimodal.train_on_crops``, best-validation epoch kept, whole-scene prediction with the
+  the engine's one trainer (``engine.train.train_patches``, M3amba's crop recipe), best-validation epoch kept,
+  whole-scene prediction with the
   averaged logits of overlapping crops (each pixel predicted once).
 * ``cssmamba_hsi``: CSSMamba on the HSI alone, exactly as ``bench/accuracy.py`` runs it (its ``run_deep``,
   200 epochs by default, ``--cssmamba-epochs``).
@@ -153,11 +154,12 @@ def run_m3amba(scene: Scene, lidar: np.ndarray, lidar_valid: np.ndarray, split: 
     """Train M3amba without CLIP on the split, keep the best-validation epoch, predict the whole scene."""
     import torch
 
-    from engine.crops import PREDICT_STRIDE
+    from engine.crops import BATCH_SIZE, PREDICT_STRIDE, predict_at
     from engine.data.normalize import apply_stretch, fit_stretch
     from engine.models.registry import build_multimodal_model
-    from engine.multimodal import BATCH_SIZE, LEARNING_RATE, WEIGHT_DECAY, _predict_at, train_on_crops
-    from engine.train import TrainConfig, seed_everything
+    from engine.multimodal import LEARNING_RATE, WEIGHT_DECAY
+    from engine.sampler import Patch, Window
+    from engine.train import TrainConfig, seed_everything, train_patches
 
     valid = scene.valid
     both = valid & lidar_valid
@@ -172,13 +174,20 @@ def run_m3amba(scene: Scene, lidar: np.ndarray, lidar_valid: np.ndarray, split: 
     if settings.progress:
         from bench.accuracy import _throttled_progress
         progress = _throttled_progress(f"{scene.name} m3amba seed {seed}")
-    result = train_on_crops(net, hsi, aux, valid, split, config, batch_size=BATCH_SIZE, progress=progress)
+    patch = Patch(Window(0, valid.shape[0], 0, valid.shape[1]), hsi, scene.data, valid, split.train, split.validation,
+                  split.test, aux=aux)
+    result = train_patches(net, [patch], config, progress=progress)
     device = torch.device(result.device)
     net.to(device)
     ids = np.asarray(class_ids, np.int64)
     precision = choose_precision(device, config.precision)
+
+    def predict(model: Any) -> np.ndarray:
+        return predict_at(model, hsi, aux, valid, PREDICT_STRIDE, BATCH_SIZE, device,
+                          autocast=lambda: precision.autocast(device))
+
     started = time.perf_counter()
-    index = _predict_at(net, hsi, aux, valid, PREDICT_STRIDE, BATCH_SIZE, device, precision)
+    index = predict(net)
     predict_seconds = time.perf_counter() - started
     predicted = np.where(index >= 0, ids[np.maximum(index, 0)], 0)
     # Diagnostics: test OA of each head of the kept model (M_f is the prediction; M₁ sees mostly the HSI
@@ -186,8 +195,7 @@ def run_m3amba(scene: Scene, lidar: np.ndarray, lidar_valid: np.ndarray, split: 
     test = split.test >= 0
     head_oa = {}
     for k, head in enumerate(HEADS):
-        index_k = index if head == "fusion" else _predict_at(_HeadView(net, k), hsi, aux, valid, PREDICT_STRIDE,
-                                                             BATCH_SIZE, device, precision)
+        index_k = index if head == "fusion" else predict(_HeadView(net, k))
         head_oa[head] = float((index_k[test] == split.test[test]).mean())
     net.to("cpu")
     history = [{"epoch": h["epoch"], "loss": round(h["loss"], 5), "val_oa": h["val_oa"],

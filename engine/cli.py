@@ -232,15 +232,9 @@ def _check_modalities(args: argparse.Namespace) -> None:
     if args.model in MULTIMODAL_NAMES:
         if not args.aux:
             raise ValueError(f"--model {args.model} needs at least one --aux raster (LiDAR, SAR) of the area of --raster")
-        if args.sampling != "auto" or args.memory_budget_mb:
-            raise ValueError(f"--sampling and --memory-budget-mb are for the hyperspectral-only models "
-                             f"({', '.join(MODEL_NAMES)}); {args.model} trains on crops around the training pixels")
         if args.windows_per_step != 1:
-            raise ValueError(f"--windows-per-step is for the hyperspectral-only models ({', '.join(MODEL_NAMES)}); "
-                             f"{args.model} trains on batches of crops")
-        if args.bands:
-            raise ValueError(f"--bands is for the hyperspectral-only models ({', '.join(MODEL_NAMES)}); "
-                             f"{args.model} trains on every band of --raster (subset it with gdal_translate -b)")
+            raise ValueError(f"--windows-per-step is for the whole-window models ({', '.join(MODEL_NAMES)}); "
+                             f"{args.model} trains on minibatches of crops")
     elif args.aux or args.aux_resampling or args.clip_weights or args.no_clip:
         raise ValueError(f"--aux, --aux-resampling, --clip-weights and --no-clip are for the multi-modal models "
                          f"({', '.join(MULTIMODAL_NAMES)}); {args.model} reads the hyperspectral raster only")

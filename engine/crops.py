@@ -10,25 +10,30 @@ counted once in the metrics. Restricting prediction to the crops that cover some
 covering such a pixel is kept.
 
 Crops are given by their top-left corner (row0, col0) in raster coordinates (negative at the top and
-left edges). No GDAL here.
+left edges). ``CropBatches`` is the training side of the trainer's crop recipe (engine/train.py): the
+crops of every patch that hold a training pixel, shuffled into minibatches each epoch; ``predict_at``
+its validation and assessment. No GDAL here.
 """
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+import math
+from contextlib import nullcontext
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CROP", "TRAIN_STRIDE", "PREDICT_STRIDE", "Crop", "crop_starts", "plan_crops", "crops_covering",
-           "pad", "cut", "average_logits"]
+__all__ = ["CROP", "TRAIN_STRIDE", "PREDICT_STRIDE", "BATCH_SIZE", "Crop", "crop_starts", "plan_crops",
+           "crops_covering", "pad", "cut", "average_logits", "predict_at", "CropBatch", "CropBatches"]
 
 CROP = 32            # M3amba's crop side (its adapter is tied to crop² tokens)
 TRAIN_STRIDE = 8     # MODELS.md §5.5
 # Prediction: centres 16 px apart, so each pixel is covered by 2 x 2 crops and none sits at a crop border
 # in all of them; a quarter of the crops of stride 8 (§5.5's test stride 32 covers each pixel once).
 PREDICT_STRIDE = 16
+BATCH_SIZE = 16      # crops per optimizer step and per prediction forward (MODELS.md §5.6)
 
 Crop = Tuple[int, int]  # (row0, col0) of a crop's top-left pixel
 
@@ -127,3 +132,76 @@ def average_logits(model: nn.Module, hsi: np.ndarray, aux: np.ndarray, crops: Se
     count = count[top:top + h, left:left + w]
     mean = total[:, top:top + h, left:left + w] / count.clamp(min=1)
     return mean.numpy(), count.numpy()
+
+
+def predict_at(model: nn.Module, hsi: np.ndarray, aux: np.ndarray, mask: np.ndarray, stride: int = PREDICT_STRIDE,
+               batch_size: int = BATCH_SIZE, device: Union[str, torch.device] = "cpu",
+               autocast: Callable[[], object] = None, check_cancel: Optional[Callable[[], None]] = None) -> np.ndarray:
+    """Predicted class index (h, w) at the ``mask`` pixels (−1 elsewhere) of a window in memory, from the
+    averaged logits of every crop of its stride grid that covers them, as classification predicts; the
+    model's train/eval mode is restored. ``autocast()``: the precision context (None: none)."""
+    crop = model.crop
+    crops = crops_covering(plan_crops(*mask.shape, crop, stride), mask, crop)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), (autocast() if autocast is not None else nullcontext()):
+            logits, _ = average_logits(model, hsi, aux, crops, crop, batch_size=batch_size, device=device,
+                                       check_cancel=check_cancel)
+    finally:
+        model.train(was_training)
+    return np.where(mask, logits.argmax(0), -1)
+
+
+class CropBatch(NamedTuple):
+    """One optimizer step's crops: hsi (B, C_h, crop, crop), aux (B, C_m, crop, crop), labels (B, crop, crop)."""
+
+    hsi: Tensor
+    aux: Tensor
+    labels: Tensor
+
+
+class CropBatches:
+    """The training crops of a crop model (MODELS.md §5.5): every crop of each patch's stride grid that holds
+    one of its training pixels (−1 in ``trains`` elsewhere), cut from the patch padded once with zeros
+    (labels −1), in patch order. ``epoch(generator)`` shuffles them into minibatches of ``batch_size``."""
+
+    def __init__(self, images: Sequence[np.ndarray], auxes: Sequence[np.ndarray], trains: Sequence[np.ndarray],
+                 crop: int, stride: int = TRAIN_STRIDE, batch_size: int = BATCH_SIZE) -> None:
+        self.crop, self.batch_size = crop, batch_size
+        self.padded: List[Tuple[Tensor, Tensor, Tensor, Crop]] = []
+        self.crops: List[Tuple[int, Crop]] = []          # (patch, crop) in patch order
+        for k, (image, aux, train) in enumerate(zip(images, auxes, trains)):
+            kept = crops_covering(plan_crops(*train.shape, crop, stride), train >= 0, crop)
+            if not kept:
+                self.padded.append(None)
+                continue
+            x_hsi, offset = pad(image, kept, crop)
+            x_aux, _ = pad(aux, kept, crop)
+            y, _ = pad(np.asarray(train, np.int64)[None], kept, crop, value=-1)
+            self.padded.append((x_hsi, x_aux, y, offset))
+            self.crops += [(k, c) for c in kept]
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps an epoch makes."""
+        return math.ceil(len(self.crops) / self.batch_size)
+
+    def batch(self, picks: Sequence[int]) -> CropBatch:
+        """The crops ``picks`` (indices into the crop list), stacked."""
+        parts: List[List[Tensor]] = [[], [], []]
+        for k in picks:
+            patch, c = self.crops[k]
+            x_hsi, x_aux, y, offset = self.padded[patch]
+            for part, source in zip(parts, (x_hsi, x_aux, y)):
+                part.append(cut(source, [c], self.crop, offset))
+        hsi, aux, labels = (torch.cat(part) for part in parts)
+        return CropBatch(hsi, aux, labels[:, 0])
+
+    def epoch(self, generator: torch.Generator) -> List[List[int]]:
+        """This epoch's minibatches: a fresh permutation of the crops cut into runs of ``batch_size``."""
+        order = torch.randperm(len(self.crops), generator=generator).tolist()
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]

@@ -1,72 +1,58 @@
-"""M3amba end to end: crop-based training, whole-raster prediction, and the file-to-file jobs.
+"""The multi-modal parts of the one path (MODELS.md §5): auxiliary rasters, CLIP, and crop-model prediction.
 
-M3amba (MODELS.md §5) fuses the hyperspectral raster with auxiliary rasters (LiDAR, SAR) on 32×32
-crops. Training takes the crops of the stride-8 grid that hold a training pixel (§5.5) and minimises
-``m3amba_loss`` (masked CE on the three heads + consistency) with AdamW and a cosine schedule (§5.6);
-after every epoch the validation pixels are predicted as in classification and the best epoch is kept,
-as ``train.py`` does for the whole-image models. Prediction averages the fusion logits of overlapping
-crops (``engine.crops``), so each pixel gets one prediction, and streams the raster in blocks: every
-block reads the HSI and warps the auxiliary rasters for its window only, so memory does not grow with
-the raster. Outputs are those of ``predict.py`` (written by its ``classify_tiles``).
+M3amba fuses the hyperspectral raster with auxiliary rasters (LiDAR, SAR) on 32×32 crops. It trains and
+classifies through the same jobs as every model (``pipeline.train_from_files`` / ``classify_file`` with
+``aux``): ``pipeline`` reads the auxiliary rasters with the raster, window by window, into the same patches;
+``train.train_patches`` runs its crop recipe (minibatches of the crops that hold a training pixel, its own
+optimizer and loss: ``M3amba.configure_optimizers`` / ``training_loss``). What is specific to multi-modal
+models lives here: the checks of the auxiliary inputs and of CLIP, the GPU sizing of a crop batch, the model
+file's 'modalities' and 'clip' entries, and prediction, which averages the fusion logits of overlapping
+crops (``engine.crops``) so each pixel gets one prediction, streaming the raster in blocks: every block
+reads the HSI and warps the auxiliary rasters for its window only, and the shared writer
+(``predict.classify_tiles``) writes the outputs.
 
-The jobs mirror ``pipeline.train_from_files`` / ``classify_file`` and write the same model-file
-layout plus 'modalities' and 'clip' (modelfile.py). CLIP weights cannot be downloaded by the plugin:
-without a local file, training refuses unless the documented ablation without the CLIP branch
-(``use_clip=False``, CLI ``--no-clip``) is chosen.
+CLIP weights cannot be downloaded by the plugin: without a local file, training refuses unless the
+documented ablation without the CLIP branch (``use_clip=False``, CLI ``--no-clip``) is chosen.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
-from .crops import PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crop_starts, crops_covering, cut, pad, plan_crops
-from .data.auxiliary import DEFAULT_RESAMPLING, AuxRaster, crs_name, open_aux, read_aux
-from .data.labels import Color, class_indices, read_reference
-from .data.normalize import Stretch, apply_stretch, fit_stretch
-from .data.raster import RasterInfo, load_training_raster, read_window
-from .data.splits import Split
-from .device import resolve_device
-from .metrics import accuracy
-from .modelfile import FORMAT_VERSION, load_model, save_model
-from .models.clip import KNOWN_CHECKPOINTS, VIT_B_32, config_from_state_dict, read_clip_state_dict
-from .models.m3amba import m3amba_loss
-from .models.registry import build_multimodal_model
-from .paths import check_distinct
-from .pipeline import (SplitOptions, absolute_or_none, classes_metadata, make_split, phase_progress, pixels_per_class,
-                       restyle_classes, training_inputs, training_provenance, utc_now)
 from .bandmatch import open_model_input
-from .precision import Precision, choose_precision
+from .crops import BATCH_SIZE, PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crop_starts, crops_covering, plan_crops
+from .data.auxiliary import DEFAULT_RESAMPLING, AuxRaster, crs_name, open_aux, read_aux
+from .data.normalize import Stretch, apply_stretch
+from .data.raster import RasterInfo, read_window
+from .device import resolve_device
+from .models.clip import KNOWN_CHECKPOINTS, VIT_B_32, config_from_state_dict, read_clip_state_dict
+from .models.m3amba import WEIGHT_DECAY
+from .models.registry import MULTIMODAL_NAMES
+from .precision import choose_precision
 from .predict import PredictionCancelled, TilePrediction, classify_tiles
-from .ssm import scan
 from .tiling import Tile, plan_tiles
-from .sizing import choose_size
-from .train import (EpochBook, TrainConfig, TrainingCancelled, TrainResult, default_memory_budget_mb, deterministic,
-                    optimizer_step, seed_everything, state_copy)
+from .train import TrainConfig, default_memory_budget_mb
 
-__all__ = ["DEFAULT_BLOCK", "EPOCHS", "LEARNING_RATE", "WEIGHT_DECAY", "BATCH_SIZE", "train_on_crops",
-           "predict_multimodal_raster", "train_multimodal_from_files", "classify_multimodal_file"]
+__all__ = ["DEFAULT_BLOCK", "EPOCHS", "LEARNING_RATE", "WEIGHT_DECAY", "BATCH_SIZE", "CLIP_MISSING",
+           "check_modalities", "clip_config", "crop_batch_fits", "modalities_metadata", "crop_recipe_metadata",
+           "predict_multimodal_raster"]
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[..., None]
-Cancelled = Callable[[], bool]
+Progress = Any
+Cancelled = Any
 
 # MODELS.md §5.6 (design values: the reference publishes no training script), except the learning rate:
 # at the plugin's CPU width (registry.PLUGIN_DEFAULTS) §5.6's 1e-4 barely learns in 20 epochs on the
 # MUUFL crop (test OA 0.30 at width 16, depth 1, seed 0), 1e-3 reaches 0.87 with the same budget.
 EPOCHS = 100
 LEARNING_RATE = 1e-3
-WEIGHT_DECAY = 0.05
-BATCH_SIZE = 16
 # Output block of prediction. Its window reaches up to a crop beyond the block on each side, and the
 # crops that straddle two blocks run twice: about 20 % more crops than one pass at 256 px and stride 16
 # (10 % at 512 px), while a 224-band window of 256 px stays near 80 MB.
@@ -77,127 +63,6 @@ CLIP_MISSING = (
     f"ViT-B-32.pt ({_CLIP_URL.format(sha=KNOWN_CHECKPOINTS[VIT_B_32][1])}; an open_clip or safetensors ViT-B/32 "
     "file works too) and pass its local path with --clip-weights FILE (toolbox: CLIP_WEIGHTS), or train the "
     "documented ablation without the CLIP branch with --no-clip (toolbox: NO_CLIP)")
-
-
-# ------------------------------------------------------------------------------------------------
-# Training on crops
-
-
-def _optimizer(net: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW without decay on biases, norms and the SSM's A_log/D (VMamba's rule); frozen CLIP left out."""
-    decay, no_decay = [], []
-    for p in net.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or getattr(p, "_no_weight_decay", False) else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-
-
-def _predict_at(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, mask: np.ndarray, stride: int,
-                batch_size: int, device: torch.device, precision: Precision,
-                check_cancel: Optional[Callable[[], None]] = None) -> np.ndarray:
-    """Predicted class index (H, W) at the ``mask`` pixels (−1 elsewhere) of a scene in memory, from the
-    averaged logits of every crop that covers them; the model's train/eval mode is restored."""
-    crops = crops_covering(plan_crops(*mask.shape, net.crop, stride), mask, net.crop)
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad(), precision.autocast(device):
-            logits, _ = average_logits(net, hsi, aux, crops, net.crop, batch_size=batch_size, device=device,
-                                       check_cancel=check_cancel)
-    finally:
-        net.train(was_training)
-    return np.where(mask, logits.argmax(0), -1)
-
-
-def train_on_crops(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, valid: np.ndarray, split: Split,
-                   config: Optional[TrainConfig] = None, batch_size: int = BATCH_SIZE,
-                   weight_decay: float = WEIGHT_DECAY, predict_stride: int = PREDICT_STRIDE,
-                   progress: Optional[Progress] = None, cancelled: Optional[Cancelled] = None) -> TrainResult:
-    """Train M3amba on the crops of one scene; returns the best epoch's state (the model holds it, on the
-    CPU, in eval mode).
-
-    hsi (C_h, H, W) and aux (C_m, H, W): normalised, 0 at invalid pixels; valid (H, W) bool; split: class
-    index maps (−1 = none). Every epoch is one pass over the stride-8 crops holding a training pixel, in
-    shuffled batches; the validation OA uses prediction's averaged crops (``predict_stride``).
-    ``progress(fraction, text)`` after every batch (no text) and epoch; ``cancelled()`` is polled before
-    every batch and validation and raises TrainingCancelled.
-    """
-    config = config or TrainConfig(epochs=EPOCHS, lr=LEARNING_RATE)
-    rows, cols = valid.shape
-    if hsi.shape[1:] != valid.shape or aux.shape[1:] != valid.shape:
-        raise ValueError(f"hsi {hsi.shape}, aux {aux.shape} and the valid mask {valid.shape} must share one grid")
-    train = np.where(valid, split.train, -1).astype(np.int64)
-    val_mask = valid & (split.validation >= 0)
-    if not (train >= 0).any():
-        raise ValueError("there are no training pixels on valid pixels (valid in the HSI and every auxiliary "
-                         "raster); check that the labels or ROIs overlap all the rasters' data")
-    device = resolve_device(config.device)
-    report = progress or (lambda fraction, text="": None)
-    stop = cancelled or (lambda: False)
-    crop = net.crop
-    start = time.perf_counter()
-
-    def check_cancel(where: str) -> None:
-        if stop():
-            raise TrainingCancelled(f"training cancelled {where}")
-
-    with deterministic(device, config.threads):
-        seed_everything(config.seed)
-        check_cancel("before it started")
-        crops = crops_covering(plan_crops(rows, cols, crop, TRAIN_STRIDE), train >= 0, crop)
-        x_hsi, offset = pad(hsi, crops, crop)
-        x_aux, _ = pad(aux, crops, crop)
-        y, _ = pad(train[None], crops, crop, value=-1)
-        steps = math.ceil(len(crops) / batch_size)
-        net.to(device).train()
-        optimizer = _optimizer(net, config.lr, weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
-        precision = choose_precision(device, config.precision)
-        scaler = precision.scaler(device)
-        log.info("precision: %s", precision.describe())
-        counts = np.bincount(train[train >= 0])
-        log.info("training on %s with %d torch threads; %s with %s trainable parameters; %d x %d px, %d + %d bands; "
-                 "%d crops of %d px hold training pixels (%d batches of up to %d)", device, torch.get_num_threads(),
-                 net.name, f"{sum(p.numel() for p in net.parameters() if p.requires_grad):,}", rows, cols,
-                 hsi.shape[0], aux.shape[0], len(crops), crop, steps, batch_size)
-        log.info("training pixels per class: %s; validation pixels: %d",
-                 ", ".join(f"{config.class_label(c)}: {n}" for c, n in enumerate(counts)), int(val_mask.sum()))
-        if not val_mask.any():
-            log.warning("no validation pixels: the last epoch is kept instead of the best one")
-        order = torch.Generator().manual_seed(config.seed)
-        book = EpochBook(config.epochs, config.patience, report, log)
-        backend = "none"
-        for epoch in range(1, config.epochs + 1):
-            t0 = time.perf_counter()
-            losses = []
-            permutation = torch.randperm(len(crops), generator=order).tolist()
-            for i in range(steps):
-                check_cancel(f"in epoch {epoch}")
-                batch = [crops[k] for k in permutation[i * batch_size:(i + 1) * batch_size]]
-                with precision.autocast(device):
-                    outputs = net(cut(x_hsi, batch, crop, offset).to(device), cut(x_aux, batch, crop, offset).to(device))
-                    loss = m3amba_loss(outputs, cut(y, batch, crop, offset)[:, 0].to(device))
-                optimizer_step(optimizer, loss, scaler)
-                schedule.step()
-                losses.append(float(loss.detach()))
-                if not math.isfinite(losses[-1]):
-                    raise ValueError(f"training diverged: the loss is {losses[-1]} in epoch {epoch}; "
-                                     f"lower the learning rate (now {config.lr})")
-                report((epoch - 1 + (i + 1) / steps) / config.epochs)
-            if epoch == 1:
-                backend = scan.last_backend()
-                log.info("selective scan backend: %s", backend)
-            check_cancel(f"before validating epoch {epoch}")
-            val_oa = math.nan
-            if val_mask.any():
-                predicted = _predict_at(net, hsi, aux, val_mask, predict_stride, batch_size, device, precision,
-                                        lambda: check_cancel(f"while validating epoch {epoch}"))
-                val_oa = float((predicted[val_mask] == split.validation[val_mask]).mean())
-            if book.record(epoch, float(np.mean(losses)), None, val_oa, steps, time.perf_counter() - t0,
-                           state=lambda: state_copy(net)):
-                break
-        return book.finish(net, start, device, backend, precision=precision.describe())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -307,10 +172,10 @@ def predict_multimodal_raster(net: nn.Module, metadata: dict, raster_path: str, 
 
 
 # ------------------------------------------------------------------------------------------------
-# File-to-file jobs
+# Training inputs
 
 
-def _batch_fits(net: nn.Module, batch_size: int, config: TrainConfig) -> bool:
+def crop_batch_fits(net: nn.Module, config: TrainConfig, batch_size: int = BATCH_SIZE) -> bool:
     """Whether one training step on a batch of crops fits the memory budget of ``config``'s CUDA device:
     the measured peak of a forward and backward on random crops, plus the weights' gradients and Adam's
     two moments. Used to size the model for a GPU; the model is left on the CPU."""
@@ -336,7 +201,7 @@ def _batch_fits(net: nn.Module, batch_size: int, config: TrainConfig) -> bool:
         torch.cuda.empty_cache()
 
 
-def _clip_config(clip_weights: Optional[str], use_clip: bool) -> Optional[Dict[str, int]]:
+def clip_config(clip_weights: Optional[str], use_clip: bool) -> Optional[Dict[str, int]]:
     """The CLIP architecture of the weights file, checked before any data is read; None without CLIP."""
     if not use_clip:
         if clip_weights:
@@ -349,69 +214,21 @@ def _clip_config(clip_weights: Optional[str], use_clip: bool) -> Optional[Dict[s
     return config_from_state_dict(state, source=clip_weights).to_dict()
 
 
-def _read_scene(raster: str, aux: Sequence[str], resampling: Sequence[str]) -> Tuple[RasterInfo, np.ndarray,
-                                                                                       List[AuxRaster], List[np.ndarray],
-                                                                                       np.ndarray]:
-    """(HSI info, HSI data, auxiliary rasters, their data on the HSI grid, valid mask of all modalities)."""
-    info, hsi, valid = load_training_raster(raster)
-    auxes = [open_aux(path, info, method) for path, method in zip(aux, resampling)]
-    aux_data = []
-    for source in auxes:
-        data, aux_valid = read_aux(source, info)
-        aux_data.append(data)
-        valid &= aux_valid
-    if not valid.any():
-        raise ValueError(f"no pixel is valid in the hyperspectral raster and every auxiliary raster together; check "
-                         f"their nodata values and that {', '.join(aux)} cover {raster}")
-    log.info("%d of %d pixels are valid in every modality", int(valid.sum()), valid.size)
-    return info, hsi, auxes, aux_data, valid
 
 
-def _assess(net: nn.Module, hsi: np.ndarray, aux: np.ndarray, split: Split, ids: List[int], names: List[str],
-            result: TrainResult, batch_size: int) -> Tuple[str, Dict[str, Any]]:
-    """Metrics of the kept model on the test pixels (on the validation pixels when there is no test set)."""
-    evaluated_on = "test" if (split.test >= 0).any() else "validation"
-    index = split.test if evaluated_on == "test" else split.validation
-    device = torch.device(result.device)
-    predicted = _predict_at(net.to(device), hsi, aux, index >= 0, PREDICT_STRIDE, batch_size, device,
-                            choose_precision(device))
-    net.to("cpu")
-    class_ids = np.asarray(ids, dtype=np.int64)
-    reference = np.where(index >= 0, class_ids[np.maximum(index, 0)], 0)
-    metrics = accuracy(reference, np.where(index >= 0, class_ids[np.maximum(predicted, 0)], 0), ids)
-    return evaluated_on, metrics.as_dict(dict(zip(ids, names)))
-
-
-def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str, labels: Optional[str] = None,
-                                rois: Optional[str] = None, class_field: Optional[str] = None,
-                                name_field: Optional[str] = None, clip_weights: Optional[str] = None,
-                                use_clip: bool = True, model: str = "m3amba", epochs: int = EPOCHS,
-                                device: str = "auto", seed: int = 0, lr: float = LEARNING_RATE,
-                                aux_resampling: Optional[Sequence[str]] = None,
-                                overrides: Optional[Dict[str, Any]] = None, split: Optional[SplitOptions] = None,
-                                patience: Optional[int] = None, threads: Optional[int] = None,
-                                batch_size: int = BATCH_SIZE,
-                                class_style: Optional[Dict[int, Tuple[Optional[str], Color]]] = None,
-                                other_outputs: Optional[Dict[str, Optional[str]]] = None,
-                                progress: Optional[Progress] = None,
-                                cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
-    """Train M3amba on an HSI ``raster`` and auxiliary rasters ``aux`` with labels or ROIs; save ``out_model``.
-
-    Each auxiliary raster is resampled onto the HSI grid (``aux_resampling``: one method for all or one
-    per raster; default bilinear) and stretched on its own; all auxiliary bands form the auxiliary
-    modality, in the given order. ``clip_weights``: a local CLIP ViT image-encoder file (required unless
-    ``use_clip`` is False, the documented ablation). ``class_style``: {class id: (name or None, (r, g, b))},
-    the ROI layer's colours (and names where the labels carry none) as in ``pipeline.train_from_files``.
-    Returns (metadata, TrainResult) as ``pipeline.train_from_files``; the model file is written only when
-    training finished (a cancel, TrainingCancelled, leaves none). ValueError for bad input, before the
-    data is read where possible; ``other_outputs`` as in ``pipeline.train_from_files``.
-    """
-    split = split or SplitOptions()
-    started = utc_now()
-    aux = list(aux)
+def check_modalities(model: str, aux: Optional[Sequence[str]], resampling: Optional[Sequence[str]],
+                     overrides: Optional[Dict[str, Any]], windows_per_step: int) -> List[str]:
+    """Refuse a multi-modal training request that cannot run, before any data is read; the resampling
+    method of each auxiliary raster (one given for all, or one per raster; default bilinear)."""
+    if model not in MULTIMODAL_NAMES:
+        raise ValueError(f"{model} reads the hyperspectral raster only; auxiliary rasters need a multi-modal model "
+                         f"({', '.join(MULTIMODAL_NAMES)})")
     if not aux:
-        raise ValueError(f"{model} needs at least one auxiliary raster (LiDAR, SAR) beside the hyperspectral raster")
-    methods = list(aux_resampling or [DEFAULT_RESAMPLING])
+        raise ValueError(f"{model} fuses the raster with auxiliary rasters (LiDAR, SAR) of the same area: give at "
+                         "least one (CLI: --aux FILE; toolbox: Auxiliary rasters)")
+    if windows_per_step != 1:
+        raise ValueError(f"windows per step: for the whole-window models; {model} trains on minibatches of crops")
+    methods = list(resampling or [DEFAULT_RESAMPLING])
     if len(methods) == 1:
         methods *= len(aux)
     if len(methods) != len(aux):
@@ -420,93 +237,23 @@ def train_multimodal_from_files(raster: str, aux: Sequence[str], out_model: str,
     fixed = sorted({"use_clip", "clip"} & set(overrides or {}))
     if fixed:
         raise ValueError(f"{', '.join(fixed)} cannot be set as model options; use --clip-weights FILE or --no-clip")
-    inputs = training_inputs(raster, labels, rois, split, **{"auxiliary raster": aux, "CLIP weights": clip_weights})
-    check_distinct(inputs, dict(other_outputs or {}, **{"model file": out_model}))
-    clip = _clip_config(clip_weights, use_clip)
-    load = phase_progress(progress, 0.0, 0.05)
-    load(0.0, f"reading {raster} and {len(aux)} auxiliary raster(s)")
-    with threadpool_limits(limits=threads):
-        info, hsi_raw, auxes, aux_raw, valid = _read_scene(raster, aux, methods)
-        ids, table = read_reference(info, labels, rois, class_field, name_field, valid=valid)
-        if class_style:
-            table = restyle_classes(table, class_style, keep_names=name_field is not None)
-        split = split.resolved(class_indices(ids, table), valid)
-        scene_split = make_split(info, class_indices(ids, table), table, valid, seed, split, class_field)
-        counts = {name: pixels_per_class(getattr(scene_split, name), len(table.ids)) for name in ("train", "validation", "test")}
-        for cid, name, n_train, n_val, n_test in zip(table.ids, table.names, *counts.values()):
-            log.info("class %s %-20s train %5d  validation %5d  test %6d", cid, name, n_train, n_val, n_test)
-        if not any(counts["validation"]):
-            raise ValueError("the split left no validation pixel (every class is too small); label more pixels or "
-                             "give validation ROIs")
-        stretches = [fit_stretch(hsi_raw, valid)] + [fit_stretch(data, valid) for data in aux_raw]
-        hsi = apply_stretch(hsi_raw, valid, stretches[0])
-        aux_image = np.concatenate([apply_stretch(data, valid, s) for data, s in zip(aux_raw, stretches[1:])])
-        del hsi_raw, aux_raw
-        config = TrainConfig(epochs=epochs, lr=lr, device=device, seed=seed, patience=patience, threads=threads,
-                             class_ids=tuple(table.ids))
-        overrides = dict(overrides or {})
+    return methods
 
-        def build(size: Dict[str, Any]) -> nn.Module:
-            return build_multimodal_model(model, info.bands, aux_image.shape[0], len(table.ids), use_clip=use_clip,
-                                          clip=clip, **{**size, **overrides})
 
-        size, why = choose_size(model, resolve_device(device), overrides,
-                                lambda candidate: _batch_fits(build(candidate), batch_size, config))
-        seed_everything(seed)  # model initialisation is part of the seeded run
-        net = build(size)
-        log.info("model %s at width %s, depth %s (%s)", model, net.config["dim"], net.config["depth"], why)
-        checkpoint = net.load_clip_weights(clip_weights) if use_clip else None
-        load(1.0, f"{model}: {sum(p.numel() for p in net.parameters() if p.requires_grad):,} trainable parameters, "
-                  f"{info.bands} + {aux_image.shape[0]} bands, {len(table.ids)} classes, "
-                  f"{sum(counts['train'])} training pixels, CLIP {'on' if use_clip else 'off (ablation)'}")
-        result = train_on_crops(net, hsi, aux_image, valid, scene_split, config, batch_size=batch_size,
-                                progress=phase_progress(progress, 0.05, 0.95), cancelled=cancelled)
-        assess = phase_progress(progress, 0.95, 1.0)
-        assess(0.0, "assessing the kept model")
-        evaluated_on, metrics = _assess(net, hsi, aux_image, scene_split, table.ids, table.names, result, batch_size)
-
+def modalities_metadata(raster: str, info: RasterInfo, stretch: Stretch, auxes: Sequence[AuxRaster],
+                        aux_stretches: Sequence[Stretch]) -> Dict[str, Any]:
+    """The model file's 'modalities': the hyperspectral raster, then each auxiliary raster as resampled,
+    each with its stretch; classification checks the auxiliary rasters against it."""
     modalities = [{"name": os.path.basename(raster), "role": "hsi", "path": os.path.abspath(raster),
                    "bands": info.bands, "band_names": list(info.band_names), "nodata": list(info.nodata),
                    "resampling": None, "crs": crs_name(info.projection), "reprojected": False}]
     modalities += [source.describe() for source in auxes]
-    for entry, stretch in zip(modalities, stretches):
-        entry["normalisation"] = stretch.to_dict()
-    metadata = {
-        "format_version": FORMAT_VERSION,
-        "model": {"name": model, "config": dict(net.config)},
-        "bands": {"indices": list(info.band_indices), "names": list(info.band_names),
-                  "wavelengths": None if info.wavelengths is None else list(info.wavelengths),
-                  "nodata": list(info.nodata), "file_count": info.file_bands},
-        "normalisation": stretches[0].to_dict(),
-        "classes": classes_metadata(table),
-        "modalities": modalities,
-        "clip": None if checkpoint is None else {"sha256": checkpoint.sha256, "path": checkpoint.path,
-                                                 "known_as": checkpoint.known_as},
-        "provenance": dict(training_provenance(
-            result, {"raster": os.path.abspath(raster), "aux": [os.path.abspath(p) for p in aux],
-                     "labels": absolute_or_none(labels), "rois": absolute_or_none(rois),
-                     "class_field": class_field, "name_field": name_field},
-            split, counts, seed, epochs, lr, evaluated_on, metrics, started),
-            weight_decay=WEIGHT_DECAY, batch_size=batch_size, crop=net.crop, train_stride=TRAIN_STRIDE,
-            predict_stride=PREDICT_STRIDE),
-    }
-    save_model(out_model, net, metadata)
-    assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")
-    return metadata, result
+    for entry, s in zip(modalities, [stretch, *aux_stretches]):
+        entry["normalisation"] = s.to_dict()
+    return {"modalities": modalities}
 
 
-def classify_multimodal_file(model_path: str, raster: str, aux: Sequence[str], out: str,
-                             confidence: Optional[str] = None, probabilities: Optional[str] = None,
-                             stride: int = PREDICT_STRIDE, block: int = DEFAULT_BLOCK, device: str = "auto",
-                             threads: Optional[int] = None, bands: Optional[Sequence[int]] = None,
-                             progress: Optional[Progress] = None,
-                             cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
-    """Classify ``raster`` with a multi-modal model file and the auxiliary rasters ``aux`` (same kinds and
-    order as in training); {output kind: path written}. As ``pipeline.classify_file``: ValueError before
-    any work for mismatching inputs or bad paths; PredictionCancelled leaves no output behind."""
-    net, metadata = load_model(model_path)
-    with threadpool_limits(limits=threads):
-        return predict_multimodal_raster(net, metadata, raster, list(aux), out, out_confidence=confidence,
-                                         out_probabilities=probabilities, stride=stride, block=block, device=device,
-                                         bands=bands, inputs={"model file": model_path}, progress=progress,
-                                         cancelled=cancelled)
+def crop_recipe_metadata(net: nn.Module) -> Dict[str, Any]:
+    """The crop recipe's settings, for the model file's provenance."""
+    return {"weight_decay": WEIGHT_DECAY, "batch_size": BATCH_SIZE, "crop": net.crop, "train_stride": TRAIN_STRIDE,
+            "predict_stride": PREDICT_STRIDE}

@@ -20,7 +20,7 @@ import datetime
 import logging
 import os
 import platform
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -39,7 +39,12 @@ from .device import resolve_device
 from . import distributed
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
-from .models.registry import MULTIMODAL_NAMES, build_model
+from .crops import predict_at
+from .data.auxiliary import AuxRaster, open_aux, read_aux
+from .models.registry import MULTIMODAL_NAMES, build_model, build_multimodal_model
+from .multimodal import (EPOCHS as MULTIMODAL_EPOCHS, LEARNING_RATE as MULTIMODAL_LEARNING_RATE, check_modalities,
+                         clip_config, crop_batch_fits, crop_recipe_metadata, modalities_metadata)
+from .precision import choose_precision
 from .memory import available_memory_bytes, gigabytes
 from .paths import check_distinct
 from .predict import DEFAULT_TILE, predict_raster
@@ -236,6 +241,8 @@ class _Scene:
     sampling: str                  # "whole scene" or "label windows", for the log and the model file
     tiling: Optional[Dict[str, int]] = None   # label windows: the tiling they come from, for classification
     options: Optional[SplitOptions] = None    # the split that ran ('auto' resolved)
+    auxes: List[AuxRaster] = field(default_factory=list)        # auxiliary rasters on the grid (multi-modal)
+    aux_stretches: List[Stretch] = field(default_factory=list)  # their stretches, one per raster
 
 
 def _whole_scene(info: RasterInfo, sampling: str) -> bool:
@@ -272,10 +279,12 @@ def _check_label_grid_fits(info: RasterInfo) -> None:
                          f"afterwards, which streams it tile by tile")
 
 
-def _read_windows(info: RasterInfo, windows: List[Window],
-                  cancelled: Optional[Cancelled]) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """Each label window as read (data, valid), and the valid mask of the whole grid (False outside the
-    windows). Refused before reading when the windows do not fit the memory free now."""
+def _read_windows(info: RasterInfo, windows: List[Window], auxes: Sequence[AuxRaster],
+                  cancelled: Optional[Cancelled]) -> Tuple[List[Tuple[np.ndarray, np.ndarray, List[np.ndarray]]],
+                                                           np.ndarray]:
+    """Each label window as read (data, valid, auxiliary data on its grid), and the valid mask of the whole
+    grid (False outside the windows; a pixel is valid where the raster and every auxiliary raster are).
+    Refused before reading when the windows do not fit the memory free now."""
     need = training_bytes(info, sum(w.pixels for w in windows))
     available = available_memory_bytes()
     if available is not None and need > available:
@@ -289,21 +298,41 @@ def _read_windows(info: RasterInfo, windows: List[Window],
         if cancelled is not None and cancelled():
             raise ReadCancelled(f"reading {info.path} cancelled")
         data, window_valid = read_window(info, w.row0, w.col0, *w.shape)
+        aux_data = []
+        for source in auxes:
+            values, aux_valid = read_aux(source, info, w.row0, w.col0, *w.shape)
+            window_valid &= aux_valid
+            aux_data.append(values)
         valid[w.slices] |= window_valid
-        reads.append((data, window_valid))
+        reads.append((data, window_valid, aux_data))
     return reads, valid
+
+
+def _fit_aux_stretches(reads: List[Tuple[np.ndarray, np.ndarray, List[np.ndarray]]], count: int) -> List[Stretch]:
+    """One stretch per auxiliary raster, fitted on the valid pixels of what training read (the whole scene or
+    its label windows: an auxiliary raster has few bands, so its pixels there are a cheap and large sample)."""
+    valid = np.concatenate([window_valid.reshape(-1) for _, window_valid, _ in reads])[None]
+    stretches = []
+    for j in range(count):
+        data = np.concatenate([aux[j].reshape(aux[j].shape[0], -1) for _, _, aux in reads], axis=1)[:, None]
+        stretches.append(fit_stretch(data, valid))
+    return stretches
 
 
 def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
              name_field: Optional[str], seed: int, options: SplitOptions, bands: Optional[List[int]] = None,
-             sampling: str = "auto", cancelled: Optional[Cancelled] = None) -> _Scene:
+             sampling: str = "auto", cancelled: Optional[Cancelled] = None, aux: Sequence[str] = (),
+             aux_resampling: Sequence[str] = ()) -> _Scene:
     """Read what training needs: the labels, a bounded sample for the stretch, then the label windows, or
     the whole raster when training on it costs no more (``_whole_scene``). The split depends only on the
-    labelled pixels and their validity, so it is the same whichever is read."""
+    labelled pixels and their validity, so it is the same whichever is read. ``aux``: auxiliary rasters,
+    warped onto the raster's grid window by window (``aux_resampling``: one method per raster); a pixel is
+    valid where the raster and every one of them are."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     info = open_raster(raster, bands)
     _check_label_grid_fits(info)
+    auxes = [open_aux(path, info, method) for path, method in zip(aux, aux_resampling)]
     ids, table = read_reference(info, labels, rois, class_field, name_field)
     val_ids = read_validation_ids(info, options, class_field)
     labelled = class_indices(ids, table) >= 0
@@ -316,14 +345,27 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
     del sample, sample_valid
     if whole:
         info, raw, valid = load_training_raster(raster, bands=info.band_indices, cancelled=cancelled)
-        reads = [(raw, valid)]
+        aux_data = []
+        for source in auxes:
+            values, aux_valid = read_aux(source, info)
+            valid &= aux_valid
+            aux_data.append(values)
+        reads = [(raw, valid, aux_data)]
         windows = [Window(0, info.rows, 0, info.cols)]
     else:
-        reads, valid = _read_windows(info, plan.windows, cancelled)
+        reads, valid = _read_windows(info, plan.windows, auxes, cancelled)
         windows = plan.windows
     LOG.info("training reads %s: %s px of the %d x %d px scene (%d labelled px)",
              "the whole scene" if whole else f"{len(windows)} label windows", f"{sum(w.pixels for w in windows):,}",
              info.rows, info.cols, int(labelled.sum()))
+    aux_stretches: List[Stretch] = []
+    if auxes:
+        if not valid.any():
+            raise ValueError(f"no pixel is valid in the hyperspectral raster and every auxiliary raster together; "
+                             f"check their nodata values and that {', '.join(aux)} cover {raster}")
+        LOG.info("%d of the %d pixels read are valid in every modality", int(valid.sum()),
+                 sum(w.pixels for w in windows))
+        aux_stretches = _fit_aux_stretches(reads, len(auxes))
     ids, table = drop_unusable_classes(ids, table, valid)
     options = options.resolved(class_indices(ids, table), valid)
     split = make_split(info, class_indices(ids, table), table, valid, seed, options, class_field, val_ids)
@@ -334,13 +376,15 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
         raise ValueError("the split left no validation pixel (every class is too small); label more pixels or "
                          "give validation ROIs")
     patches = []
-    for k, (w, (raw, window_valid)) in enumerate(zip(windows, reads)):
+    for k, (w, (raw, window_valid, aux_data)) in enumerate(zip(windows, reads)):
         own = np.ones(w.shape, bool) if whole else plan.owned(k)
         maps = [np.where(own, getattr(split, name)[w.slices], -1) for name in ("train", "validation", "test")]
-        patches.append(Patch(w, apply_stretch(raw, window_valid, stretch), raw, window_valid, *maps))
+        stacked = (np.concatenate([apply_stretch(values, window_valid, s) for values, s in zip(aux_data, aux_stretches)])
+                   if auxes else None)
+        patches.append(Patch(w, apply_stretch(raw, window_valid, stretch), raw, window_valid, *maps, aux=stacked))
     tiling = None if whole else {"tile": plan.tile, "overlap": plan.overlap}
     return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows", tiling,
-                  options)
+                  options, auxes, aux_stretches)
 
 
 def _assess(net: Any, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str, Any]]:
@@ -353,10 +397,17 @@ def _assess(net: Any, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str
         index = patch.test if evaluated_on == "test" else patch.validation
         if not (index >= 0).any():
             continue
-        probabilities, _ = predict_array(net, patch.image, patch.valid, device=result.device,
-                                         **result.validation_tiling)
+        if scene.auxes:                                   # a crop model: averaged crops, as classification
+            device = torch.device(result.device)
+            classes = predict_at(net.to(device), patch.image, patch.aux, index >= 0, device=device,
+                                 autocast=lambda: choose_precision(device).autocast(device))
+            net.to("cpu")
+        else:
+            probabilities, _ = predict_array(net, patch.image, patch.valid, device=result.device,
+                                             **result.validation_tiling)
+            classes = probabilities.argmax(0)
         reference.append(class_ids[index[index >= 0]])
-        predicted.append(class_ids[probabilities.argmax(0)[index >= 0]])
+        predicted.append(class_ids[classes[index >= 0]])
     metrics = accuracy(np.concatenate(reference), np.concatenate(predicted), scene.table.ids)
     return evaluated_on, metrics.as_dict(dict(zip(scene.table.ids, scene.table.names)))
 
@@ -390,11 +441,12 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     """Train ``model`` on ``raster`` with labels (raster) or ROIs (vector + class field); save it to ``out_model``.
 
     The one training job of every model: with ``aux`` (auxiliary rasters on the raster's area: LiDAR,
-    SAR) a multi-modal model (M3amba) trains on the raster and them, with ``aux_resampling``,
-    ``clip_weights`` and ``use_clip`` as ``multimodal.train_multimodal_from_files`` takes them; the
-    options that only the hyperspectral-only models have (bands, sampling, memory budget, windows per
-    step) are refused there. ``epochs`` / ``lr`` None: the model's protocol (200 epochs at 3e-4 for
-    CSSMamba and MambaHSI, multimodal.EPOCHS / LEARNING_RATE for M3amba).
+    SAR; ``aux_resampling`` one method for all or one per raster, default bilinear) a multi-modal model
+    (M3amba) trains on the raster and them, read window by window like the raster, with a local CLIP file
+    (``clip_weights``) or the documented ablation without CLIP (``use_clip`` False); it trains on crops in
+    minibatches (``train.train_patches``), so windows per step are refused for it. ``epochs`` / ``lr``
+    None: the model's protocol (200 epochs at 3e-4 for CSSMamba and MambaHSI, multimodal.EPOCHS /
+    LEARNING_RATE for M3amba).
 
     ``bands``: 1-based file bands to train on (None: every band but alpha and bbl=0 bands); the model
     file records them, so classification reads the same ones. ``class_style``: {class id: (name or None,
@@ -414,25 +466,24 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     memory; the log says which). Under torchrun (engine/distributed.py) only rank 0 writes the model file.
     """
     split = split or SplitOptions()
-    if aux or model in MULTIMODAL_NAMES:
-        return _train_multimodal(
-            raster, out_model, model, aux, dict(
-                labels=labels, rois=rois, class_field=class_field, name_field=name_field,
-                **{key: value for key, value in (("epochs", epochs), ("lr", lr)) if value is not None},
-                device=device, seed=seed, overrides=overrides, split=split, patience=patience,
-                threads=threads, class_style=class_style, other_outputs=other_outputs, progress=progress,
-                cancelled=cancelled, aux_resampling=aux_resampling, clip_weights=clip_weights, use_clip=use_clip),
-            {"bands": bands is not None, "sampling": sampling != "auto", "memory budget": memory_budget_mb is not None,
-             "windows per step": windows_per_step != 1})
-    epochs = HSI_EPOCHS if epochs is None else epochs
-    lr = HSI_LEARNING_RATE if lr is None else lr
+    multimodal = bool(aux) or model in MULTIMODAL_NAMES
+    methods: List[str] = []
+    clip = None
+    if multimodal:
+        methods = check_modalities(model, aux, aux_resampling, overrides, windows_per_step)
+        clip = clip_config(clip_weights, use_clip)
+    epochs = (MULTIMODAL_EPOCHS if multimodal else HSI_EPOCHS) if epochs is None else epochs
+    lr = (MULTIMODAL_LEARNING_RATE if multimodal else HSI_LEARNING_RATE) if lr is None else lr
     started = utc_now()
-    check_distinct(training_inputs(raster, labels, rois, split), dict(other_outputs or {}, **{"model file": out_model}))
+    extra_inputs = {"auxiliary raster": list(aux), "CLIP weights": clip_weights} if multimodal else {}
+    check_distinct(training_inputs(raster, labels, rois, split, **extra_inputs),
+                   dict(other_outputs or {}, **{"model file": out_model}))
     load = phase_progress(progress, 0.0, 0.05)
-    load(0.0, f"reading {raster}")
+    load(0.0, f"reading {raster}" + (f" and {len(aux)} auxiliary raster(s)" if multimodal else ""))
     with threadpool_limits(limits=threads):
         try:
-            scene = _prepare(raster, labels, rois, class_field, name_field, seed, split, bands, sampling, cancelled)
+            scene = _prepare(raster, labels, rois, class_field, name_field, seed, split, bands, sampling, cancelled,
+                             list(aux or ()), methods)
         except ReadCancelled as error:
             raise TrainingCancelled(str(error)) from None
         if class_style:
@@ -444,8 +495,16 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         largest = max(scene.patches, key=lambda p: p.window.pixels)
         guides: List[Any] = []                          # make_guide once for every size tried
 
+        def build(size: Dict[str, Any]) -> Any:
+            if multimodal:
+                return build_multimodal_model(model, scene.info.bands, largest.aux.shape[0], len(scene.table.ids),
+                                              use_clip=use_clip, clip=clip, **{**size, **overrides})
+            return build_model(model, scene.info.bands, len(scene.table.ids), **{**overrides, **size})
+
         def fits(size: Dict[str, Any]) -> bool:
-            candidate = build_model(model, scene.info.bands, len(scene.table.ids), **{**overrides, **size})
+            candidate = build(size)
+            if multimodal:
+                return crop_batch_fits(candidate, config)
             if not guides:
                 trains = [np.where(p.valid, p.train, -1) for p in scene.patches]
                 guides.append(make_guides(candidate, scene.patches, trains)[scene.patches.index(largest)])
@@ -457,13 +516,16 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         if group is not None:                           # every rank builds rank 0's size, or DDP cannot start
             size, why = distributed.broadcast_object((size, why) if group.rank == 0 else None)
         torch.manual_seed(seed)  # model initialisation is part of the seeded run
-        net = build_model(model, scene.info.bands, len(scene.table.ids), **{**size, **overrides})
+        net = build(size)
+        checkpoint = net.load_clip_weights(clip_weights) if multimodal and use_clip else None
         if "dim" in net.config:
             LOG.info("model %s at width %s%s (%s)", model, net.config.get("dim"),
                      f", depth {net.config['depth']}" if "depth" in net.config else "", why)
-        load(1.0, f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters, {scene.info.bands} bands, "
-                  f"{len(scene.table.ids)} classes, {sum(scene.counts['train'])} training pixels, "
-                  f"training on {scene.sampling}")
+        bands_text = f"{scene.info.bands} + {largest.aux.shape[0]} bands" if multimodal else f"{scene.info.bands} bands"
+        load(1.0, f"{model}: {sum(p.numel() for p in net.parameters() if p.requires_grad):,} trainable parameters, "
+                  f"{bands_text}, {len(scene.table.ids)} classes, {sum(scene.counts['train'])} training pixels, "
+                  f"training on {scene.sampling}" + (f", CLIP {'on' if use_clip else 'off (ablation)'}"
+                                                     if multimodal else ""))
         result = train_patches(net, scene.patches, config, progress=phase_progress(progress, 0.05, 0.95),
                                cancelled=cancelled)
         assess = phase_progress(progress, 0.95, 1.0)
@@ -472,6 +534,11 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         evaluated_on, metrics = _assess(net, scene, result) if distributed.is_main() else ("test", {})
 
     info, table = scene.info, scene.table
+    sources = {"raster": os.path.abspath(raster), "labels": absolute_or_none(labels), "rois": absolute_or_none(rois),
+               "class_field": class_field, "name_field": name_field}
+    if multimodal:
+        sources = {"raster": sources["raster"], "aux": [os.path.abspath(p) for p in aux],
+                   **{k: v for k, v in sources.items() if k != "raster"}}
     metadata = {
         "format_version": FORMAT_VERSION,
         "model": {"name": model, "config": dict(net.config)},
@@ -480,36 +547,21 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                   "nodata": list(info.nodata), "file_count": info.file_bands},
         "normalisation": scene.stretch.to_dict(),
         "classes": classes_metadata(table),
-        "provenance": training_provenance(
-            result, {"raster": os.path.abspath(raster), "labels": absolute_or_none(labels),
-                     "rois": absolute_or_none(rois), "class_field": class_field, "name_field": name_field},
-            scene.options or split, scene.counts, seed, epochs, lr, evaluated_on, metrics, started),
+        "provenance": training_provenance(result, sources, scene.options or split, scene.counts, seed, epochs, lr,
+                                          evaluated_on, metrics, started),
     }
     metadata["provenance"]["sampling"] = {"mode": scene.sampling, "windows": [list(p.window) for p in scene.patches]}
     if scene.tiling:
         metadata["tiling"] = scene.tiling        # classification repeats the tiles the model was trained on
+    if multimodal:
+        metadata.update(modalities_metadata(raster, info, scene.stretch, scene.auxes, scene.aux_stretches),
+                        clip=None if checkpoint is None else {"sha256": checkpoint.sha256, "path": checkpoint.path,
+                                                              "known_as": checkpoint.known_as})
+        metadata["provenance"].update(crop_recipe_metadata(net))
     if distributed.is_main():
         save_model(out_model, net, metadata)
         assess(1.0, f"model written to {out_model}: {evaluated_on} OA {metrics['overall_accuracy']:.4f}")
     return metadata, result
-
-
-def _train_multimodal(raster: str, out_model: str, model: str, aux: Optional[Sequence[str]],
-                      options: Dict[str, Any], hsi_only: Dict[str, bool]) -> Tuple[Dict[str, Any], TrainResult]:
-    """train_from_files for a model that fuses the raster with auxiliary rasters (multimodal.py)."""
-    if model not in MULTIMODAL_NAMES:
-        raise ValueError(f"{model} reads the hyperspectral raster only; auxiliary rasters need a multi-modal model "
-                         f"({', '.join(MULTIMODAL_NAMES)})")
-    if not aux:
-        raise ValueError(f"{model} fuses the raster with auxiliary rasters (LiDAR, SAR) of the same area: give at "
-                         "least one (CLI: --aux FILE; toolbox: Auxiliary rasters)")
-    unused = [name for name, used in hsi_only.items() if used]
-    if unused:
-        raise ValueError(f"{', '.join(unused)}: for the hyperspectral-only models; {model} trains on every band of "
-                         "the raster, on crops around the training pixels")
-    from .multimodal import train_multimodal_from_files   # it builds on this module's helpers
-
-    return train_multimodal_from_files(raster, list(aux), out_model, model=model, **options)
 
 
 def classify_file(model_path: str, raster: str, out: str, confidence: Optional[str] = None,
@@ -520,7 +572,7 @@ def classify_file(model_path: str, raster: str, out: str, confidence: Optional[s
     """Classify ``raster`` with the model file; returns {output kind: path written}.
 
     The one classification job of every model: a multi-modal model file (M3amba) needs ``aux``, its
-    auxiliary rasters in the training order (``multimodal.classify_multimodal_file``, which has no
+    auxiliary rasters in the training order (``multimodal.predict_multimodal_raster``, which has no
     cluster map and predicts on its own crops, so ``clusters``, ``tile`` and ``overlap`` do not apply).
 
     ``bands``: the raster's file bands to read, in the model's order, when its band layout differs from
@@ -532,15 +584,9 @@ def classify_file(model_path: str, raster: str, out: str, confidence: Optional[s
     (None: the libraries' defaults); tile/overlap None: the tiles a model trained on label windows was
     trained on (the model file's "tiling"), else predict's measured defaults.
     """
-    if aux:
-        if clusters or tile is not None or overlap is not None:
-            raise ValueError("a multi-modal model has no cluster map and predicts on overlapping crops of its own: "
-                             "leave out the cluster output, the tile size and the overlap")
-        from .multimodal import classify_multimodal_file
-
-        return classify_multimodal_file(model_path, raster, list(aux), out, confidence=confidence,
-                                        probabilities=probabilities, device=device, threads=threads, bands=bands,
-                                        progress=progress, cancelled=cancelled)
+    if aux and (tile is not None or overlap is not None):
+        raise ValueError("a multi-modal model predicts on overlapping crops of its own: leave out the tile size and "
+                         "the overlap")
     net, metadata = load_model(model_path)
     trained_on = metadata.get("tiling") or {}         # a model trained on label windows: their tiles
     sizes = {key: value for key, value in (("tile", tile if tile is not None else trained_on.get("tile")),
@@ -548,5 +594,5 @@ def classify_file(model_path: str, raster: str, out: str, confidence: Optional[s
              if value is not None}
     with threadpool_limits(limits=threads):
         return predict_raster(net, metadata, raster, out, out_confidence=confidence, out_clusters=clusters,
-                              out_probabilities=probabilities, device=device, bands=bands,
+                              out_probabilities=probabilities, device=device, bands=bands, aux=aux,
                               inputs={"model file": model_path}, progress=progress, cancelled=cancelled, **sizes)

@@ -169,8 +169,8 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
                    out_confidence: Optional[str] = None, out_clusters: Optional[str] = None,
                    out_probabilities: Optional[str] = None, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
                    device: str = "auto", bands: Optional[Sequence[int]] = None,
-                   inputs: Optional[Dict[str, Any]] = None, progress: Optional[Progress] = None,
-                   cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
+                   aux: Optional[Sequence[str]] = None, inputs: Optional[Dict[str, Any]] = None,
+                   progress: Optional[Progress] = None, cancelled: Optional[Cancelled] = None) -> Dict[str, str]:
     """Classify ``raster_path`` with ``model`` (and its model-file ``metadata``); returns {kind: path written}
     for the kinds 'classes', 'confidence', 'clusters', 'probabilities' that were asked for.
 
@@ -178,14 +178,25 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
     overlapping tiles of ``tile`` px with ``overlap`` px of context, stitched by centre-crop (engine.tiling).
     ``progress(fraction, text)`` is called after each tile; ``cancelled()`` is polled before each tile and
     before each compression and raises PredictionCancelled. Bad output paths, a raster whose bands do not
-    match the model, a multi-modal model (it needs its auxiliary rasters) and a cluster output for a model
-    without clusters raise ValueError.
+    match the model, a multi-modal model without its auxiliary rasters and a cluster output for a model
+    without clusters raise ValueError. ``aux``: a multi-modal model's auxiliary rasters in the training
+    order; such a model predicts from averaged crops (``multimodal.predict_multimodal_raster``), not tiles.
     """
-    if metadata.get("modalities"):
-        aux = [m["name"] for m in metadata["modalities"] if m["role"] == "aux"]
+    if metadata.get("modalities") and not aux:
+        trained = [m["name"] for m in metadata["modalities"] if m["role"] == "aux"]
         raise ValueError(f"the model is multi-modal ({metadata['model']['name']}: the hyperspectral raster plus "
-                         f"{len(aux)} auxiliary raster(s), trained with {', '.join(aux)}); give its auxiliary "
-                         f"rasters in the training order (CLI: classify --aux FILE; toolbox: AUX_RASTERS)")
+                         f"{len(trained)} auxiliary raster(s), trained with {', '.join(trained)}); give its auxiliary "
+                         f"rasters in the training order (CLI: classify --aux FILE; toolbox: Auxiliary rasters)")
+    if aux:
+        if out_clusters:
+            raise ValueError(f"the {metadata['model']['name']} model gives no cluster map; leave out the cluster "
+                             f"output")
+        from .multimodal import predict_multimodal_raster   # crops averaged, auxiliary rasters warped per block
+
+        return predict_multimodal_raster(model, metadata, raster_path, list(aux), out_classes,
+                                         out_confidence=out_confidence, out_probabilities=out_probabilities,
+                                         device=device, bands=bands, inputs=inputs, progress=progress,
+                                         cancelled=cancelled)
     if not out_classes:
         raise ValueError("no path for the class raster; give one (the other outputs are optional)")
     info = open_model_input(raster_path, metadata, bands)

@@ -280,8 +280,8 @@ def training_report_html(metadata: Dict[str, Any], history: List[Dict[str, Any]]
                          parameters: Dict[str, Any]) -> str:
     """The HTML report of a training run: what was trained on what, how training went, how good it is.
 
-    ``metadata``: the model metadata of ``train_from_files`` (or of ``train_multimodal_from_files``:
-    its auxiliary rasters and CLIP file join the summary); ``history``: ``TrainResult.history``;
+    ``metadata``: the model metadata of ``train_from_files`` (a multi-modal model's auxiliary rasters
+    and CLIP file join the summary); ``history``: ``TrainResult.history``;
     ``parameters``: the run's parameters as the user gave them (shown as given, escaped).
     """
     provenance = metadata.get("provenance", {})

@@ -74,6 +74,7 @@ class Patch:
     train: np.ndarray                 # (h, w) int64 class index of the training pixels
     validation: np.ndarray            # (h, w) int64 class index of the validation pixels
     test: Optional[np.ndarray] = None  # (h, w) int64 class index of the test pixels (assessment only)
+    aux: Optional[np.ndarray] = None   # (Na, h, w) float32 normalised auxiliary bands (LiDAR, SAR) on the grid
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,11 +1,21 @@
-"""Whole-image training from sparse labels (MODELS.md §3.3 and §4.10), on the scene or on windows around its labels.
+"""The one trainer of every model (``train_patches``): patches of a scene in, the best epoch's weights out.
 
-The models see a patch of the scene at batch 1: the whole scene, or the label windows around its
-labelled pixels (``engine.sampler.label_windows``; ``pipeline`` decides which, by cost). Only the
-training pixels carry a label (cross-entropy with ignore index -1) and the model's own auxiliary loss
-(CSSMamba's cluster loss) is added. Each epoch is scored by the overall accuracy on the validation
-pixels; the state of the best epoch is kept (val OA >= best, so the later epoch wins ties), optionally
-with early stopping.
+Patches are the whole scene or the label windows around its labelled pixels (``engine.sampler.label_windows``;
+``pipeline`` decides which, by cost), with the auxiliary bands of a multi-modal scene. Each model declares
+its recipe; the epochs, validation, best-epoch bookkeeping, progress, cancel and time estimate are shared:
+
+- Whole-window models (CSSMamba, MambaHSI; MODELS.md §3.3 and §4.10) see a patch at batch 1. Only the
+  training pixels carry a label (cross-entropy with ignore index -1) and the model's own auxiliary loss
+  (CSSMamba's cluster loss) is added; Adam, one optimizer step per epoch over all patches.
+- Crop models (M3amba, MODELS.md §5.5-5.6: a ``crop`` size, ``configure_optimizers`` and
+  ``training_loss``) see fixed crops: every crop of a patch's stride-8 grid that holds a training pixel
+  (``crops.CropBatches``), shuffled into minibatches each epoch, with the model's optimizer, schedule
+  (stepped after every minibatch) and loss; validation predicts like classification, from averaged
+  overlapping crops.
+- Classical models (``fit_pixels``: RF, SVM) are fitted once on the training pixels' spectra.
+
+Each epoch is scored by the overall accuracy on the validation pixels; the state of the best epoch is
+kept (val OA >= best, so the later epoch wins ties), optionally with early stopping.
 
 Whole-scene training reads that score from the next epoch's training forward instead of running an
 extra validation forward: the forward sees the whole image with the weights the previous epoch left,
@@ -44,6 +54,7 @@ from . import distributed
 from .device import resolve_device
 from .memory import physical_memory_bytes
 from .precision import PRECISIONS, Precision, choose_precision
+from .crops import CropBatch, CropBatches, predict_at
 from .sampler import Patch, Window, plan_windows
 from .models.base import HSIClassifier, ModelOutput
 from .ssm import scan
@@ -722,6 +733,68 @@ def _fit_pixels(model: HSIClassifier, patches: List[Patch], trains: List[np.ndar
                        seconds=time.perf_counter() - started, windows=[p.window for p in patches])
 
 
+
+# ------------------------------------------------------------------------------------------------
+# The crop recipe (models with ``crop``, ``configure_optimizers`` and ``training_loss``: M3amba)
+
+
+def _check_crop_run(model: nn.Module, patches: List[Patch], config: TrainConfig,
+                    group: Optional[distributed.Group]) -> None:
+    """Refuse what the crop recipe does not do, before any work."""
+    if group is not None:
+        raise ValueError(f"{model.name} trains in one process (its crop minibatches have no DistributedDataParallel "
+                         f"split yet); run it without torchrun")
+    if config.augment or config.windows_per_step != 1:
+        raise ValueError(f"{model.name} trains on minibatches of {model.crop} px crops: orientation augmentation and "
+                         f"windows per step are for the whole-window models")
+    if any(p.aux is None or p.aux.shape[1:] != p.valid.shape for p in patches):
+        raise ValueError(f"{model.name} needs the auxiliary bands (LiDAR, SAR) of every patch on its grid")
+
+
+def _crop_forward(model: nn.Module, batch: CropBatch, device: torch.device, precision: Precision) -> Tensor:
+    """The model's own loss (``training_loss``) on one minibatch of crops."""
+    with precision.autocast(device):
+        outputs = model(batch.hsi.to(device), batch.aux.to(device))
+        return model.training_loss(outputs, batch.labels.to(device))
+
+
+def _validate_crops(model: nn.Module, patches: List[Patch], vals: List[np.ndarray], val_masks: List[np.ndarray],
+                    device: torch.device, precision: Precision,
+                    check_cancel: Callable[[], None]) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """(predicted, true) class index at the validation pixels of each patch, predicted as classification
+    predicts a crop model: averaged overlapping crops (``crops.predict_at``)."""
+    predicted, truth = [], []
+    for p, v, m in zip(patches, vals, val_masks):
+        if m.any():
+            index = predict_at(model, p.image, p.aux, m, device=device, autocast=lambda: precision.autocast(device),
+                               check_cancel=check_cancel)
+            predicted.append(index[m])
+            truth.append(v[m])
+    return predicted, truth
+
+
+def _estimate_crop_epoch_seconds(model: nn.Module, crops: CropBatches, val_masks: List[np.ndarray],
+                                 precision: Precision, device: torch.device) -> float:
+    """Seconds an epoch of the crop recipe will take: one timed step on the first minibatch (after an
+    untimed one) times the steps, plus a third of a step's time per crop for the validation's forwards.
+    The model's buffers and gradients are restored."""
+    from .crops import PREDICT_STRIDE, crops_covering, plan_crops
+
+    batch = crops.batch(list(range(min(crops.batch_size, len(crops)))))
+    with _state_restored(model):
+        for timed in (False, True):
+            if timed:
+                _synchronize(device)
+                started = time.perf_counter()
+            _crop_forward(model, batch, device, precision).backward()
+            _synchronize(device)
+        seconds = time.perf_counter() - started
+    per_crop = seconds / batch.hsi.shape[0]
+    validation_crops = sum(len(crops_covering(plan_crops(*m.shape, crops.crop, PREDICT_STRIDE), m, crops.crop))
+                           for m in val_masks if m.any())
+    return per_crop * (len(crops) + validation_crops / 3)
+
+
 def train_model(model: HSIClassifier, image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split,
                 config: Optional[TrainConfig] = None, progress: Optional[Progress] = None,
                 cancelled: Optional[Cancelled] = None) -> TrainResult:
@@ -761,11 +834,14 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                          "or ROIs overlap the raster's data")
     if hasattr(model, "fit_pixels"):
         return _fit_pixels(model, patches, trains, config, progress, cancelled)
+    crop_model = hasattr(model, "training_loss")          # fixed crops in minibatches (module docstring)
     vals = [np.asarray(p.validation, dtype=np.int64) for p in patches]
     val_masks = [(v >= 0) & p.valid for v, p in zip(vals, patches)]
     n_val = sum(int(m.sum()) for m in val_masks)
     images = [np.ascontiguousarray(p.image, dtype=np.float32) for p in patches]
     group = distributed.current()
+    if crop_model:
+        _check_crop_run(model, patches, config, group)
     device = resolve_device(config.device)
     if group is not None:
         device = group.device(device)
@@ -787,19 +863,14 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
         seed_everything(config.seed)
         check_cancel("before it started")
         report(0.0, "preparing training")
-        guides = make_guides(model, patches, trains)
-        check_cancel("while preparing")
         model.to(device).train()
-        xs = [torch.from_numpy(image)[None].to(device) for image in images]
-        ys = [torch.from_numpy(t)[None].to(device) for t in trains]
-        gs = [None if g is None else g.to(device=device, dtype=torch.int64)[None] for g in guides]
-
         counts = np.bincount(np.concatenate([t[t >= 0] for t in trains]))
         where = (f"{patches[0].window.shape[0]} x {patches[0].window.shape[1]} px" if whole else
                  f"{len(patches)} label windows of {sum(p.window.pixels for p in patches):,} px in all")
-        _log.info("training on %s with %d torch threads; model %s with %s parameters; %s, %d bands",
+        _log.info("training on %s with %d torch threads; model %s with %s trainable parameters; %s, %d bands%s",
                   device, torch.get_num_threads(), model.name or type(model).__name__,
-                  f"{sum(p.numel() for p in model.parameters()):,}", where, images[0].shape[0])
+                  f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}", where, images[0].shape[0],
+                  f" + {patches[0].aux.shape[0]} auxiliary" if patches[0].aux is not None else "")
         _log.info("training pixels per class: %s; validation pixels: %d",
                   ", ".join(f"{config.class_label(c)}: {n}" for c, n in enumerate(counts)), n_val)
         missing = [config.class_label(c) for c in range(int(model.config.get("n_classes", len(counts))))
@@ -808,53 +879,74 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
             _log.warning("no training pixels for %s: the model cannot learn them", ", ".join(missing))
         precision = choose_precision(device, config.precision)
         _log.info("precision: %s", precision.describe())
-        probe = max(range(len(patches)), key=lambda k: int(patches[k].valid.sum()))
-        max_pixels, per_pixel, fixed, budget_mb = _max_pixels(
-            model, xs[probe], gs[probe], config, precision, patches[probe].valid,
-            sum(x.numel() * x.element_size() for x in xs))
-        plans = [plan_windows(*p.valid.shape, max_pixels, multiple_of=per_step if whole else 1) for p in patches]
-        if group is not None:                                 # the probe's estimate may differ a little by rank
-            plans, max_pixels = distributed.broadcast_object((plans, max_pixels))
-        _log.info("estimated training memory %.0f MB for %s (%.0f bytes per pixel; budget %.0f MB): %d window(s)",
-                  (max(p.window.pixels for p in patches) * per_pixel + fixed) / 2**20,
-                  "the whole scene" if whole else "the largest label window", per_pixel, budget_mb,
-                  sum(len(plan) for plan in plans))
-        units = _units(plans, xs, ys, gs, max_pixels if device.type == "cuda" else min(max_pixels, CPU_UNIT_PIXELS))
-        steps = [u for u in units if u.train_pixels]
-        shares = [u.train_pixels for u in steps]
-        tilings = [{} if len(plan) == 1 else _validation_tiling(max_pixels) for plan in plans]
-        order = list(range(len(steps)))
-        batches = [order[k:k + per_step] for k in range(0, len(order), per_step)] if whole else [order]
-        # One optimizer step per epoch over uncut patches: epoch k's val OA comes from epoch k+1's training
-        # forwards (module docstring); units with validation but no training pixels get an eval forward.
-        from_forward = (group is None and n_val > 0 and len(batches) == 1 and all(len(plan) == 1 for plan in plans)
-                        and not config.augment)
+        if crop_model:
+            crops = CropBatches(images, [p.aux for p in patches], trains, model.crop)
+            plans = [[Window(0, p.window.shape[0], 0, p.window.shape[1])] for p in patches]
+            units, steps, shares, tilings, batches, from_forward, max_pixels = [], [], [], [{}] * len(patches), [], False, 0
+            _log.info("%d crops of %d px hold training pixels: %d minibatches of up to %d per epoch", len(crops),
+                      model.crop, crops.steps, crops.batch_size)
+            estimate = _estimate_crop_epoch_seconds(model, crops, val_masks, precision, device)
+        else:
+            crops = None
+            guides = make_guides(model, patches, trains)
+            check_cancel("while preparing")
+            xs = [torch.from_numpy(image)[None].to(device) for image in images]
+            ys = [torch.from_numpy(t)[None].to(device) for t in trains]
+            gs = [None if g is None else g.to(device=device, dtype=torch.int64)[None] for g in guides]
+            probe = max(range(len(patches)), key=lambda k: int(patches[k].valid.sum()))
+            max_pixels, per_pixel, fixed, budget_mb = _max_pixels(
+                model, xs[probe], gs[probe], config, precision, patches[probe].valid,
+                sum(x.numel() * x.element_size() for x in xs))
+            plans = [plan_windows(*p.valid.shape, max_pixels, multiple_of=per_step if whole else 1) for p in patches]
+            if group is not None:                                 # the probe's estimate may differ a little by rank
+                plans, max_pixels = distributed.broadcast_object((plans, max_pixels))
+            _log.info("estimated training memory %.0f MB for %s (%.0f bytes per pixel; budget %.0f MB): %d window(s)",
+                      (max(p.window.pixels for p in patches) * per_pixel + fixed) / 2**20,
+                      "the whole scene" if whole else "the largest label window", per_pixel, budget_mb,
+                      sum(len(plan) for plan in plans))
+            units = _units(plans, xs, ys, gs,
+                           max_pixels if device.type == "cuda" else min(max_pixels, CPU_UNIT_PIXELS))
+            steps = [u for u in units if u.train_pixels]
+            shares = [u.train_pixels for u in steps]
+            tilings = [{} if len(plan) == 1 else _validation_tiling(max_pixels) for plan in plans]
+            order = list(range(len(steps)))
+            batches = [order[k:k + per_step] for k in range(0, len(order), per_step)] if whole else [order]
+            # One optimizer step per epoch over uncut patches: epoch k's val OA comes from epoch k+1's training
+            # forwards (module docstring); units with validation but no training pixels get an eval forward.
+            from_forward = (group is None and n_val > 0 and len(batches) == 1
+                            and all(len(plan) == 1 for plan in plans) and not config.augment)
+            per_process = sum(u.pixels for u in steps) / (1 if group is None else group.world_size)
+            validation_pixels = (sum(u.pixels for u in units if not u.train_pixels and any(val_masks[k].any()
+                                                                                         for k in u.patches))
+                                 if from_forward else
+                                 sum(p.window.pixels for p, m in zip(patches, val_masks) if m.any()))
+            estimate = estimate_epoch_seconds(model, xs[probe], gs[probe], precision, patches[probe].valid,
+                                              int(per_process), validation_pixels)
         val_only = [u for u in units if not u.train_pixels and any(val_masks[k].any() for k in u.patches)]
-        per_process = sum(u.pixels for u in steps) / (1 if group is None else group.world_size)
-        validation_pixels = (sum(u.pixels for u in val_only) if from_forward else
-                             sum(p.window.pixels for p, m in zip(patches, val_masks) if m.any()))
-        estimate = estimate_epoch_seconds(model, xs[probe], gs[probe], precision, patches[probe].valid,
-                                          int(per_process), validation_pixels)
-        _log.info("estimated time: %.1f s per epoch, %s for %d epochs (from a timed step on a %d px crop)",
-                  estimate, _duration(estimate * config.epochs), config.epochs,
-                  min(patches[probe].valid.shape[0], PROBE_SIZE) * min(patches[probe].valid.shape[1], PROBE_SIZE))
+        _log.info("estimated time: %.1f s per epoch, %s for %d epochs (from a timed training step)",
+                  estimate, _duration(estimate * config.epochs), config.epochs)
         if not n_val:
             _log.warning("no validation pixels: the last epoch is kept instead of the best one")
 
         seed_everything(config.seed)                          # the probe ran the model once
         trained = model if group is None else distributed.wrap(model, device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        if crop_model:
+            optimizer, schedule = model.configure_optimizers(config.lr, config.epochs * crops.steps)
+        else:
+            optimizer, schedule = torch.optim.Adam(model.parameters(), lr=config.lr), None
         scaler = precision.scaler(device)
         book = EpochBook(config.epochs, config.patience, report, _log)
         backend = "none"
         turns = torch.Generator().manual_seed(config.seed)    # the same orientations on every rank
+        shuffle = torch.Generator().manual_seed(config.seed)  # the crops' order, epoch by epoch
         pending: Optional[dict] = None                        # the finished epoch still waiting for its score
         stopped = False
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             turn = int(torch.randint(ORIENTATIONS, (1,), generator=turns)) if config.augment else 0
             totals = np.zeros(4)                              # weighted sums of losses, aux losses; their weights
-            for i, batch in enumerate(batches):
+            epoch_batches = crops.epoch(shuffle) if crop_model else batches
+            for i, batch in enumerate(epoch_batches):
                 if cancel_requested():
                     raise TrainingCancelled(f"training cancelled in epoch {epoch}")
                 optimizer.zero_grad(set_to_none=True)
@@ -865,19 +957,23 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                     before = buffer_copy(model)
                     predicted, truth = _validate(model, val_only, [], images, patches, vals, val_masks, device,
                                                  precision, tilings)
-                mine = _windows_of_this_process([steps[j] for j in batch], group, [shares[j] for j in batch])
+                mine = ([(crops.batch(batch), 1.0)] if crop_model else
+                        _windows_of_this_process([steps[j] for j in batch], group, [shares[j] for j in batch]))
                 for n, (unit, weight) in enumerate(mine):
                     # DDP averages gradients at a rank's last backward of the step only.
                     with trained.no_sync() if group is not None and n < len(mine) - 1 else nullcontext():
-                        loss, out = _forward(trained, unit.x, unit.y, unit.g, unit.window, len(counts), device,
-                                             precision, turn)
+                        if crop_model:
+                            loss, out = _crop_forward(trained, unit, device, precision), None
+                        else:
+                            loss, out = _forward(trained, unit.x, unit.y, unit.g, unit.window, len(counts), device,
+                                                 precision, turn)
                         if scoring:
                             more = _unit_validation(unit, out.logits.detach().argmax(1).cpu().numpy(), vals, val_masks)
                             predicted += more[0]
                             truth += more[1]
                         _backward(loss * weight, scaler)
                     if weight:
-                        aux = out.aux_loss is not None
+                        aux = out is not None and out.aux_loss is not None
                         step += [weight * float(loss.detach()),
                                  weight * float(out.aux_loss.detach()) if aux else 0.0, weight, weight * aux]
                 if scoring:
@@ -886,20 +982,22 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                         break
                     pending = None
                 _step(optimizer, scaler)
+                if schedule is not None:
+                    schedule.step()
                 totals += step if group is None else np.asarray(distributed.sum_over_ranks(list(step), device))
                 if not math.isfinite(totals[0]):
                     raise ValueError(f"training diverged: the loss is {totals[0]} in epoch {epoch}; "
                                      f"lower the learning rate (now {config.lr})")
-                if len(batches) > 1:
-                    report((epoch - 1 + (i + 1) / len(batches)) / config.epochs,
-                           f"epoch {epoch}/{config.epochs}: step {i + 1}/{len(batches)}")
+                if len(epoch_batches) > 1:
+                    report((epoch - 1 + (i + 1) / len(epoch_batches)) / config.epochs,
+                           f"epoch {epoch}/{config.epochs}: step {i + 1}/{len(epoch_batches)}")
             if stopped:
                 break
             if epoch == 1:
                 backend = scan.last_backend()
                 _log.info("selective scan backend: %s", backend)
             pending = {"epoch": epoch, "loss": float(totals[0] / totals[2]),
-                       "aux_loss": float(totals[1] / totals[3]) if totals[3] else None, "steps": len(batches)}
+                       "aux_loss": float(totals[1] / totals[3]) if totals[3] else None, "steps": len(epoch_batches)}
             if from_forward and epoch < config.epochs:
                 pending["seconds"] = time.perf_counter() - t0
                 continue
@@ -907,8 +1005,12 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                 raise TrainingCancelled(f"training cancelled before validating epoch {epoch}")
             val_oa = math.nan
             if n_val and (group is None or group.rank == 0):
-                val_oa = _oa(*_validate(model, units, plans, images, patches, vals, val_masks, device, precision,
-                                        tilings))
+                if crop_model:
+                    val_oa = _oa(*_validate_crops(model, patches, vals, val_masks, device, precision,
+                                                  lambda: check_cancel(f"while validating epoch {epoch}")))
+                else:
+                    val_oa = _oa(*_validate(model, units, plans, images, patches, vals, val_masks, device, precision,
+                                            tilings))
             if group is not None:
                 val_oa = distributed.broadcast_object(val_oa)   # one score, so every rank decides alike
             if book.record(**pending, val_oa=val_oa, seconds=time.perf_counter() - t0, state=lambda: state_copy(model)):

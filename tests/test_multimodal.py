@@ -16,7 +16,7 @@ import torch
 from osgeo import gdal, osr
 from torch import nn
 
-from engine import multimodal
+from engine import multimodal, pipeline
 from engine.cli import AUX_RESAMPLING, MULTIMODAL_EPOCHS, MULTIMODAL_NAMES, main
 from engine.crops import average_logits, crop_starts, crops_covering, plan_crops
 from engine.data.auxiliary import RESAMPLING, open_aux, read_aux
@@ -25,9 +25,8 @@ from engine.data.raster import open_raster, read_raster
 from engine.modelfile import load_model, save_model
 from engine.models.clip import ClipVisionConfig, ClipVisionEncoder
 from engine.models.m3amba import M3amba
-from engine.multimodal import (CLIP_MISSING, classify_multimodal_file, predict_multimodal_raster,
-                               train_multimodal_from_files)
-from engine.pipeline import classify_file
+from engine.multimodal import CLIP_MISSING, predict_multimodal_raster
+from engine.pipeline import classify_file, train_from_files
 from engine.predict import PredictionCancelled
 from engine.train import TrainingCancelled
 
@@ -424,8 +423,8 @@ def scene(tmp_path):
 
 def train_tiny(scene, **options):
     options = {"use_clip": False, "epochs": 1, "device": "cpu", "threads": 1, "overrides": TINY, **options}
-    return train_multimodal_from_files(scene["hsi"], [scene["dsm"]], str(scene["out"] / "m.pt"),
-                                       labels=scene["labels"], **options)
+    return train_from_files(scene["hsi"], str(scene["out"] / "m.pt"), labels=scene["labels"], model="m3amba",
+                            aux=[scene["dsm"]], **options)
 
 
 def test_training_with_clip_weights_records_the_clip_file_and_classifies(scene):
@@ -437,15 +436,14 @@ def test_training_with_clip_weights_records_the_clip_file_and_classifies(scene):
     roles = [(m["role"], m["bands"], m["resampling"]) for m in stored["modalities"]]
     assert roles == [("hsi", 3, None), ("aux", 1, "bilinear")] and stored["modalities"][1]["crs"] == "EPSG:32633"
     assert len(result.history) == 1 and result.history[0]["steps"] >= 1
-    written = classify_multimodal_file(str(scene["out"] / "m.pt"), scene["hsi"], [scene["dsm"]],
-                                       str(scene["out"] / "c.tif"), confidence=str(scene["out"] / "p.tif"),
-                                       device="cpu", threads=1)
+    written = classify_file(str(scene["out"] / "m.pt"), scene["hsi"], str(scene["out"] / "c.tif"),
+                            confidence=str(scene["out"] / "p.tif"), aux=[scene["dsm"]], device="cpu", threads=1)
     classes = gdal.Open(written["classes"]).ReadAsArray()
     assert classes.shape == (ROWS, COLS) and set(np.unique(classes)) <= {1, 2, 3, 4}
 
 
 def test_training_without_clip_weights_says_where_to_get_them_before_reading_data(scene, monkeypatch):
-    monkeypatch.setattr(multimodal, "load_training_raster", lambda *a, **k: pytest.fail("data read"))
+    monkeypatch.setattr(pipeline, "open_raster", lambda *a, **k: pytest.fail("data read"))
     with pytest.raises(ValueError) as error:
         train_tiny(scene, use_clip=True)
     assert str(error.value) == CLIP_MISSING
@@ -467,10 +465,10 @@ def test_classify_with_the_wrong_aux_rasters_names_what_the_model_needs(scene):
     train_tiny(scene)
     model = str(scene["out"] / "m.pt")
     with pytest.raises(ValueError, match=r"trained with 1 auxiliary raster\(s\): dsm.tif \(1 band\); 2 given"):
-        classify_multimodal_file(model, scene["hsi"], [scene["dsm"], scene["dsm"]], str(scene["out"] / "c.tif"))
+        classify_file(model, scene["hsi"], str(scene["out"] / "c.tif"), aux=[scene["dsm"], scene["dsm"]])
     two_bands = write_tif(scene["out"] / "two.tif", np.ones((2, 5, 5)), (ORIGIN[0], 100.0, 0, ORIGIN[1], 0, -100.0))
     with pytest.raises(ValueError, match="has 2 band\\(s\\) but the model's auxiliary raster 1 \\(dsm.tif\\) had 1"):
-        classify_multimodal_file(model, scene["hsi"], [two_bands], str(scene["out"] / "c.tif"))
+        classify_file(model, scene["hsi"], str(scene["out"] / "c.tif"), aux=[two_bands])
     assert not os.path.exists(scene["out"] / "c.tif")
 
 
@@ -544,8 +542,6 @@ def test_cli_classify_refuses_clusters_and_tiles_for_multimodal_models(tmp_path,
 def test_the_one_training_and_classification_job_takes_the_auxiliary_rasters(scene):
     """pipeline.train_from_files / classify_file serve M3amba when given aux, with its own defaults (100
     epochs at lr 1e-3 unless set), and refuse combinations that cannot work, before any work."""
-    from engine.pipeline import classify_file, train_from_files
-
     metadata, _ = train_from_files(scene["hsi"], str(scene["out"] / "one.pt"), labels=scene["labels"],
                                    model="m3amba", aux=[scene["dsm"]], use_clip=False, epochs=1, device="cpu",
                                    threads=1, overrides=TINY)
@@ -557,10 +553,79 @@ def test_the_one_training_and_classification_job_takes_the_auxiliary_rasters(sce
     out = str(scene["out"] / "no.pt")
     for kwargs, message in (({"model": "m3amba"}, "give at least one"),
                             ({"model": "cssmamba", "aux": [scene["dsm"]]}, "hyperspectral raster only"),
-                            ({"model": "m3amba", "aux": [scene["dsm"]], "bands": [1, 2]}, "bands: for the")):
+                            ({"model": "m3amba", "aux": [scene["dsm"]], "windows_per_step": 2},
+                             "windows per step: for the whole-window models")):
         with pytest.raises(ValueError, match=message):
             train_from_files(scene["hsi"], out, labels=scene["labels"], use_clip=False, **kwargs)
     with pytest.raises(ValueError, match="no cluster map"):
         classify_file(str(scene["out"] / "one.pt"), scene["hsi"], str(scene["out"] / "c.tif"), aux=[scene["dsm"]],
                       clusters=str(scene["out"] / "k.tif"))
     assert not os.path.exists(out)
+
+
+def test_the_one_trainer_runs_m3amba_s_crop_recipe_step_for_step():
+    """train_patches on a crop model is MODELS.md §5.5-5.6 written out: every crop of the stride-8 grid that
+    holds a training pixel, shuffled by the seed's generator into minibatches of 16 each epoch, AdamW without
+    decay on vectors and the SSM's A_log/D, a cosine schedule over all steps and the loss of the three heads (drop path on, so the
+    global RNG must be consumed in the same order too)."""
+    from engine.crops import BATCH_SIZE, TRAIN_STRIDE, cut, pad
+    from engine.models.m3amba import WEIGHT_DECAY, m3amba_loss
+    from engine.models.registry import build_multimodal_model
+    from engine.sampler import Patch, Window
+    from engine.train import TrainConfig, seed_everything, train_patches
+
+    rng = np.random.default_rng(3)
+    hsi, aux = rng.random((3, 40, 36)).astype(np.float32), rng.random((1, 40, 36)).astype(np.float32)
+    train = np.where(rng.random((40, 36)) < 0.04, rng.integers(0, 3, (40, 36)), -1)
+    none = np.full((40, 36), -1)
+
+    def build() -> nn.Module:
+        seed_everything(0)
+        return build_multimodal_model("m3amba", 3, 1, 3, use_clip=False, drop_path=0.2, **TINY)
+
+    net = build()
+    result = train_patches(net, [Patch(Window(0, 40, 0, 36), hsi, hsi, np.ones((40, 36), bool), train, none, aux=aux)],
+                           TrainConfig(epochs=2, lr=1e-3, device="cpu", seed=0, threads=1))
+
+    reference = build().train()
+    seed_everything(0)
+    crops = crops_covering(plan_crops(40, 36, reference.crop, TRAIN_STRIDE), train >= 0, reference.crop)
+    x_hsi, offset = pad(hsi, crops, reference.crop)
+    x_aux, _ = pad(aux, crops, reference.crop)
+    y, _ = pad(train[None], crops, reference.crop, value=-1)
+    params = [p for p in reference.parameters() if p.requires_grad]
+    vector = [p.ndim < 2 or getattr(p, "_no_weight_decay", False) for p in params]   # biases, norms, A_log, D
+    optimizer = torch.optim.AdamW([{"params": [p for p, v in zip(params, vector) if not v], "weight_decay": WEIGHT_DECAY},
+                                   {"params": [p for p, v in zip(params, vector) if v], "weight_decay": 0.0}], lr=1e-3)
+    steps = -(-len(crops) // BATCH_SIZE)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=2 * steps)
+    order = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng():
+        torch.set_num_threads(1)
+        for _ in range(2):
+            permutation = torch.randperm(len(crops), generator=order).tolist()
+            for i in range(steps):
+                batch = [crops[k] for k in permutation[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]]
+                loss = m3amba_loss(reference(cut(x_hsi, batch, reference.crop, offset),
+                                             cut(x_aux, batch, reference.crop, offset)),
+                                   cut(y, batch, reference.crop, offset)[:, 0])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+    assert result.best_epoch == 2 and [h["steps"] for h in result.history] == [steps, steps]
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_m3amba_trains_on_label_windows_and_a_band_subset(scene):
+    """The one path gives M3amba what it gives every model: label windows (forced here on a small scene),
+    a band subset that classification reads again, and the estimate of the run's time in the log."""
+    metadata, result = train_tiny(scene, sampling="windows", bands=[1, 2])
+    assert metadata["provenance"]["sampling"]["mode"] == "label windows" and metadata["tiling"]
+    assert metadata["bands"]["indices"] == [1, 2] and metadata["modalities"][0]["bands"] == 2
+    assert result.estimated_epoch_seconds > 0
+    written = classify_file(str(scene["out"] / "m.pt"), scene["hsi"], str(scene["out"] / "w.tif"), aux=[scene["dsm"]],
+                            device="cpu", threads=1)
+    classes = gdal.Open(written["classes"]).ReadAsArray()
+    assert classes.shape == (ROWS, COLS) and set(np.unique(classes)) <= {1, 2, 3, 4}

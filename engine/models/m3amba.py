@@ -37,12 +37,14 @@ __all__ = [
     "PatchEmbed",
     "SS2D",
     "VSSBlock",
+    "WEIGHT_DECAY",
     "cross_merge",
     "cross_scan",
     "m3amba_loss",
 ]
 
 DIRECTIONS = 4
+WEIGHT_DECAY = 0.05   # AdamW's decay (MODELS.md §5.6)
 
 
 def _at_least_fp32(t: Tensor) -> Tensor:
@@ -512,6 +514,23 @@ class M3amba(nn.Module):
             l = block_m(l, z)
             z = block_f(h + l)
         return self.head_hsi(h), self.head_fusion(z), self.head_aux(l)
+
+    # ---- training recipe (engine/train.py: crops in minibatches, MODELS.md §5.5-5.6) -----------
+
+    def configure_optimizers(self, lr: float, total_steps: int) -> Tuple[torch.optim.Optimizer, Any]:
+        """AdamW (weight decay WEIGHT_DECAY, none on biases, norms and the SSM's A_log/D: VMamba's rule;
+        frozen CLIP left out) with a cosine schedule over ``total_steps`` optimizer steps (§5.6)."""
+        decay, no_decay = [], []
+        for p in self.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or getattr(p, "_no_weight_decay", False) else decay).append(p)
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+    def training_loss(self, outputs: Sequence[Tensor], labels: Tensor) -> Tensor:
+        """§5.4's loss of the three heads (``m3amba_loss``)."""
+        return m3amba_loss(outputs, labels)
 
     def _check_inputs(self, x_hsi: Tensor, x_aux: Tensor) -> None:
         c = self.config
