@@ -71,6 +71,20 @@ def test_hard_partition_is_a_permutation_ordered_by_ascending_score_with_stable_
     assert raster.index.tolist() == [1, 3, 5, 8, 2, 6, 7, 0, 4, 9]
 
 
+def test_descending_token_order_puts_the_best_first_and_keeps_the_leading_ones():
+    assign = torch.tensor([[2, 0, 1, 0, 2, 0, 1, 1, 0, 2]])
+    score = torch.tensor([[0.5, 0.3, 0.1, 0.3, 0.2, 0.1, 0.4, 0.1, 0.9, 0.5]])
+    part = hard_partition(assign, n_clusters=4, score=score, descending=True)
+    assert part.index.tolist() == [8, 1, 3, 5, 6, 2, 7, 0, 9, 4]     # ties (1, 3), (2, 7), (0, 9) in raster order
+    assert part.reset.nonzero().flatten().tolist() == [0, 4, 7]
+    kept = hard_partition(assign, n_clusters=4, score=score, keep_ratio=0.5, descending=True)
+    assert kept.index.tolist() == [8, 1, 6, 2, 0, 9]                 # the ⌈n/2⌉ highest, ties in raster order
+    model, x, guide, _ = model_and_guide(token_order="descending")
+    assert model(x, guide).logits.shape[-2:] == x.shape[-2:]
+    with pytest.raises(ValueError, match="token_order orders the hard partition"):
+        model_and_guide(token_order="descending", partition="topk")
+
+
 def test_gather_then_identity_then_scatter_restores_the_tokens_exactly():
     torch.manual_seed(0)
     tokens = torch.randn(2, 50, 5)

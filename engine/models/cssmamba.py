@@ -49,6 +49,10 @@ __all__ = [
 CLUSTER_LOSSES = ("la", "lb", "none")
 GATES = ("sigmoid", "prior", "attention")
 PARTITIONS = ("hard", "topk")
+# Order of the tokens inside a cluster's scan (hard partition): ascending score puts the most confident
+# tokens last, next to the scan's output state (MODELS.md §4.5, the reference); descending puts them first,
+# as the paper's summary describes ADTS (issue 13, lead 1: both measured, bench/results/).
+TOKEN_ORDERS = ("ascending", "descending")
 LOCAL_WEIGHTS = ("per_cluster", "shared")
 MAX_CLUSTERS_PER_CLASS = 5
 HEAD_WIDTH = 128
@@ -227,13 +231,14 @@ def _spans(per_cluster: Tensor) -> List[Tuple[int, int, int]]:
 
 def hard_partition(
     assign: Tensor, n_clusters: int, score: Optional[Tensor] = None, keep_ratio: float = 1.0,
-    routable: Optional[Tensor] = None,
+    routable: Optional[Tensor] = None, descending: bool = False,
 ) -> Partition:
     """§4.5 hard partition of assign (B, L) cluster ids into disjoint sets covering all routable tokens.
 
-    Within a set the order is ascending score (B, L), ties in raster order; raster order when score is
-    None. keep_ratio ρ < 1 keeps the ⌈ρ·n_c⌉ highest-scoring (last) tokens of each (cluster, image).
-    routable (B, L) bool: tokens to partition (None: all); the others (nodata) are routed nowhere.
+    Within a set the order is ascending score (B, L) (``descending``: highest first), ties in raster
+    order; raster order when score is None. keep_ratio ρ < 1 keeps the ⌈ρ·n_c⌉ highest-scoring tokens of
+    each (cluster, image), in that order. routable (B, L) bool: tokens to partition (None: all); the
+    others (nodata) are routed nowhere.
     """
     b, length = assign.shape
     image = torch.arange(b, device=assign.device).repeat_interleave(length)
@@ -245,7 +250,8 @@ def hard_partition(
     if score is None:
         order = torch.argsort(key, stable=True)
     else:
-        order = torch.argsort(score.reshape(-1)[tokens], stable=True)
+        values = score.reshape(-1)[tokens]
+        order = torch.argsort(-values if descending else values, stable=True)
         order = order[torch.argsort(key[order], stable=True)]
     n_segments = n_clusters * b
     counts = torch.bincount(key, minlength=n_segments)
@@ -253,8 +259,11 @@ def hard_partition(
     rank = torch.arange(order.numel(), device=order.device) - (torch.cumsum(counts, 0) - counts)[sorted_key]
     if keep_ratio < 1:
         kept = torch.ceil(counts.double() * keep_ratio - 1e-9).long()
-        rank = rank - (counts - kept)[sorted_key]
-        keep = rank >= 0
+        if descending:                                   # the best come first: keep the leading ranks
+            keep = rank < kept[sorted_key]
+        else:                                            # the best come last: keep the trailing ranks
+            rank = rank - (counts - kept)[sorted_key]
+            keep = rank >= 0
         order, sorted_key, rank, counts = order[keep], sorted_key[keep], rank[keep], kept
     return Partition(
         index=tokens[order],
@@ -350,9 +359,11 @@ class ClusterSpatialMamba(nn.Module):
         tau: float = 1.0,
         ema_momentum: float = 0.9,
         scan_backend: Optional[str] = None,
+        token_order: str = "ascending",
     ) -> None:
         super().__init__()
         width = 2 * dim
+        self.token_order = token_order
         self.n_clusters = n_clusters
         self.cluster_loss = cluster_loss
         self.partition = partition
@@ -414,7 +425,8 @@ class ClusterSpatialMamba(nn.Module):
         score = self.selector.cluster_scores(u, prior, segment, n_segments)  # (B, L)
         size = torch.bincount(segment.reshape(-1), minlength=n_segments)
         scale = (size[segment] * score).reshape(-1)                          # w = n_c·s
-        part = hard_partition(assign, self.n_clusters, score.detach(), self.keep_ratio, routable)
+        part = hard_partition(assign, self.n_clusters, score.detach(), self.keep_ratio, routable,
+                              descending=self.token_order == "descending")
         return part, scale.index_select(0, part.index)
 
     def _topk(self, u: Tensor, memberships: Tensor, static: Optional[Tensor],
@@ -571,7 +583,7 @@ class CSSMamba(HSIClassifier):
     partition 'hard' | 'topk'; keep_ratio ρ in (0, 1]; local_weights 'per_cluster' | 'shared';
     pooling (2×2 average pooling after every stage but the last, guide maps mode-pooled, logits
     upsampled bilinearly; off = full resolution as in §4.1); tau (LCM temperature); ema_momentum γ;
-    scan_backend (passed to every Mamba).
+    scan_backend (passed to every Mamba); token_order 'ascending' | 'descending' (TOKEN_ORDERS).
     """
 
     name = "cssmamba"
@@ -594,13 +606,14 @@ class CSSMamba(HSIClassifier):
         tau: float = 1.0,
         ema_momentum: float = 0.9,
         scan_backend: Optional[str] = None,
+        token_order: str = "ascending",
     ) -> None:
         super().__init__(dict(
             in_bands=in_bands, n_classes=n_classes, dim=dim, stages=stages, clusters_per_class=clusters_per_class,
             cluster_loss=cluster_loss, cluster_loss_weight=cluster_loss_weight, gate=gate,
             token_selection=token_selection, partition=partition, keep_ratio=keep_ratio,
             local_weights=local_weights, pooling=pooling, tau=tau, ema_momentum=ema_momentum,
-            scan_backend=scan_backend,
+            scan_backend=scan_backend, token_order=token_order,
         ))
         _positive_int("in_bands", in_bands)
         _positive_int("n_classes", n_classes)
@@ -628,6 +641,10 @@ class CSSMamba(HSIClassifier):
             raise ValueError(f"ema_momentum must be in [0, 1), got {ema_momentum!r}")
         if scan_backend is not None:
             _choice("scan_backend", scan_backend, BACKENDS)
+        _choice("token_order", token_order, TOKEN_ORDERS)
+        if token_order != "ascending" and (partition != "hard" or not token_selection):
+            raise ValueError("token_order orders the hard partition's clusters by the selector's scores; it needs "
+                             "partition='hard' and token_selection=True (top-k keeps raster order)")
         if not token_selection and partition == "topk":
             raise ValueError("partition='topk' ranks tokens by the selector's scores; it needs token_selection=True")
         if not token_selection and keep_ratio < 1:
@@ -642,6 +659,7 @@ class CSSMamba(HSIClassifier):
                 cluster_loss=cluster_loss if self.loss_weight > 0 else "none",
                 gate=gate, token_selection=token_selection, partition=partition, keep_ratio=float(keep_ratio),
                 local_weights=local_weights, tau=float(tau), ema_momentum=float(ema_momentum),
+                token_order=token_order,
             )
             for _ in range(stages)
         )
