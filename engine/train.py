@@ -556,6 +556,19 @@ def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor]
     return loss, out
 
 
+def _defer_buffer_updates(model: nn.Module, several: bool) -> List[nn.Module]:
+    """When one optimizer step runs ``several`` forwards, the modules whose training forward updates a
+    buffer by a moving average (CSSMamba's EMA prototypes: ``deferring`` and ``flush``) sum their updates
+    over the step and take them once at its end, as one forward over the whole scene would; returned so
+    the step can flush them."""
+    if not several:
+        return []
+    modules = [m for m in model.modules() if hasattr(m, "deferring") and hasattr(m, "flush")]
+    for m in modules:
+        m.deferring = True
+    return modules
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: Optional["torch.amp.GradScaler"]) -> None:
     """One optimizer step; with fp16's GradScaler the loss is scaled and a step with inf/NaN gradients skipped."""
     optimizer.zero_grad(set_to_none=True)
@@ -959,6 +972,7 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                                                  precision, tilings)
                 mine = ([(crops.batch(batch), 1.0)] if crop_model else
                         _windows_of_this_process([steps[j] for j in batch], group, [shares[j] for j in batch]))
+                deferring = _defer_buffer_updates(model, len(mine) > 1)
                 for n, (unit, weight) in enumerate(mine):
                     # DDP averages gradients at a rank's last backward of the step only.
                     with trained.no_sync() if group is not None and n < len(mine) - 1 else nullcontext():
@@ -976,6 +990,9 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                         aux = out is not None and out.aux_loss is not None
                         step += [weight * float(loss.detach()),
                                  weight * float(out.aux_loss.detach()) if aux else 0.0, weight, weight * aux]
+                for module in deferring:
+                    module.flush()
+                    module.deferring = False
                 if scoring:
                     if book.record(**pending, val_oa=_oa(predicted, truth), state=lambda: state_copy(model, before)):
                         stopped = True

@@ -150,6 +150,29 @@ def test_ema_first_update_sets_the_mean_then_blends_and_skips_empty_groups():
     assert torch.equal(lcm.prototypes[1:], old[1:])
 
 
+def test_deferred_ema_takes_one_step_over_every_window_of_the_optimizer_step():
+    """Label windows: one EMA step per optimizer step over all windows' pixels, as one whole-scene forward
+    takes; an id first seen in a window is still set at once."""
+    torch.manual_seed(0)
+    whole, windows = LearnableClustering(4, 3, momentum=0.9), LearnableClustering(4, 3, momentum=0.9)
+    start = torch.randn(1, 4, 4)
+    for lcm in (whole, windows):
+        lcm.update(start, torch.tensor([[0, 0, 1, 1]]))
+    u1, u2 = torch.randn(1, 5, 4), torch.randn(1, 3, 4)
+    g1, g2 = torch.tensor([[0, 1, -1, 0, 2]]), torch.tensor([[1, 0, -1]])
+    whole.update(torch.cat([u1, u2], 1), torch.cat([g1, g2], 1))
+    before = windows.prototypes[:2].clone()
+    windows.deferring = True
+    windows.update(u1, g1)
+    assert torch.allclose(windows.prototypes[2], u1[0, 4]) and windows.used.all()   # new id: set at once
+    assert torch.equal(windows.prototypes[:2], before)                               # the others wait
+    windows.update(u2, g2)
+    windows.flush()
+    torch.testing.assert_close(windows.prototypes, whole.prototypes)
+    windows.flush()                                                                  # nothing pending: no step
+    torch.testing.assert_close(windows.prototypes, whole.prototypes)
+
+
 def test_ema_runs_only_in_training_with_groups_and_never_gets_a_gradient():
     torch.manual_seed(0)
     lcm = LearnableClustering(4, 2)

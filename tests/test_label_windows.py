@@ -121,3 +121,26 @@ def test_a_grid_whose_label_maps_do_not_fit_is_refused_before_reading(scene, tmp
     monkeypatch.setattr(pipeline, "read_reference", lambda *a, **k: pytest.fail("the labels were read"))
     with pytest.raises(ValueError, match="too large to train on here: the label maps of its 600 x 600 px grid"):
         train(scene, tmp_path)
+
+
+def test_cssmamba_prototypes_take_one_ema_step_per_optimizer_step_on_label_windows(scene, tmp_path, monkeypatch):
+    """Several windows in one optimizer step: each stage's prototypes are updated once, at the end of the step,
+    from every window's pixels (LearnableClustering.deferring), not once per window."""
+    from engine.models.cssmamba import LearnableClustering
+
+    updates = []
+    flush = LearnableClustering.flush
+
+    def counted(self):
+        updates.append(self._pending is not None)
+        flush(self)
+
+    monkeypatch.setattr(LearnableClustering, "flush", counted)
+    monkeypatch.setattr("engine.train.CPU_UNIT_PIXELS", 1)                      # one window per forward
+    folder = tmp_path / "c"
+    folder.mkdir()
+    metadata, result = train_from_files(scene.raster, str(folder / "model.pt"), rois=scene.rois,
+                                        class_field="class_id", model="cssmamba", epochs=2, device="cpu", seed=4,
+                                        overrides={"dim": 8, "stages": 1}, threads=1)
+    assert len(metadata["provenance"]["sampling"]["windows"]) > 1
+    assert updates == [True, True]                   # one deferred EMA step per epoch (one optimizer step each)

@@ -70,6 +70,12 @@ class LearnableClustering(nn.Module):
     P = softmax(logits). Ids no group has ever updated get −∞ (while none is updated yet, all ids
     stay open, so an untrained model still gives uniform P). In training mode with ``groups`` (B, L)
     (training group id, −1 elsewhere) the prototypes take one EMA step on the detached u.
+
+    While ``deferring`` (the trainer sets it when one optimizer step runs several forwards: label
+    windows, a memory grid), the EMA steps of ids already set are summed instead and taken once, by
+    ``flush``, over every forward's pixels: one step per optimizer step, as for the whole scene in one
+    forward, rather than one per window with only that window's pixels. An id seen for the first time
+    is still set at once, since its mean must exist before tokens can be compared with it.
     """
 
     def __init__(self, width: int, n_clusters: int, tau: float = 1.0, momentum: float = 0.9) -> None:
@@ -78,6 +84,8 @@ class LearnableClustering(nn.Module):
         self.momentum = momentum
         self.register_buffer("prototypes", torch.zeros(n_clusters, width))
         self.register_buffer("used", torch.zeros(n_clusters, dtype=torch.bool))
+        self.deferring = False
+        self._pending: Optional[Tuple[Tensor, Tensor]] = None   # summed (u, count) per id of deferred steps
 
     def forward(self, u: Tensor, groups: Optional[Tensor] = None) -> Tensor:
         learn = self.training and groups is not None
@@ -116,11 +124,29 @@ class LearnableClustering(nn.Module):
         counts = torch.bincount(ids, minlength=self.prototypes.shape[0])
         sums = torch.zeros_like(self.prototypes).index_add_(0, ids, u[member])
         present = counts > 0
-        means = sums[present] / counts[present, None]
-        old = self.prototypes[present]
-        blended = self.momentum * old + (1 - self.momentum) * means
-        self.prototypes[present] = torch.where(self.used[present, None], blended, means)
-        self.used |= present
+        fresh = present & ~self.used
+        if fresh.any():                                  # the first mean of an id sets it
+            self.prototypes[fresh] = sums[fresh] / counts[fresh, None]
+            self.used |= fresh
+        seen = present & ~fresh
+        if self.deferring:
+            pending = self._pending or (torch.zeros_like(sums), torch.zeros_like(counts))
+            self._pending = (pending[0] + torch.where(seen[:, None], sums, 0), pending[1] + torch.where(seen, counts, 0))
+        elif seen.any():
+            self._blend(seen, sums[seen] / counts[seen, None])
+
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Take the deferred EMA step: m_c ← γ·m_c + (1−γ)·mean of every deferred u of id c."""
+        if self._pending is not None:
+            sums, counts = self._pending
+            self._pending = None
+            seen = counts > 0
+            if seen.any():
+                self._blend(seen, sums[seen] / counts[seen, None])
+
+    def _blend(self, ids: Tensor, means: Tensor) -> None:
+        self.prototypes[ids] = self.momentum * self.prototypes[ids] + (1 - self.momentum) * means
 
     def extra_repr(self) -> str:
         k, width = self.prototypes.shape
