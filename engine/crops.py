@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CROP", "TRAIN_STRIDE", "PREDICT_STRIDE", "BATCH_SIZE", "Crop", "crop_starts", "plan_crops",
+__all__ = ["CROP", "TRAIN_STRIDE", "PREDICT_STRIDE", "BATCH_SIZE", "Crop", "crop_starts", "plan_crops", "grid_crops",
            "crops_covering", "pad", "cut", "average_logits", "predict_at", "CropBatch", "CropBatches"]
 
 CROP = 32            # M3amba's crop side (its adapter is tied to crop² tokens)
@@ -55,6 +55,16 @@ def crop_starts(length: int, crop: int = CROP, stride: int = TRAIN_STRIDE) -> Li
 def plan_crops(rows: int, cols: int, crop: int = CROP, stride: int = TRAIN_STRIDE) -> List[Crop]:
     """Every crop of the grid, row-major."""
     return [(r, c) for r in crop_starts(rows, crop, stride) for c in crop_starts(cols, crop, stride)]
+
+
+def grid_crops(window: Tuple[int, int, int, int], scene: Tuple[int, int], crop: int = CROP,
+               stride: int = TRAIN_STRIDE) -> List[Crop]:
+    """The crops of the whole scene's grid (``plan_crops(*scene)``) that overlap ``window`` (row0, row1,
+    col0, col1), row-major: a window of the scene sees the very crops the whole scene would give there."""
+    row0, row1, col0, col1 = window
+    rows = [s for s in crop_starts(scene[0], crop, stride) if s < row1 and s + crop > row0]
+    cols = [s for s in crop_starts(scene[1], crop, stride) if s < col1 and s + crop > col0]
+    return [(r, c) for r in rows for c in cols]
 
 
 def crops_covering(crops: Sequence[Crop], mask: np.ndarray, crop: int = CROP, origin: Crop = (0, 0)) -> List[Crop]:
@@ -136,18 +146,22 @@ def average_logits(model: nn.Module, hsi: np.ndarray, aux: np.ndarray, crops: Se
 
 def predict_at(model: nn.Module, hsi: np.ndarray, aux: np.ndarray, mask: np.ndarray, stride: int = PREDICT_STRIDE,
                batch_size: int = BATCH_SIZE, device: Union[str, torch.device] = "cpu",
-               autocast: Callable[[], object] = None, check_cancel: Optional[Callable[[], None]] = None) -> np.ndarray:
-    """Predicted class index (h, w) at the ``mask`` pixels (−1 elsewhere) of a window in memory, from the
-    averaged logits of every crop of its stride grid that covers them, as classification predicts; the
+               autocast: Optional[Callable[[], object]] = None, check_cancel: Optional[Callable[[], None]] = None,
+               origin: Crop = (0, 0), scene: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Predicted class index (h, w) at the ``mask`` pixels (−1 elsewhere) of a window in memory whose top-left
+    is scene pixel ``origin`` (the scene is ``scene`` rows x cols, None: the window itself), from the averaged
+    logits of every crop of the scene's stride grid that covers them, as classification predicts; the
     model's train/eval mode is restored. ``autocast()``: the precision context (None: none)."""
     crop = model.crop
-    crops = crops_covering(plan_crops(*mask.shape, crop, stride), mask, crop)
+    h, w = mask.shape
+    window = (origin[0], origin[0] + h, origin[1], origin[1] + w)
+    crops = crops_covering(grid_crops(window, scene or (h, w), crop, stride), mask, crop, origin)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), (autocast() if autocast is not None else nullcontext()):
-            logits, _ = average_logits(model, hsi, aux, crops, crop, batch_size=batch_size, device=device,
-                                       check_cancel=check_cancel)
+            logits, _ = average_logits(model, hsi, aux, crops, crop, origin=origin, batch_size=batch_size,
+                                       device=device, check_cancel=check_cancel)
     finally:
         model.train(was_training)
     return np.where(mask, logits.argmax(0), -1)
@@ -162,23 +176,28 @@ class CropBatch(NamedTuple):
 
 
 class CropBatches:
-    """The training crops of a crop model (MODELS.md §5.5): every crop of each patch's stride grid that holds
-    one of its training pixels (−1 in ``trains`` elsewhere), cut from the patch padded once with zeros
-    (labels −1), in patch order. ``epoch(generator)`` shuffles them into minibatches of ``batch_size``."""
+    """The training crops of a crop model (MODELS.md §5.5): every crop of the scene's stride grid that holds
+    one of a patch's training pixels (−1 in ``trains`` elsewhere), cut from the patch padded once with zeros
+    (labels −1), in patch order. A patch is a window of the scene at ``origins`` (row0, col0) of a scene of
+    ``scene`` rows x cols; with a crop of context around the pixels it owns (``sampler.crop_label_tiling``)
+    its crops hold what the whole scene's would. ``epoch(generator)`` shuffles them into minibatches."""
 
     def __init__(self, images: Sequence[np.ndarray], auxes: Sequence[np.ndarray], trains: Sequence[np.ndarray],
-                 crop: int, stride: int = TRAIN_STRIDE, batch_size: int = BATCH_SIZE) -> None:
+                 crop: int, origins: Sequence[Crop], scene: Tuple[int, int], stride: int = TRAIN_STRIDE,
+                 batch_size: int = BATCH_SIZE) -> None:
         self.crop, self.batch_size = crop, batch_size
-        self.padded: List[Tuple[Tensor, Tensor, Tensor, Crop]] = []
+        self.padded: List[Optional[Tuple[Tensor, Tensor, Tensor, Crop]]] = []
         self.crops: List[Tuple[int, Crop]] = []          # (patch, crop) in patch order
-        for k, (image, aux, train) in enumerate(zip(images, auxes, trains)):
-            kept = crops_covering(plan_crops(*train.shape, crop, stride), train >= 0, crop)
+        for k, (image, aux, train, origin) in enumerate(zip(images, auxes, trains, origins)):
+            h, w = train.shape
+            window = (origin[0], origin[0] + h, origin[1], origin[1] + w)
+            kept = crops_covering(grid_crops(window, scene, crop, stride), train >= 0, crop, origin)
             if not kept:
                 self.padded.append(None)
                 continue
-            x_hsi, offset = pad(image, kept, crop)
-            x_aux, _ = pad(aux, kept, crop)
-            y, _ = pad(np.asarray(train, np.int64)[None], kept, crop, value=-1)
+            x_hsi, offset = pad(image, kept, crop, origin)
+            x_aux, _ = pad(aux, kept, crop, origin)
+            y, _ = pad(np.asarray(train, np.int64)[None], kept, crop, origin, value=-1)
             self.padded.append((x_hsi, x_aux, y, offset))
             self.crops += [(k, c) for c in kept]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -45,8 +45,8 @@ __all__ = ["DEFAULT_BLOCK", "EPOCHS", "LEARNING_RATE", "WEIGHT_DECAY", "BATCH_SI
 
 log = logging.getLogger(__name__)
 
-Progress = Any
-Cancelled = Any
+Progress = Callable[..., None]
+Cancelled = Callable[[], bool]
 
 # MODELS.md §5.6 (design values: the reference publishes no training script), except the learning rate:
 # at the plugin's CPU width (registry.PLUGIN_DEFAULTS) §5.6's 1e-4 barely learns in 20 epochs on the
@@ -212,8 +212,6 @@ def clip_config(clip_weights: Optional[str], use_clip: bool) -> Optional[Dict[st
         raise ValueError(CLIP_MISSING)
     state, _ = read_clip_state_dict(clip_weights)
     return config_from_state_dict(state, source=clip_weights).to_dict()
-
-
 
 
 def check_modalities(model: str, aux: Optional[Sequence[str]], resampling: Optional[Sequence[str]],

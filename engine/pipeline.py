@@ -41,7 +41,7 @@ from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
 from .crops import predict_at
 from .data.auxiliary import AuxRaster, open_aux, read_aux
-from .models.registry import MULTIMODAL_NAMES, build_model, build_multimodal_model
+from .models.registry import MULTIMODAL_NAMES, build_model, build_multimodal_model, default_config
 from .multimodal import (EPOCHS as MULTIMODAL_EPOCHS, LEARNING_RATE as MULTIMODAL_LEARNING_RATE, check_modalities,
                          clip_config, crop_batch_fits, crop_recipe_metadata, modalities_metadata)
 from .precision import choose_precision
@@ -50,7 +50,7 @@ from .paths import check_distinct
 from .predict import DEFAULT_TILE, predict_raster
 from .sizing import choose_size
 from .tiling import predict_array
-from .sampler import Patch, Window, label_windows
+from .sampler import Patch, Window, crop_label_tiling, label_windows
 from .train import TrainConfig, TrainingCancelled, TrainResult, make_guides, train_patches, whole_scene_fits
 
 gdal.UseExceptions()
@@ -308,10 +308,17 @@ def _read_windows(info: RasterInfo, windows: List[Window], auxes: Sequence[AuxRa
     return reads, valid
 
 
-def _fit_aux_stretches(reads: List[Tuple[np.ndarray, np.ndarray, List[np.ndarray]]], count: int) -> List[Stretch]:
+def _fit_aux_stretches(windows: List[Window], reads: List[Tuple[np.ndarray, np.ndarray, List[np.ndarray]]],
+                       grid: Tuple[int, int], count: int) -> List[Stretch]:
     """One stretch per auxiliary raster, fitted on the valid pixels of what training read (the whole scene or
-    its label windows: an auxiliary raster has few bands, so its pixels there are a cheap and large sample)."""
-    valid = np.concatenate([window_valid.reshape(-1) for _, window_valid, _ in reads])[None]
+    its label windows, each pixel once where windows overlap: an auxiliary raster has few bands, so its
+    pixels there are a cheap and large sample)."""
+    seen = np.zeros(grid, bool)
+    firsts = []
+    for w, (_, window_valid, _) in zip(windows, reads):
+        firsts.append(window_valid & ~seen[w.slices])
+        seen[w.slices] = True
+    valid = np.concatenate([first.reshape(-1) for first in firsts])[None]
     stretches = []
     for j in range(count):
         data = np.concatenate([aux[j].reshape(aux[j].shape[0], -1) for _, _, aux in reads], axis=1)[:, None]
@@ -322,12 +329,14 @@ def _fit_aux_stretches(reads: List[Tuple[np.ndarray, np.ndarray, List[np.ndarray
 def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
              name_field: Optional[str], seed: int, options: SplitOptions, bands: Optional[List[int]] = None,
              sampling: str = "auto", cancelled: Optional[Cancelled] = None, aux: Sequence[str] = (),
-             aux_resampling: Sequence[str] = ()) -> _Scene:
+             aux_resampling: Sequence[str] = (), crop: Optional[int] = None) -> _Scene:
     """Read what training needs: the labels, a bounded sample for the stretch, then the label windows, or
     the whole raster when training on it costs no more (``_whole_scene``). The split depends only on the
     labelled pixels and their validity, so it is the same whichever is read. ``aux``: auxiliary rasters,
     warped onto the raster's grid window by window (``aux_resampling``: one method per raster); a pixel is
-    valid where the raster and every one of them are."""
+    valid where the raster and every one of them are. ``crop``: the crop size of a crop model (M3amba), whose
+    label windows carry a crop of context (``sampler.crop_label_tiling``) and are not a classification
+    tiling."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     info = open_raster(raster, bands)
@@ -338,7 +347,7 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
     labelled = class_indices(ids, table) >= 0
     if val_ids is not None:
         labelled |= val_ids > 0
-    plan = label_windows(labelled)
+    plan = label_windows(labelled) if crop is None else label_windows(labelled, *crop_label_tiling(crop))
     whole = _whole_scene(info, sampling)
     info, sample, sample_valid = read_sample(info, cancelled=cancelled)
     stretch = fit_stretch(sample, sample_valid)
@@ -365,7 +374,7 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
                              f"check their nodata values and that {', '.join(aux)} cover {raster}")
         LOG.info("%d of the %d pixels read are valid in every modality", int(valid.sum()),
                  sum(w.pixels for w in windows))
-        aux_stretches = _fit_aux_stretches(reads, len(auxes))
+        aux_stretches = _fit_aux_stretches(windows, reads, (info.rows, info.cols), len(auxes))
     ids, table = drop_unusable_classes(ids, table, valid)
     options = options.resolved(class_indices(ids, table), valid)
     split = make_split(info, class_indices(ids, table), table, valid, seed, options, class_field, val_ids)
@@ -381,8 +390,9 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
         maps = [np.where(own, getattr(split, name)[w.slices], -1) for name in ("train", "validation", "test")]
         stacked = (np.concatenate([apply_stretch(values, window_valid, s) for values, s in zip(aux_data, aux_stretches)])
                    if auxes else None)
-        patches.append(Patch(w, apply_stretch(raw, window_valid, stretch), raw, window_valid, *maps, aux=stacked))
-    tiling = None if whole else {"tile": plan.tile, "overlap": plan.overlap}
+        patches.append(Patch(w, apply_stretch(raw, window_valid, stretch), raw, window_valid, *maps, aux=stacked,
+                             scene=(info.rows, info.cols)))
+    tiling = None if whole or crop is not None else {"tile": plan.tile, "overlap": plan.overlap}
     return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows", tiling,
                   options, auxes, aux_stretches)
 
@@ -393,21 +403,24 @@ def _assess(net: Any, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str
     evaluated_on = "test" if (scene.split.test >= 0).any() else "validation"
     class_ids = np.asarray(scene.table.ids, dtype=np.int64)
     reference, predicted = [], []
+    device = torch.device(result.device)
+    if scene.auxes:
+        net.to(device)
     for patch in scene.patches:
         index = patch.test if evaluated_on == "test" else patch.validation
         if not (index >= 0).any():
             continue
         if scene.auxes:                                   # a crop model: averaged crops, as classification
-            device = torch.device(result.device)
-            classes = predict_at(net.to(device), patch.image, patch.aux, index >= 0, device=device,
-                                 autocast=lambda: choose_precision(device).autocast(device))
-            net.to("cpu")
+            classes = predict_at(net, patch.image, patch.aux, index >= 0, device=device,
+                                 autocast=lambda: choose_precision(device).autocast(device),
+                                 origin=(patch.window.row0, patch.window.col0), scene=patch.scene_shape)
         else:
             probabilities, _ = predict_array(net, patch.image, patch.valid, device=result.device,
                                              **result.validation_tiling)
             classes = probabilities.argmax(0)
         reference.append(class_ids[index[index >= 0]])
         predicted.append(class_ids[classes[index >= 0]])
+    net.to("cpu")
     metrics = accuracy(np.concatenate(reference), np.concatenate(predicted), scene.table.ids)
     return evaluated_on, metrics.as_dict(dict(zip(scene.table.ids, scene.table.names)))
 
@@ -423,6 +436,11 @@ def restyle_classes(table: ClassTable, style: Dict[int, Tuple[Optional[str], Col
         if color is not None:
             colors[i] = tuple(int(c) for c in color[:3])
     return ClassTable(list(table.ids), names, colors)
+
+
+def _crop_size(model: str, overrides: Optional[Dict[str, Any]]) -> int:
+    """The crop side a crop model will be built with (its option, else its default)."""
+    return int(dict(default_config(model), **(overrides or {}))["crop"])
 
 
 def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, rois: Optional[str] = None,
@@ -483,7 +501,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     with threadpool_limits(limits=threads):
         try:
             scene = _prepare(raster, labels, rois, class_field, name_field, seed, split, bands, sampling, cancelled,
-                             list(aux or ()), methods)
+                             list(aux or ()), methods, crop=_crop_size(model, overrides) if multimodal else None)
         except ReadCancelled as error:
             raise TrainingCancelled(str(error)) from None
         if class_style:

@@ -188,7 +188,7 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
                          f"{len(trained)} auxiliary raster(s), trained with {', '.join(trained)}); give its auxiliary "
                          f"rasters in the training order (CLI: classify --aux FILE; toolbox: Auxiliary rasters)")
     if aux:
-        if out_clusters:
+        if metadata.get("modalities") and out_clusters:
             raise ValueError(f"the {metadata['model']['name']} model gives no cluster map; leave out the cluster "
                              f"output")
         from .multimodal import predict_multimodal_raster   # crops averaged, auxiliary rasters warped per block

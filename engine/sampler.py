@@ -27,12 +27,13 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["Window", "Patch", "Tile", "WINDOW_MARGIN", "LABEL_TILE", "LABEL_OVERLAP", "plan_windows", "plan_tiles",
-           "label_windows", "LabelWindows"]
+__all__ = ["Window", "Patch", "Tile", "WINDOW_MARGIN", "LABEL_TILE", "LABEL_OVERLAP", "CROP_LABEL_TILE", "plan_windows",
+           "plan_tiles", "label_windows", "crop_label_tiling", "LabelWindows"]
 
 WINDOW_MARGIN = 5     # px of context beyond each share of a memory grid (MambaHSI's halves, CSSMamba's quadrants)
 LABEL_TILE = 64       # px side of the tiles that label windows are and classification repeats (module docstring)
 LABEL_OVERLAP = 8     # px of context of those tiles beyond their crop
+CROP_LABEL_TILE = 128  # px side of the label windows of crop models (``crop_label_tiling``)
 
 
 class Window(NamedTuple):
@@ -75,6 +76,11 @@ class Patch:
     validation: np.ndarray            # (h, w) int64 class index of the validation pixels
     test: Optional[np.ndarray] = None  # (h, w) int64 class index of the test pixels (assessment only)
     aux: Optional[np.ndarray] = None   # (Na, h, w) float32 normalised auxiliary bands (LiDAR, SAR) on the grid
+    scene: Optional[Tuple[int, int]] = None   # (rows, cols) of the whole scene; None: the patch is the scene
+
+    @property
+    def scene_shape(self) -> Tuple[int, int]:
+        return self.scene or self.window.shape
 
 
 # ------------------------------------------------------------------------------------------------
@@ -229,6 +235,14 @@ class LabelWindows(NamedTuple):
     def owned(self, index: int) -> np.ndarray:
         """(h, w) bool over window ``index``: the labelled pixels it owns."""
         return self.owner[self.windows[index].slices] == index
+
+
+def crop_label_tiling(crop: int) -> Tuple[int, int]:
+    """(tile, overlap) of the label windows of a crop model (M3amba): a whole crop of context beyond the
+    pixels a window owns, so every crop of the scene's grid that covers an owned pixel lies inside the
+    window (or beyond the raster, zero as for the whole scene) and training sees the crops the whole scene
+    would give; tiles of at least 128 px keep that context a fraction of the window."""
+    return max(CROP_LABEL_TILE, 4 * crop), crop
 
 
 def label_windows(labelled: np.ndarray, tile: int = LABEL_TILE, overlap: int = LABEL_OVERLAP) -> LabelWindows:

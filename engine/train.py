@@ -54,7 +54,7 @@ from . import distributed
 from .device import resolve_device
 from .memory import physical_memory_bytes
 from .precision import PRECISIONS, Precision, choose_precision
-from .crops import CropBatch, CropBatches, predict_at
+from .crops import PREDICT_STRIDE, CropBatch, CropBatches, crops_covering, plan_crops, predict_at
 from .sampler import Patch, Window, plan_windows
 from .models.base import HSIClassifier, ModelOutput
 from .ssm import scan
@@ -569,6 +569,13 @@ def _defer_buffer_updates(model: nn.Module, several: bool) -> List[nn.Module]:
     return modules
 
 
+def _end_deferral(modules: List[nn.Module]) -> None:
+    """Take the step's deferred buffer updates and stop deferring (also when the step failed)."""
+    for m in modules:
+        m.flush()
+        m.deferring = False
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: Optional["torch.amp.GradScaler"]) -> None:
     """One optimizer step; with fp16's GradScaler the loss is scaled and a step with inf/NaN gradients skipped."""
     optimizer.zero_grad(set_to_none=True)
@@ -746,7 +753,6 @@ def _fit_pixels(model: HSIClassifier, patches: List[Patch], trains: List[np.ndar
                        seconds=time.perf_counter() - started, windows=[p.window for p in patches])
 
 
-
 # ------------------------------------------------------------------------------------------------
 # The crop recipe (models with ``crop``, ``configure_optimizers`` and ``training_loss``: M3amba)
 
@@ -780,7 +786,7 @@ def _validate_crops(model: nn.Module, patches: List[Patch], vals: List[np.ndarra
     for p, v, m in zip(patches, vals, val_masks):
         if m.any():
             index = predict_at(model, p.image, p.aux, m, device=device, autocast=lambda: precision.autocast(device),
-                               check_cancel=check_cancel)
+                               check_cancel=check_cancel, origin=(p.window.row0, p.window.col0), scene=p.scene_shape)
             predicted.append(index[m])
             truth.append(v[m])
     return predicted, truth
@@ -791,8 +797,6 @@ def _estimate_crop_epoch_seconds(model: nn.Module, crops: CropBatches, val_masks
     """Seconds an epoch of the crop recipe will take: one timed step on the first minibatch (after an
     untimed one) times the steps, plus a third of a step's time per crop for the validation's forwards.
     The model's buffers and gradients are restored."""
-    from .crops import PREDICT_STRIDE, crops_covering, plan_crops
-
     batch = crops.batch(list(range(min(crops.batch_size, len(crops)))))
     with _state_restored(model):
         for timed in (False, True):
@@ -830,8 +834,10 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
     Several patches (label windows): one optimizer step per epoch over all of them, each window's loss
     weighted by its share of the training pixels, so that the step descends the CE over every training
     pixel as a whole-scene step does and 200 epochs mean what they mean in the papers' protocol; a
-    patch too large for the budget is cut into its memory grid inside that step. Validation runs over
-    the patches holding validation pixels. progress(fraction, text) is called after every epoch (and
+    patch too large for the budget is cut into its memory grid inside that step. A crop model (M3amba)
+    steps over minibatches of its crops instead, with its own optimizer, schedule and loss; a classical
+    model is fitted once (module docstring). Validation runs over the patches holding validation
+    pixels. progress(fraction, text) is called after every epoch (and
     every step when there are several); cancelled() is polled before every optimizer step and every
     validation and raises TrainingCancelled. On return the model holds the best state, on the CPU, in
     eval mode.
@@ -893,7 +899,8 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
         precision = choose_precision(device, config.precision)
         _log.info("precision: %s", precision.describe())
         if crop_model:
-            crops = CropBatches(images, [p.aux for p in patches], trains, model.crop)
+            crops = CropBatches(images, [p.aux for p in patches], trains, model.crop,
+                                [(p.window.row0, p.window.col0) for p in patches], patches[0].scene_shape)
             plans = [[Window(0, p.window.shape[0], 0, p.window.shape[1])] for p in patches]
             units, steps, shares, tilings, batches, from_forward, max_pixels = [], [], [], [{}] * len(patches), [], False, 0
             _log.info("%d crops of %d px hold training pixels: %d minibatches of up to %d per epoch", len(crops),
@@ -973,26 +980,27 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                 mine = ([(crops.batch(batch), 1.0)] if crop_model else
                         _windows_of_this_process([steps[j] for j in batch], group, [shares[j] for j in batch]))
                 deferring = _defer_buffer_updates(model, len(mine) > 1)
-                for n, (unit, weight) in enumerate(mine):
-                    # DDP averages gradients at a rank's last backward of the step only.
-                    with trained.no_sync() if group is not None and n < len(mine) - 1 else nullcontext():
-                        if crop_model:
-                            loss, out = _crop_forward(trained, unit, device, precision), None
-                        else:
-                            loss, out = _forward(trained, unit.x, unit.y, unit.g, unit.window, len(counts), device,
-                                                 precision, turn)
-                        if scoring:
-                            more = _unit_validation(unit, out.logits.detach().argmax(1).cpu().numpy(), vals, val_masks)
-                            predicted += more[0]
-                            truth += more[1]
-                        _backward(loss * weight, scaler)
-                    if weight:
-                        aux = out is not None and out.aux_loss is not None
-                        step += [weight * float(loss.detach()),
-                                 weight * float(out.aux_loss.detach()) if aux else 0.0, weight, weight * aux]
-                for module in deferring:
-                    module.flush()
-                    module.deferring = False
+                try:
+                    for n, (unit, weight) in enumerate(mine):
+                        # DDP averages gradients at a rank's last backward of the step only.
+                        with trained.no_sync() if group is not None and n < len(mine) - 1 else nullcontext():
+                            if crop_model:
+                                loss, out = _crop_forward(trained, unit, device, precision), None
+                            else:
+                                loss, out = _forward(trained, unit.x, unit.y, unit.g, unit.window, len(counts), device,
+                                                     precision, turn)
+                            if scoring:
+                                classes = out.logits.detach().argmax(1).cpu().numpy()
+                                more = _unit_validation(unit, classes, vals, val_masks)
+                                predicted += more[0]
+                                truth += more[1]
+                            _backward(loss * weight, scaler)
+                        if weight:
+                            aux = out is not None and out.aux_loss is not None
+                            step += [weight * float(loss.detach()),
+                                     weight * float(out.aux_loss.detach()) if aux else 0.0, weight, weight * aux]
+                finally:
+                    _end_deferral(deferring)
                 if scoring:
                     if book.record(**pending, val_oa=_oa(predicted, truth), state=lambda: state_copy(model, before)):
                         stopped = True

@@ -18,7 +18,7 @@ from torch import nn
 
 from engine import multimodal, pipeline
 from engine.cli import AUX_RESAMPLING, MULTIMODAL_EPOCHS, MULTIMODAL_NAMES, main
-from engine.crops import average_logits, crop_starts, crops_covering, plan_crops
+from engine.crops import average_logits, crop_starts, crops_covering, plan_crops, predict_at
 from engine.data.auxiliary import RESAMPLING, open_aux, read_aux
 from engine.data.normalize import Stretch, apply_stretch
 from engine.data.raster import open_raster, read_raster
@@ -618,14 +618,66 @@ def test_the_one_trainer_runs_m3amba_s_crop_recipe_step_for_step():
         torch.testing.assert_close(net.state_dict()[name], value, rtol=0, atol=0, msg=name)
 
 
-def test_m3amba_trains_on_label_windows_and_a_band_subset(scene):
-    """The one path gives M3amba what it gives every model: label windows (forced here on a small scene),
-    a band subset that classification reads again, and the estimate of the run's time in the log."""
-    metadata, result = train_tiny(scene, sampling="windows", bands=[1, 2])
-    assert metadata["provenance"]["sampling"]["mode"] == "label windows" and metadata["tiling"]
-    assert metadata["bands"]["indices"] == [1, 2] and metadata["modalities"][0]["bands"] == 2
-    assert result.estimated_epoch_seconds > 0
-    written = classify_file(str(scene["out"] / "m.pt"), scene["hsi"], str(scene["out"] / "w.tif"), aux=[scene["dsm"]],
-                            device="cpu", threads=1)
-    classes = gdal.Open(written["classes"]).ReadAsArray()
-    assert classes.shape == (ROWS, COLS) and set(np.unique(classes)) <= {1, 2, 3, 4}
+@pytest.fixture
+def wide_scene(tmp_path):
+    """A 200 x 220 px scene (3 HSI bands, a DSM on the same grid) with small labelled blobs far apart, so that
+    M3amba's label windows are several windows of the scene, not the scene."""
+    rng = np.random.default_rng(8)
+    rows, cols = 200, 220
+    hsi = rng.random((3, rows, cols))
+    dsm = rng.random((1, rows, cols)) * 10
+    labels = np.zeros((rows, cols), np.uint8)
+    for k, (r, c) in enumerate([(20, 20), (30, 180), (100, 110), (170, 40), (180, 200), (60, 60)]):
+        labels[r:r + 6, c:c + 6] = k % 3 + 1
+    gt = (ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL)
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    ds = gdal.GetDriverByName("GTiff").Create(str(folder / "labels.tif"), cols, rows, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform(gt)
+    ds.SetProjection(srs_wkt(UTM))
+    ds.GetRasterBand(1).WriteArray(labels)
+    ds = None
+    return {"hsi": write_tif(folder / "hsi.tif", hsi, gt), "dsm": write_tif(folder / "dsm.tif", dsm, gt),
+            "labels": str(folder / "labels.tif"), "out": tmp_path}
+
+
+def test_m3amba_label_windows_see_the_crops_classification_sees(wide_scene):
+    """M3amba on forced label windows (a band subset too): each window carries a crop of context, so the
+    averaged crops predicted inside a window (validation, the model file's test metrics) equal the class map
+    of the whole raster at the same pixels, and the training crops are the whole scene's."""
+    from engine.crops import CropBatches
+
+    scene = wide_scene
+    model = str(scene["out"] / "w.pt")
+    metadata, result = train_from_files(scene["hsi"], model, labels=scene["labels"], model="m3amba",
+                                        aux=[scene["dsm"]], use_clip=False, epochs=1, device="cpu", threads=1,
+                                        overrides=TINY, sampling="windows", bands=[1, 3])
+    windows = metadata["provenance"]["sampling"]["windows"]
+    assert metadata["provenance"]["sampling"]["mode"] == "label windows" and 1 < len(windows)
+    assert "tiling" not in metadata and metadata["bands"]["indices"] == [1, 3] and result.estimated_epoch_seconds > 0
+    written = classify_file(model, scene["hsi"], str(scene["out"] / "w.tif"), aux=[scene["dsm"]], device="cpu",
+                            threads=1)
+    class_map = gdal.Open(written["classes"]).ReadAsArray()
+    net, _ = load_model(model)
+    ids = np.asarray(metadata["classes"]["ids"])
+    windowed = pipeline._prepare(scene["hsi"], scene["labels"], None, None, None, 0, pipeline.SplitOptions(), [1, 3],
+                                 "windows", None, [scene["dsm"]], ["bilinear"], crop=net.crop)
+    whole = pipeline._prepare(scene["hsi"], scene["labels"], None, None, None, 0, pipeline.SplitOptions(), [1, 3],
+                              "whole", None, [scene["dsm"]], ["bilinear"], crop=net.crop)
+    for patch in windowed.patches:
+        owned = (patch.train >= 0) | (patch.validation >= 0) | (patch.test >= 0)
+        index = predict_at(net, patch.image, patch.aux, owned, origin=(patch.window.row0, patch.window.col0),
+                           scene=patch.scene_shape)
+        np.testing.assert_array_equal(ids[index[owned]], class_map[patch.window.slices][owned])
+
+    def crops_of(patches):
+        batches = CropBatches([p.image for p in patches], [p.aux for p in patches], [p.train for p in patches],
+                              net.crop, [(p.window.row0, p.window.col0) for p in patches], patches[0].scene_shape)
+        return {c: batches.batch([k]) for k, (_, c) in enumerate(batches.crops)}
+
+    from_windows, from_whole = crops_of(windowed.patches), crops_of(whole.patches)
+    assert set(from_windows) == set(from_whole)
+    for c, batch in from_whole.items():
+        torch.testing.assert_close(from_windows[c].hsi, batch.hsi, rtol=0, atol=0)
+        # the auxiliary stretch is fitted on the pixels read (the windows here), so a limit may move by a level
+        torch.testing.assert_close(from_windows[c].aux, batch.aux, rtol=0, atol=1 / 255 + 1e-6)
