@@ -177,29 +177,24 @@ class CropBatch(NamedTuple):
 
 class CropBatches:
     """The training crops of a crop model (MODELS.md §5.5): every crop of the scene's stride grid that holds
-    one of a patch's training pixels (−1 in ``trains`` elsewhere), cut from the patch padded once with zeros
-    (labels −1), in patch order. A patch is a window of the scene at ``origins`` (row0, col0) of a scene of
-    ``scene`` rows x cols; with a crop of context around the pixels it owns (``sampler.crop_label_tiling``)
-    its crops hold what the whole scene's would. ``epoch(generator)`` shuffles them into minibatches."""
+    one of a patch's training pixels (−1 in ``trains`` elsewhere), in patch order, cut from the patches when
+    a minibatch needs them (zeros, labels −1, beyond a patch: no padded copy of the patches is kept). A
+    patch is a window of the scene at ``origins`` (row0, col0) of a scene of ``scene`` rows x cols; with a
+    crop of context around the pixels it owns (``sampler.crop_label_tiling``) its crops hold what the whole
+    scene's would. ``epoch(generator)`` shuffles them into minibatches."""
 
     def __init__(self, images: Sequence[np.ndarray], auxes: Sequence[np.ndarray], trains: Sequence[np.ndarray],
                  crop: int, origins: Sequence[Crop], scene: Tuple[int, int], stride: int = TRAIN_STRIDE,
                  batch_size: int = BATCH_SIZE) -> None:
         self.crop, self.batch_size = crop, batch_size
-        self.padded: List[Optional[Tuple[Tensor, Tensor, Tensor, Crop]]] = []
+        self.sources = [(image, aux, np.asarray(train, np.int64)[None], origin)
+                        for image, aux, train, origin in zip(images, auxes, trains, origins)]
         self.crops: List[Tuple[int, Crop]] = []          # (patch, crop) in patch order
-        for k, (image, aux, train, origin) in enumerate(zip(images, auxes, trains, origins)):
+        for k, (train, origin) in enumerate(zip(trains, origins)):
             h, w = train.shape
             window = (origin[0], origin[0] + h, origin[1], origin[1] + w)
-            kept = crops_covering(grid_crops(window, scene, crop, stride), train >= 0, crop, origin)
-            if not kept:
-                self.padded.append(None)
-                continue
-            x_hsi, offset = pad(image, kept, crop, origin)
-            x_aux, _ = pad(aux, kept, crop, origin)
-            y, _ = pad(np.asarray(train, np.int64)[None], kept, crop, origin, value=-1)
-            self.padded.append((x_hsi, x_aux, y, offset))
-            self.crops += [(k, c) for c in kept]
+            self.crops += [(k, c) for c in crops_covering(grid_crops(window, scene, crop, stride), train >= 0, crop,
+                                                          origin)]
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -211,16 +206,26 @@ class CropBatches:
 
     def batch(self, picks: Sequence[int]) -> CropBatch:
         """The crops ``picks`` (indices into the crop list), stacked."""
-        parts: List[List[Tensor]] = [[], [], []]
+        parts: List[List[np.ndarray]] = [[], [], []]
         for k in picks:
-            patch, c = self.crops[k]
-            x_hsi, x_aux, y, offset = self.padded[patch]
-            for part, source in zip(parts, (x_hsi, x_aux, y)):
-                part.append(cut(source, [c], self.crop, offset))
-        hsi, aux, labels = (torch.cat(part) for part in parts)
+            patch, (r, c) = self.crops[k]
+            *arrays, origin = self.sources[patch]
+            for part, source, fill in zip(parts, arrays, (0, 0, -1)):
+                part.append(_crop_of(source, r - origin[0], c - origin[1], self.crop, fill))
+        hsi, aux, labels = (torch.from_numpy(np.stack(part)) for part in parts)
         return CropBatch(hsi, aux, labels[:, 0])
 
     def epoch(self, generator: torch.Generator) -> List[List[int]]:
         """This epoch's minibatches: a fresh permutation of the crops cut into runs of ``batch_size``."""
         order = torch.randperm(len(self.crops), generator=generator).tolist()
         return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+
+def _crop_of(array: np.ndarray, row0: int, col0: int, crop: int, fill: float) -> np.ndarray:
+    """The crop x crop window at (row0, col0) of a (C, h, w) array; ``fill`` where it reaches beyond it."""
+    out = np.full((array.shape[0], crop, crop), fill, array.dtype)
+    h, w = array.shape[1:]
+    r0, c0, r1, c1 = max(row0, 0), max(col0, 0), min(row0 + crop, h), min(col0 + crop, w)
+    if r0 < r1 and c0 < c1:
+        out[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = array[:, r0:r1, c0:c1]
+    return out

@@ -390,7 +390,9 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
         maps = [np.where(own, getattr(split, name)[w.slices], -1) for name in ("train", "validation", "test")]
         stacked = (np.concatenate([apply_stretch(values, window_valid, s) for values, s in zip(aux_data, aux_stretches)])
                    if auxes else None)
-        patches.append(Patch(w, apply_stretch(raw, window_valid, stretch), raw, window_valid, *maps, aux=stacked,
+        image = apply_stretch(raw, window_valid, stretch)
+        # A crop model makes no guide from the spectra as read: no second copy of the cube for it.
+        patches.append(Patch(w, image, raw if crop is None else image, window_valid, *maps, aux=stacked,
                              scene=(info.rows, info.cols)))
     tiling = None if whole or crop is not None else {"tile": plan.tile, "overlap": plan.overlap}
     return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows", tiling,
