@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CROP", "TRAIN_STRIDE", "PREDICT_STRIDE", "BATCH_SIZE", "Crop", "crop_starts", "plan_crops", "grid_crops",
+__all__ = ["CROP", "TRAIN_STRIDE", "PREDICT_STRIDE", "BATCH_SIZE", "Crop", "crop_starts", "plan_crops",
+           "overlapping_starts", "grid_crops",
            "crops_covering", "pad", "cut", "average_logits", "predict_at", "CropBatch", "CropBatches"]
 
 CROP = 32            # M3amba's crop side (its adapter is tied to crop² tokens)
@@ -57,14 +58,18 @@ def plan_crops(rows: int, cols: int, crop: int = CROP, stride: int = TRAIN_STRID
     return [(r, c) for r in crop_starts(rows, crop, stride) for c in crop_starts(cols, crop, stride)]
 
 
+def overlapping_starts(length: int, first: int, stop: int, crop: int = CROP, stride: int = TRAIN_STRIDE) -> List[int]:
+    """The starts of the crops along an axis of ``length`` px (``crop_starts``) that overlap [first, stop)."""
+    return [s for s in crop_starts(length, crop, stride) if s < stop and s + crop > first]
+
+
 def grid_crops(window: Tuple[int, int, int, int], scene: Tuple[int, int], crop: int = CROP,
                stride: int = TRAIN_STRIDE) -> List[Crop]:
     """The crops of the whole scene's grid (``plan_crops(*scene)``) that overlap ``window`` (row0, row1,
     col0, col1), row-major: a window of the scene sees the very crops the whole scene would give there."""
     row0, row1, col0, col1 = window
-    rows = [s for s in crop_starts(scene[0], crop, stride) if s < row1 and s + crop > row0]
-    cols = [s for s in crop_starts(scene[1], crop, stride) if s < col1 and s + crop > col0]
-    return [(r, c) for r in rows for c in cols]
+    return [(r, c) for r in overlapping_starts(scene[0], row0, row1, crop, stride)
+            for c in overlapping_starts(scene[1], col0, col1, crop, stride)]
 
 
 def crops_covering(crops: Sequence[Crop], mask: np.ndarray, crop: int = CROP, origin: Crop = (0, 0)) -> List[Crop]:

@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from .bandmatch import open_model_input
-from .crops import BATCH_SIZE, PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crop_starts, crops_covering, plan_crops
-from .data.auxiliary import DEFAULT_RESAMPLING, AuxRaster, crs_name, open_aux, read_aux
+from .crops import (BATCH_SIZE, PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crops_covering, overlapping_starts,
+                    plan_crops)
+from .data.auxiliary import DEFAULT_RESAMPLING, AuxRaster, crs_name, open_aux, read_auxes
 from .data.normalize import Stretch, apply_stretch
 from .data.raster import RasterInfo, read_window
 from .device import resolve_device
@@ -71,16 +72,14 @@ CLIP_MISSING = (
 
 def _block_tiles(rows: int, cols: int, crop: int, stride: int, block: int) -> List[Tile]:
     """Output blocks that partition the raster, each with the window its crops read (clipped to the raster)."""
-    row_starts, col_starts = crop_starts(rows, crop, stride), crop_starts(cols, crop, stride)
-
-    def window(starts: List[int], first: int, size: int, length: int) -> Tuple[int, int]:
-        touching = [s for s in starts if s < first + size and s + crop > first]
+    def window(first: int, size: int, length: int) -> Tuple[int, int]:
+        touching = overlapping_starts(length, first, first + size, crop, stride)
         return max(touching[0], 0), min(touching[-1] + crop, length)
 
     tiles = []
     for t in plan_tiles(rows, cols, block, 0):
-        r0, r1 = window(row_starts, t.row0, t.rows, rows)
-        c0, c1 = window(col_starts, t.col0, t.cols, cols)
+        r0, r1 = window(t.row0, t.rows, rows)
+        c0, c1 = window(t.col0, t.cols, cols)
         tiles.append(Tile(r0, c0, r1 - r0, c1 - c0, t.row0, t.col0, t.rows, t.cols))
     return tiles
 
@@ -106,11 +105,9 @@ def _read_block(info: RasterInfo, auxes: Sequence[AuxRaster], stretches: Sequenc
                 t: Tile) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A block's window: normalised hsi (C_h, h, w), aux (C_m, h, w) and the valid mask (h, w)."""
     hsi, valid = read_window(info, t.row0, t.col0, t.rows, t.cols)
-    reads = [read_aux(aux, info, t.row0, t.col0, t.rows, t.cols) for aux in auxes]
-    for _, aux_valid in reads:
-        valid &= aux_valid
+    reads = read_auxes(auxes, info, valid, t.row0, t.col0, t.rows, t.cols)
     hsi = apply_stretch(hsi, valid, stretches[0])
-    aux = np.concatenate([apply_stretch(data, valid, s) for (data, _), s in zip(reads, stretches[1:])])
+    aux = np.concatenate([apply_stretch(data, valid, s) for data, s in zip(reads, stretches[1:])])
     return hsi, aux, valid
 
 

@@ -40,7 +40,7 @@ from . import distributed
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
 from .crops import predict_at
-from .data.auxiliary import AuxRaster, open_aux, read_aux
+from .data.auxiliary import AuxRaster, open_aux, read_auxes
 from .models.registry import MULTIMODAL_NAMES, build_model, build_multimodal_model, default_config
 from .multimodal import (EPOCHS as MULTIMODAL_EPOCHS, LEARNING_RATE as MULTIMODAL_LEARNING_RATE, check_modalities,
                          clip_config, crop_batch_fits, crop_recipe_metadata, modalities_metadata)
@@ -51,7 +51,8 @@ from .predict import DEFAULT_TILE, predict_raster
 from .sizing import choose_size
 from .tiling import predict_array
 from .sampler import Patch, Window, crop_label_tiling, label_windows
-from .train import TrainConfig, TrainingCancelled, TrainResult, make_guides, train_patches, whole_scene_fits
+from .train import (TrainConfig, TrainingCancelled, TrainResult, is_crop_model, make_guides, train_patches,
+                    whole_scene_fits)
 
 gdal.UseExceptions()
 
@@ -298,11 +299,7 @@ def _read_windows(info: RasterInfo, windows: List[Window], auxes: Sequence[AuxRa
         if cancelled is not None and cancelled():
             raise ReadCancelled(f"reading {info.path} cancelled")
         data, window_valid = read_window(info, w.row0, w.col0, *w.shape)
-        aux_data = []
-        for source in auxes:
-            values, aux_valid = read_aux(source, info, w.row0, w.col0, *w.shape)
-            window_valid &= aux_valid
-            aux_data.append(values)
+        aux_data = read_auxes(auxes, info, window_valid, w.row0, w.col0, *w.shape)
         valid[w.slices] |= window_valid
         reads.append((data, window_valid, aux_data))
     return reads, valid
@@ -354,12 +351,7 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
     del sample, sample_valid
     if whole:
         info, raw, valid = load_training_raster(raster, bands=info.band_indices, cancelled=cancelled)
-        aux_data = []
-        for source in auxes:
-            values, aux_valid = read_aux(source, info)
-            valid &= aux_valid
-            aux_data.append(values)
-        reads = [(raw, valid, aux_data)]
+        reads = [(raw, valid, read_auxes(auxes, info, valid))]
         windows = [Window(0, info.rows, 0, info.cols)]
     else:
         reads, valid = _read_windows(info, plan.windows, auxes, cancelled)
@@ -406,13 +398,14 @@ def _assess(net: Any, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str
     class_ids = np.asarray(scene.table.ids, dtype=np.int64)
     reference, predicted = [], []
     device = torch.device(result.device)
-    if scene.auxes:
+    crops = is_crop_model(net)
+    if crops:
         net.to(device)
     for patch in scene.patches:
         index = patch.test if evaluated_on == "test" else patch.validation
         if not (index >= 0).any():
             continue
-        if scene.auxes:                                   # a crop model: averaged crops, as classification
+        if crops:                                         # averaged crops, as classification predicts them
             classes = predict_at(net, patch.image, patch.aux, index >= 0, device=device,
                                  autocast=lambda: choose_precision(device).autocast(device),
                                  origin=(patch.window.row0, patch.window.col0), scene=patch.scene_shape)
@@ -554,11 +547,9 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
         evaluated_on, metrics = _assess(net, scene, result) if distributed.is_main() else ("test", {})
 
     info, table = scene.info, scene.table
-    sources = {"raster": os.path.abspath(raster), "labels": absolute_or_none(labels), "rois": absolute_or_none(rois),
-               "class_field": class_field, "name_field": name_field}
-    if multimodal:
-        sources = {"raster": sources["raster"], "aux": [os.path.abspath(p) for p in aux],
-                   **{k: v for k, v in sources.items() if k != "raster"}}
+    sources = {"raster": os.path.abspath(raster), **({"aux": [os.path.abspath(p) for p in aux]} if multimodal else {}),
+               "labels": absolute_or_none(labels), "rois": absolute_or_none(rois), "class_field": class_field,
+               "name_field": name_field}
     metadata = {
         "format_version": FORMAT_VERSION,
         "model": {"name": model, "config": dict(net.config)},

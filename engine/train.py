@@ -61,7 +61,8 @@ from .ssm import scan
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingCancelled", "Window", "Patch", "plan_windows", "seed_everything",
            "estimate_training_bytes_per_pixel", "estimate_epoch_seconds", "default_memory_budget_mb", "EpochBook",
-           "optimizer_step", "train_model", "train_patches", "whole_scene_patch", "make_guides", "whole_scene_fits"]
+           "optimizer_step", "train_model", "train_patches", "is_crop_model", "whole_scene_patch", "make_guides",
+           "whole_scene_fits"]
 
 _log = logging.getLogger(__name__)
 
@@ -757,6 +758,12 @@ def _fit_pixels(model: HSIClassifier, patches: List[Patch], trains: List[np.ndar
 # The crop recipe (models with ``crop``, ``configure_optimizers`` and ``training_loss``: M3amba)
 
 
+def is_crop_model(model: nn.Module) -> bool:
+    """Whether ``model`` trains and predicts on fixed crops (module docstring: ``crop``, ``configure_optimizers``,
+    ``training_loss``)."""
+    return hasattr(model, "training_loss")
+
+
 def _check_crop_run(model: nn.Module, patches: List[Patch], config: TrainConfig,
                     group: Optional[distributed.Group]) -> None:
     """Refuse what the crop recipe does not do, before any work."""
@@ -853,7 +860,7 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                          "or ROIs overlap the raster's data")
     if hasattr(model, "fit_pixels"):
         return _fit_pixels(model, patches, trains, config, progress, cancelled)
-    crop_model = hasattr(model, "training_loss")          # fixed crops in minibatches (module docstring)
+    crop_model = is_crop_model(model)
     vals = [np.asarray(p.validation, dtype=np.int64) for p in patches]
     val_masks = [(v >= 0) & p.valid for v, p in zip(vals, patches)]
     n_val = sum(int(m.sum()) for m in val_masks)
@@ -902,7 +909,9 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
             crops = CropBatches(images, [p.aux for p in patches], trains, model.crop,
                                 [(p.window.row0, p.window.col0) for p in patches], patches[0].scene_shape)
             plans = [[Window(0, p.window.shape[0], 0, p.window.shape[1])] for p in patches]
-            units, steps, shares, tilings, batches, from_forward, max_pixels = [], [], [], [{}] * len(patches), [], False, 0
+            # No memory grid, no whole-window units: the epoch's minibatches come from ``crops``.
+            units, steps, shares, batches, from_forward, max_pixels = [], [], [], [], False, 0
+            tilings = [{} for _ in patches]
             _log.info("%d crops of %d px hold training pixels: %d minibatches of up to %d per epoch", len(crops),
                       model.crop, crops.steps, crops.batch_size)
             estimate = _estimate_crop_epoch_seconds(model, crops, val_masks, precision, device)

@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from osgeo import gdal, osr
@@ -182,3 +182,15 @@ def read_aux(aux: AuxRaster, grid: RasterInfo, row0: int = 0, col0: int = 0, row
     valid = np.isfinite(data).all(axis=0)
     data[:, ~valid] = 0
     return data, valid
+
+
+def read_auxes(auxes: Sequence[AuxRaster], grid: RasterInfo, valid: np.ndarray, row0: int = 0, col0: int = 0,
+               rows: Optional[int] = None, cols: Optional[int] = None) -> List[np.ndarray]:
+    """``read_aux`` of every auxiliary raster on one window of the grid; ``valid`` (the window's mask, updated
+    in place) keeps only the pixels valid in all of them."""
+    data = []
+    for aux in auxes:
+        values, aux_valid = read_aux(aux, grid, row0, col0, rows, cols)
+        valid &= aux_valid
+        data.append(values)
+    return data
