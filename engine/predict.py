@@ -221,7 +221,7 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
         if not todo:
             return results
         probabilities, clusters = predict_windows(model, np.stack([image[(slice(None),) + windows[k]] for k in todo]),
-                                                  torch_device)
+                                                  np.stack([strip_valid[windows[k]] for k in todo]), torch_device)
         for j, k in enumerate(todo):
             t = group[k]
             results[k] = (results[k][0], probabilities[j][(slice(None),) + t.crop_in_window],

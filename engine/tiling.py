@@ -42,26 +42,28 @@ DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
 
 
-def predict_windows(model: HSIClassifier, images: np.ndarray,
+def predict_windows(model: HSIClassifier, images: np.ndarray, valid: np.ndarray,
                     device: Union[str, torch.device] = "cpu") -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """One forward pass on a batch of windows of one shape: (probabilities float32 (B, Ncls, h, w), clusters
     int64 (B, h, w) or None). A batch costs less than its windows one by one (CSSMamba's routing and the
     scans have a fixed cost per forward); the models compute every window on its own.
 
-    images: (B, Nb, h, w) float32, normalised. The caller puts the model on ``device``, in eval mode,
-    under ``torch.inference_mode`` (predict_array and predict_raster do).
+    images: (B, Nb, h, w) float32, normalised; valid: (B, h, w) bool, False under nodata (the model's
+    ``valid``). The caller puts the model on ``device``, in eval mode, under ``torch.inference_mode``
+    (predict_array and predict_raster do).
     """
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(device)
-    out = model(x)
+    out = model(x, valid=torch.from_numpy(np.ascontiguousarray(valid, dtype=bool)).to(device))
     probabilities = torch.softmax(out.logits.float(), dim=1).cpu().numpy()
     clusters = None if out.clusters is None else out.clusters.to(torch.int64).cpu().numpy()
     return probabilities, clusters
 
 
-def predict_window(model: HSIClassifier, image: np.ndarray,
+def predict_window(model: HSIClassifier, image: np.ndarray, valid: np.ndarray,
                    device: Union[str, torch.device] = "cpu") -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """``predict_windows`` for one window (Nb, h, w): (probabilities (Ncls, h, w), clusters (h, w) or None)."""
-    probabilities, clusters = predict_windows(model, image[None], device)
+    """``predict_windows`` for one window (Nb, h, w) with its valid (h, w): (probabilities (Ncls, h, w),
+    clusters (h, w) or None)."""
+    probabilities, clusters = predict_windows(model, image[None], valid[None], device)
     return probabilities[0], None if clusters is None else clusters[0]
 
 
@@ -90,7 +92,7 @@ def predict_array(model: HSIClassifier, image: np.ndarray, valid: np.ndarray, ti
             for t in tiles:
                 if not valid[t.crop].any():
                     continue                             # nothing to predict; outputs stay "no prediction"
-                prob, clus = predict_window(model, image[(slice(None),) + t.window], device)
+                prob, clus = predict_window(model, image[(slice(None),) + t.window], valid[t.window], device)
                 if probabilities is None:
                     probabilities = np.zeros((prob.shape[0], rows, cols), np.float32)
                     clusters = None if clus is None else np.full((rows, cols), -1, np.int64)

@@ -206,7 +206,7 @@ def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Op
     fixed parts of a small crop, so the per-pixel figure errs on the safe side. The model's buffers
     (e.g. CSSMamba's EMA prototypes, updated in a training forward) are restored afterwards.
     """
-    crop, guide_crop = _probe_crop(x, guide, valid)
+    crop, guide_crop, valid_crop = _probe_crop(x, guide, valid)
     params = {p.data_ptr() for p in model.parameters()}
     with _state_restored(model):
         if x.device.type == "cuda":
@@ -214,7 +214,7 @@ def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Op
             torch.cuda.reset_peak_memory_stats(x.device)
             base = torch.cuda.memory_allocated(x.device)
             with precision.autocast(x.device):
-                out = model(crop, guide_crop)
+                out = model(crop, guide_crop, valid_crop)
                 loss = out.logits.float().square().mean() + (0 if out.aux_loss is None else out.aux_loss)
             loss.backward()
             torch.cuda.synchronize(x.device)
@@ -228,18 +228,21 @@ def estimate_training_bytes_per_pixel(model: HSIClassifier, x: Tensor, guide: Op
                 return t
 
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                out = model(crop, guide_crop)
+                out = model(crop, guide_crop, valid_crop)
             used = CPU_BACKWARD_FACTOR * (sum(seen.values()) + out.logits.numel() * out.logits.element_size())
         del out
     return max(float(used), 1.0) / (crop.shape[2] * crop.shape[3])
 
 
-def _probe_crop(x: Tensor, guide: Optional[Tensor], valid: Optional[np.ndarray]) -> Tuple[Tensor, Optional[Tensor]]:
-    """The PROBE_SIZE² crop of ``x`` (and of ``guide``) with the most valid pixels (``probe_origin``)."""
+def _probe_crop(x: Tensor, guide: Optional[Tensor],
+                valid: Optional[np.ndarray]) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """The PROBE_SIZE² crop of ``x`` (1, Nb, H, W), of ``guide`` and of ``valid`` (H, W) (as the model's (1, h, w)
+    mask) with the most valid pixels (``probe_origin``)."""
     rows, cols = min(x.shape[2], PROBE_SIZE), min(x.shape[3], PROBE_SIZE)
     row0, col0 = probe_origin(valid, rows, cols)
     window = (slice(None), slice(None), slice(row0, row0 + rows), slice(col0, col0 + cols))
-    return x[window], None if guide is None else guide[window]
+    mask = None if valid is None else torch.from_numpy(np.ascontiguousarray(valid[window[2:]], bool))[None].to(x.device)
+    return x[window], None if guide is None else guide[window], mask
 
 
 @contextmanager
@@ -470,14 +473,14 @@ def estimate_epoch_seconds(model: HSIClassifier, x: Tensor, guide: Optional[Tens
     (the compiled scan kernel's loading, allocator warm-up). The small crop's fixed costs make this
     err on the slow side; the log compares it with the measured time at the end. The model's buffers
     and gradients are restored."""
-    crop, guide_crop = _probe_crop(x, guide, valid)
+    crop, guide_crop, valid_crop = _probe_crop(x, guide, valid)
     with _state_restored(model):
         for timed in (False, True):
             if timed:
                 _synchronize(x.device)
                 started = time.perf_counter()
             with precision.autocast(x.device):
-                out = model(crop, guide_crop)
+                out = model(crop, guide_crop, valid_crop)
                 loss = out.logits.float().square().mean() + (0 if out.aux_loss is None else out.aux_loss.float())
             loss.backward()
             _synchronize(x.device)
@@ -537,14 +540,15 @@ def unorient(t: Tensor, k: int) -> Tensor:
     return torch.rot90(t, -(k % 4), dims=(-2, -1))
 
 
-def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor], window: Window,
+def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor], valid: Tensor, window: Window,
              n_labels: int, device: torch.device, precision: Precision, turn: int = 0) -> Tuple[Tensor, ModelOutput]:
     """The training forward on one window: (CE on its training pixels + the model's auxiliary loss, output).
     ``turn``: the orientation (``orient``) the model sees the window in; the output is turned back."""
     crop = (slice(None), slice(None)) + window.slices
     with precision.autocast(device):
         image, hint = x[crop], None if guide is None else guide[crop]
-        out = model(orient(image, turn), None if hint is None else orient(hint, turn))
+        out = model(orient(image, turn), None if hint is None else orient(hint, turn),
+                    orient(valid[(slice(None),) + window.slices], turn))
         if turn:
             out = ModelOutput(logits=unorient(out.logits, turn), aux_loss=out.aux_loss,
                               clusters=None if out.clusters is None else unorient(out.clusters, turn))
@@ -617,7 +621,7 @@ def _windows_of_this_process(batch: List[T], group: Optional[distributed.Group],
 
 @dataclass
 class _Unit:
-    """What one training forward sees: ``window`` of ``x`` (B, Nb, h, w), with its labels and guide. A
+    """What one training forward sees: ``window`` of ``x`` (B, Nb, h, w), with its labels, guide and mask. A
     patch cut by its memory grid gives one unit per grid window (B = 1); uncut patches of one shape are
     stacked into units of at most max_pixels pixels, so that many small label windows run as one batch
     (CSSMamba on 42 windows of 37 x 37 px: 6.5 s as a batch against 21.5 s one by one, forward and
@@ -627,6 +631,7 @@ class _Unit:
     x: Tensor
     y: Tensor                        # (B, h, w) training class index, -1 = none
     g: Optional[Tensor]
+    v: Tensor                        # (B, h, w) bool, False under nodata
     window: Window                   # the part of x the forward sees
     stacked: bool                    # the patches whole, stacked (False: one grid window of a cut patch)
 
@@ -640,14 +645,14 @@ class _Unit:
 
 
 def _units(plans: List[List[Window]], xs: List[Tensor], ys: List[Tensor], gs: List[Optional[Tensor]],
-           max_pixels: int) -> List[_Unit]:
+           vs: List[Tensor], max_pixels: int) -> List[_Unit]:
     """The forwards of an epoch (``_Unit``): the grid windows of cut patches, then the uncut patches stacked
     by shape, in patch order."""
     units: List[_Unit] = []
     by_shape: Dict[Tuple[int, int], List[int]] = {}
     for k, plan in enumerate(plans):
         if len(plan) > 1:
-            units += [_Unit([k], xs[k], ys[k], gs[k], w, stacked=False) for w in plan]
+            units += [_Unit([k], xs[k], ys[k], gs[k], vs[k], w, stacked=False) for w in plan]
         else:
             by_shape.setdefault(tuple(xs[k].shape[2:]), []).append(k)
     for (rows, cols), members in by_shape.items():
@@ -656,7 +661,7 @@ def _units(plans: List[List[Window]], xs: List[Tensor], ys: List[Tensor], gs: Li
             chunk = members[i:i + per_unit]
             units.append(_Unit(chunk, _stack([xs[k] for k in chunk]), _stack([ys[k] for k in chunk]),
                                None if gs[chunk[0]] is None else _stack([gs[k] for k in chunk]),
-                               Window(0, rows, 0, cols), stacked=True))
+                               _stack([vs[k] for k in chunk]), Window(0, rows, 0, cols), stacked=True))
     return units
 
 
@@ -688,7 +693,7 @@ def _validate(model: HSIClassifier, units: List[_Unit], plans: List[List[Window]
             model.eval()
             try:
                 with torch.no_grad(), precision.autocast(device):
-                    classes = model(unit.x).logits.argmax(1).cpu().numpy()
+                    classes = model(unit.x, valid=unit.v).logits.argmax(1).cpu().numpy()
             finally:
                 model.train()
             more = _unit_validation(unit, classes, vals, val_masks)
@@ -922,6 +927,7 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
             xs = [torch.from_numpy(image)[None].to(device) for image in images]
             ys = [torch.from_numpy(t)[None].to(device) for t in trains]
             gs = [None if g is None else g.to(device=device, dtype=torch.int64)[None] for g in guides]
+            vs = [torch.from_numpy(np.ascontiguousarray(p.valid, bool))[None].to(device) for p in patches]
             probe = max(range(len(patches)), key=lambda k: int(patches[k].valid.sum()))
             max_pixels, per_pixel, fixed, budget_mb = _max_pixels(
                 model, xs[probe], gs[probe], config, precision, patches[probe].valid,
@@ -933,7 +939,7 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                       (max(p.window.pixels for p in patches) * per_pixel + fixed) / 2**20,
                       "the whole scene" if whole else "the largest label window", per_pixel, budget_mb,
                       sum(len(plan) for plan in plans))
-            units = _units(plans, xs, ys, gs,
+            units = _units(plans, xs, ys, gs, vs,
                            max_pixels if device.type == "cuda" else min(max_pixels, CPU_UNIT_PIXELS))
             steps = [u for u in units if u.train_pixels]
             shares = [u.train_pixels for u in steps]
@@ -996,8 +1002,8 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                             if crop_model:
                                 loss, out = _crop_forward(trained, unit, device, precision), None
                             else:
-                                loss, out = _forward(trained, unit.x, unit.y, unit.g, unit.window, len(counts), device,
-                                                     precision, turn)
+                                loss, out = _forward(trained, unit.x, unit.y, unit.g, unit.v, unit.window, len(counts),
+                                                     device, precision, turn)
                             if scoring:
                                 classes = out.logits.detach().argmax(1).cpu().numpy()
                                 more = _unit_validation(unit, classes, vals, val_masks)

@@ -534,6 +534,28 @@ def test_nodata_tokens_join_no_local_scan_and_no_cluster_loss():
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(masked, subset))
 
 
+def test_the_valid_mask_not_the_values_decides_what_is_nodata():
+    """Issue 13, lead 5: a valid pixel at the stretch's low limit in every band is all zero, like nodata.
+    With the raster's mask it is routed like any pixel with data; without a mask the zero test still holds."""
+    model, x, guide, _ = model_and_guide()
+    x = x.clone()
+    x[..., :5, :] = 0.0                                 # 5 all-zero rows of 16: 3 nodata, 2 dark but valid
+    guide[:, 1, :3, :] = -1
+    valid = torch.ones(1, 16, 16, dtype=torch.bool)
+    valid[:, :3, :] = False
+    seen = []
+    for branch in model.stages[0].spatial.local:
+        branch.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    model.eval()
+    model(x, valid=valid)
+    assert sum(seen) == 13 * 16
+    seen.clear()
+    model(x)
+    assert sum(seen) == 11 * 16
+    with pytest.raises(ValueError, match="valid must be a bool mask"):
+        model(x, valid=valid.float())
+
+
 def test_top_k_routing_gives_nodata_tokens_no_weight():
     model, x, guide, _ = model_and_guide(partition="topk", keep_ratio=0.5)
     x = x.clone()

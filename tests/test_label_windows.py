@@ -6,7 +6,6 @@ the stretch and the classes are those of whole-scene training with the same seed
 repeats the tiles. A narrow MambaHSI (dim 8), 2 epochs and one thread keep each run short.
 """
 
-import numpy as np
 import pytest
 
 from engine import pipeline

@@ -31,7 +31,7 @@ class BufferNet(HSIClassifier):
         self.register_buffer("prototypes", torch.zeros(n_classes, width))
         self.register_buffer("scratch", torch.zeros(3), persistent=False)
 
-    def forward(self, x, guide=None):
+    def forward(self, x, guide=None, valid=None):
         return ModelOutput(self.conv(x))
 
 

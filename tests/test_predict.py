@@ -41,7 +41,7 @@ class BandIsClass(HSIClassifier):
         self.with_clusters = clusters
         self.calls = []
 
-    def forward(self, x, guide=None):
+    def forward(self, x, guide=None, valid=None):
         self.calls.append(tuple(x.shape[2:]))
         logits = 10.0 * x
         return ModelOutput(logits=logits, clusters=logits.argmax(1) if self.with_clusters else None)
@@ -215,6 +215,26 @@ def test_tiled_raster_prediction_matches_the_whole_image(scene):
     np.testing.assert_array_max_ulp(read(out / "pw.tif")[1][:, valid], probabilities[:, valid], maxulp=2)
 
 
+@pytest.mark.parametrize("tile", [8, 100])
+def test_the_model_gets_each_window_s_valid_mask(scene, tile):
+    """Issue 13, lead 5: the raster's nodata mask reaches the model with every window (stacked tiles too),
+    so a model need not take all-zero values for nodata; here nodata pixels are exactly the all-zero ones."""
+    class KeepsMasks(BandIsClass):
+        def forward(self, x, guide=None, valid=None):
+            self.masks.append((x, valid))
+            return super().forward(x, guide, valid)
+
+    raster, _, _, out = scene
+    model = KeepsMasks()
+    model.masks = []
+    predict_raster(model, make_metadata(), raster, str(out / "c.tif"), tile=tile, overlap=1)
+    assert model.masks
+    for x, mask in model.masks:
+        assert mask is not None and mask.dtype == torch.bool and mask.shape == (x.shape[0],) + x.shape[2:]
+        assert torch.equal(mask, (x != 0).any(1))
+    assert any(not bool(mask.all()) for _, mask in model.masks)
+
+
 def test_tiles_without_valid_pixels_are_not_run(scene):
     raster, _, _, out = scene
     model = BandIsClass()
@@ -246,7 +266,7 @@ def test_an_error_mid_way_leaves_no_file(scene):
     raster, _, _, out = scene
 
     class Fails(BandIsClass):
-        def forward(self, x, guide=None):
+        def forward(self, x, guide=None, valid=None):
             if len(self.calls) == 3:
                 raise RuntimeError("out of memory")
             return super().forward(x)

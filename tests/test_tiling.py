@@ -26,7 +26,7 @@ class PixelLinear(HSIClassifier):
         self.bias = torch.nn.Parameter(torch.randint(-3, 4, (n_classes,), generator=generator).float())
         self.calls = []
 
-    def forward(self, x, guide=None):
+    def forward(self, x, guide=None, valid=None):
         self.calls.append(tuple(x.shape[2:]))
         logits = torch.einsum("cb,nbhw->nchw", self.weight, x) + self.bias[None, :, None, None]
         return ModelOutput(logits=logits, clusters=logits.argmax(1))
@@ -42,7 +42,7 @@ class WindowReporter(HSIClassifier):
         super().__init__({"in_bands": 1, "n_classes": 2})
         self.windows = []
 
-    def forward(self, x, guide=None):
+    def forward(self, x, guide=None, valid=None):
         h, w = x.shape[2:]
         self.windows.append((h, w))
         r = torch.arange(h)[:, None].expand(h, w)
@@ -185,7 +185,7 @@ def test_all_invalid_image_is_refused():
 
 def test_model_without_clusters_returns_none_and_training_mode_is_restored():
     class NoClusters(PixelLinear):
-        def forward(self, x, guide=None):
+        def forward(self, x, guide=None, valid=None):
             self.mode_seen = self.training
             return ModelOutput(logits=super().forward(x).logits)
 

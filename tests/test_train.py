@@ -8,7 +8,7 @@ import math
 import os
 import subprocess
 import sys
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import pytest
@@ -43,7 +43,7 @@ class PixelNet(HSIClassifier):
         super().__init__({"in_bands": in_bands, "n_classes": n_classes})
         self.conv = nn.Conv2d(in_bands, n_classes, 1)
 
-    def forward(self, x, guide=None):
+    def forward(self, x, guide=None, valid=None):
         return ModelOutput(self.conv(x))
 
 
@@ -57,15 +57,19 @@ class GuidedNet(PixelNet):
         super().__init__(in_bands, n_classes)
         self.register_buffer("train_forwards", torch.zeros((), dtype=torch.int64))
         self.calls: List[tuple] = []
+        self.masks: List[Optional[torch.Tensor]] = []
 
     def make_guide(self, raw, train_labels, valid):
         self.guide_source = train_labels.copy()
         return torch.from_numpy(np.stack([train_labels + 1, valid.astype(np.int64)]))
 
-    def forward(self, x, guide=None):
+    def forward(self, x, guide=None, valid=None):
         self.calls.append((self.training, tuple(x.shape[2:]), None if guide is None else tuple(guide.shape)))
+        self.masks.append(valid)
         if self.training:
             assert guide is not None and guide.shape[2:] == x.shape[2:] and guide.dtype == torch.int64
+            if valid is not None:                     # make_guide's second map is the raster's mask
+                assert torch.equal(valid, guide[:, 1].bool())
             self.train_forwards += 1
         return ModelOutput(self.conv(x), aux_loss=0.01 * self.conv.weight.square().sum())
 
@@ -93,6 +97,22 @@ def scripted_validation(monkeypatch, values):
 def fast(**kwargs) -> TrainConfig:
     """Few epochs, a high rate for the 1x1 models, one thread (the test machine's cores are shared)."""
     return TrainConfig(**{"epochs": 30, "lr": 0.05, "device": "cpu", "threads": 1, **kwargs})
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_every_forward_gets_the_raster_s_valid_mask_cropped_and_turned_like_the_image(augment):
+    """Issue 13, lead 5: the model learns nodata from the mask, not from all-zero values (a dark valid pixel
+    is all zero after the stretch too); GuidedNet checks each training mask against its guide's mask map."""
+    image, raw, valid, labels = easy_scene()
+    valid[:4, :10] = False
+    image[:, ~valid] = 0.0
+    image[:, 20, 20] = 0.0                                # valid, all zero
+    labels[~valid] = -1
+    model = GuidedNet(4, 3)
+    train_model(model, image, raw, valid, easy_split(labels), fast(epochs=4, augment=augment))
+    assert model.masks and all(m is not None and m.dtype == torch.bool for m in model.masks)
+    assert any(not bool(m.all()) for m in model.masks)
+    assert all(bool(m[0, 20, 20]) for m in model.masks if m.shape[1:] == (24, 24) and not augment)
 
 
 def test_loss_decreases_and_validation_reaches_full_accuracy():
@@ -153,7 +173,7 @@ class SnapshotNet(GuidedNet):
         super().__init__(in_bands, n_classes)
         self.states: List[dict] = []
 
-    def forward(self, x, guide=None):
+    def forward(self, x, guide=None, valid=None):
         self.states.append({k: v.detach().clone() for k, v in self.state_dict().items()})
         return super().forward(x, guide)
 
@@ -329,7 +349,7 @@ def test_bad_inputs_are_refused_with_a_clear_message(change, message):
 
 
 class DivergingNet(PixelNet):
-    def forward(self, x, guide=None):
+    def forward(self, x, guide=None, valid=None):
         return ModelOutput(self.conv(x), aux_loss=self.conv.weight.sum() * float("nan"))
 
 

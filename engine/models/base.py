@@ -3,7 +3,10 @@
 A model maps a normalised image (B, Nb, H, W) to per-pixel class logits (B, Ncls, H, W) at full
 resolution. Models that learn from per-pixel guidance computed from the training labels (CSSMamba's
 static cluster prior, MODELS.md §4.2) build it once with ``make_guide`` and receive it, cropped like the
-labels, in ``forward``; inference never needs it, so a new scene classifies without labels.
+labels, in ``forward``; inference never needs it, so a new scene classifies without labels. The trainer and
+the predictor also pass ``valid``, the pixels that hold data: a model that treats nodata apart (CSSMamba
+routes it to no cluster) must not guess it from the values, since a valid pixel at or below the stretch's
+2 % limit in every band is all zero after the stretch, like nodata.
 """
 
 from __future__ import annotations
@@ -51,5 +54,9 @@ class HSIClassifier(nn.Module):
         """
         return None
 
-    def forward(self, x: Tensor, guide: Optional[Tensor] = None) -> ModelOutput:  # pragma: no cover - abstract
+    def forward(self, x: Tensor, guide: Optional[Tensor] = None,
+                valid: Optional[Tensor] = None) -> ModelOutput:  # pragma: no cover - abstract
+        """x (B, Nb, H, W) -> ModelOutput; guide as ``make_guide`` gives it, cropped like x (training only);
+        valid (B, H, W) bool, False under nodata (None: the model may take every all-zero pixel for nodata,
+        which is how ``apply_stretch`` fills it)."""
         raise NotImplementedError

@@ -50,7 +50,9 @@ class _Classical(HSIClassifier):
         self.register_buffer("scale", torch.ones(bands))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
-    def forward(self, x: Tensor, guide: Optional[Tensor] = None) -> ModelOutput:
+    def forward(self, x: Tensor, guide: Optional[Tensor] = None, valid: Optional[Tensor] = None) -> ModelOutput:
+        """Per-pixel probabilities of x (B, Nb, H, W); guide and valid are unused (each pixel on its own;
+        the predictor blanks nodata)."""
         if x.dim() != 4 or x.shape[1] != self.config["in_bands"]:
             raise ValueError(f"{self.name} expects images (batch, {self.config['in_bands']}, rows, cols), "
                              f"got shape {tuple(x.shape)}")

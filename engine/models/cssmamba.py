@@ -698,10 +698,14 @@ class CSSMamba(HSIClassifier):
         )
         return torch.from_numpy(np.stack([prior.groups, prior.static]))
 
-    def forward(self, x: Tensor, guide: Optional[Tensor] = None) -> ModelOutput:
-        self._check_inputs(x, guide)
+    def forward(self, x: Tensor, guide: Optional[Tensor] = None, valid: Optional[Tensor] = None) -> ModelOutput:
+        """x (B, Nb, H, W) -> logits, the cluster loss in training, the last stage's clusters. valid (B, H, W)
+        bool: the pixels routed to the clusters; None: every pixel not all zero (apply_stretch's nodata). The
+        trainer and predictor pass the raster's mask, since a valid pixel at the low limit of the stretch in
+        every band is all zero too (3 pixels of the EnMAP mosaic)."""
+        self._check_inputs(x, guide, valid)
         size = x.shape[-2:]
-        data = (x.detach() != 0).any(1)      # (B, H, W): apply_stretch fills nodata with 0 in every band
+        data = (x.detach() != 0).any(1) if valid is None else valid
         x = self.embed(x)
         losses, assign = [], None
         for i, stage in enumerate(self.stages):
@@ -720,10 +724,13 @@ class CSSMamba(HSIClassifier):
         aux = self.loss_weight * torch.stack(losses).mean() if losses else None
         return ModelOutput(logits=logits, aux_loss=aux, clusters=assign)
 
-    def _check_inputs(self, x: Tensor, guide: Optional[Tensor]) -> None:
+    def _check_inputs(self, x: Tensor, guide: Optional[Tensor], valid: Optional[Tensor]) -> None:
         bands = self.config["in_bands"]
         if x.dim() != 4 or x.shape[1] != bands:
             raise ValueError(f"CSSMamba expects images (batch, {bands}, rows, cols), got shape {tuple(x.shape)}")
+        if valid is not None and (valid.dtype != torch.bool or tuple(valid.shape) != (x.shape[0],) + tuple(x.shape[2:])):
+            raise ValueError(f"valid must be a bool mask (batch, rows, cols) = {(x.shape[0],) + tuple(x.shape[2:])} "
+                             f"like the image, got {valid.dtype} {tuple(valid.shape)}")
         if self.config["pooling"]:
             least = 2 ** (len(self.stages) - 1)
             if min(x.shape[-2:]) < least:

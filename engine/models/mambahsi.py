@@ -81,8 +81,9 @@ class MambaHSI(HSIClassifier):
         )
         self.head = ClassifierHead(dim, n_classes, hidden=HEAD_WIDTH, kernel_size=1)
 
-    def forward(self, x: Tensor, guide: Optional[Tensor] = None) -> ModelOutput:
-        """x (B, Nb, H, W) -> ModelOutput(logits (B, Ncls, H, W)); ``guide`` is unused by this model."""
+    def forward(self, x: Tensor, guide: Optional[Tensor] = None, valid: Optional[Tensor] = None) -> ModelOutput:
+        """x (B, Nb, H, W) -> ModelOutput(logits (B, Ncls, H, W)); ``guide`` and ``valid`` are unused: like the
+        reference, every pixel (nodata as the stretch's 0) takes part in the scans."""
         if x.dim() != 4 or x.shape[1] != self.in_bands:
             raise ValueError(
                 f"MambaHSI was built for {self.in_bands} bands and expects (batch, {self.in_bands}, height, width), "
