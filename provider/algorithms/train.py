@@ -1,7 +1,7 @@
 """Processing algorithm ``cssmamba:train``: train CSSMamba or MambaHSI from a raster and training ROIs.
 
-The ROI parameters, their checks and the training log lines are module functions, shared with
-``cssmamba:trainmultimodal``, which takes the same ROIs.
+The ROI parameters, their checks, the training log lines and ``run_training`` (train, report, classify,
+style) are module functions, shared with ``cssmamba:trainmultimodal``, which takes the same ROIs.
 """
 
 from dataclasses import dataclass
@@ -182,6 +182,73 @@ def announce_result(alg: CSSMambaAlgorithm, metadata: Dict[str, Any], result: An
         metadata["provenance"]["evaluated_on"], metrics["overall_accuracy"], metrics["kappa"]))
 
 
+@dataclass
+class TrainingJob:
+    """What a training algorithm runs, read from its parameters: the one engine path (train_from_files,
+    then classify_file for the optional classified scene) takes the same steps for every model."""
+
+    raster: str
+    layer_name: str
+    sources: Dict[str, str]          # the input files no output may overwrite
+    given_model_path: str            # OUTPUT_MODEL as the user gave it (checked against the inputs too)
+    model_path: str
+    report_path: str
+    classification: str
+    device: str
+    validation_note: str             # logged when validation ROIs replace the split
+    shown: Dict[str, Any]            # the settings the report lists
+    train: Dict[str, Any]            # train_from_files keywords beyond the paths, outputs and callbacks
+    classify: Dict[str, Any]         # classify_file keywords beyond the paths, device and callbacks
+
+
+def run_training(alg: StylesOnCompletion, job: TrainingJob, rois: TrainingRois,
+                 feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+    """Train, write the report, classify the training scene if asked and style it: the algorithm's outputs.
+    A cancelled training writes no model; a cancelled classification keeps the model and the report."""
+    from ...engine.paths import check_distinct
+    from ...engine.pipeline import classify_file, train_from_files
+    from ...engine.predict import PredictionCancelled
+    from ...engine.report import training_report_html, write_report
+    from ...engine.train import TrainingCancelled
+
+    progress, cancelled = engine_callbacks(feedback)
+    share = CLASSIFY_SHARE if job.classification else 1.0
+    with engine_run(feedback):
+        check_distinct(job.sources, {"model file": job.given_model_path, "report": job.report_path,
+                                     "classification": job.classification})
+        announce_device(alg, job.device, feedback)
+        if rois.validation:
+            feedback.pushInfo(job.validation_note)
+        try:
+            metadata, result = train_from_files(
+                job.raster, job.model_path, rois=rois.rois, class_field=rois.class_field, name_field=rois.name_field,
+                device=job.device, class_style=rois.class_style,
+                other_outputs={"report": job.report_path, "classification": job.classification},
+                progress=lambda fraction, text="": progress(share * fraction, text), cancelled=cancelled, **job.train)
+        except TrainingCancelled:
+            feedback.pushWarning(alg.tr("Training cancelled; no model file was written."))
+            return {}
+        announce_result(alg, metadata, result, feedback)
+        outputs = {alg.OUTPUT_MODEL: job.model_path}
+        if job.report_path:
+            write_report(job.report_path, training_report_html(metadata, result.history, job.shown))
+            outputs[alg.OUTPUT_REPORT] = job.report_path
+        if not job.classification:
+            return outputs
+        try:
+            written = classify_file(
+                job.model_path, job.raster, job.classification, device=job.device,
+                progress=lambda fraction, text="": progress(share + (1 - share) * fraction, text),
+                cancelled=cancelled, **job.classify)
+        except PredictionCancelled:
+            feedback.pushWarning(alg.tr("Classification of the training scene cancelled; the model and the "
+                                        "report were kept: classify later with 'Classify raster'."))
+            return outputs
+        alg._styled = tuple(write_styles(written, metadata, job.layer_name, {"classes": alg.tr("classes")}))
+    outputs[alg.OUTPUT_CLASSIFICATION] = job.classification
+    return outputs
+
+
 class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
     ALGORITHM_ID = "train"
     DISPLAY_NAME = "Train CSSMamba"
@@ -285,19 +352,13 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.addParameter(output)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        from ...engine.pipeline import SplitOptions, classify_file, train_from_files
-        from ...engine.paths import check_distinct
-        from ...engine.predict import PredictionCancelled
-        from ...engine.report import training_report_html, write_report
-        from ...engine.train import TrainingCancelled
+        from ...engine.pipeline import SplitOptions
 
         raster, layer_name = raster_file(self, parameters, self.INPUT, context)
         rois = training_rois(self, parameters, context, feedback)
         model = MODELS[self.parameterAsEnum(parameters, self.MODEL, context)]
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         given_model_path, model_path = model_file_path(self, parameters, context, feedback)
-        report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
-        classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
         with engine_run(feedback):                      # bad split settings: a Processing error, no traceback
             split = SplitOptions(
                 mode=SPLITS[self.parameterAsEnum(parameters, self.SPLIT, context)],
@@ -316,48 +377,19 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.DEVICE: device, self.SEED: self.parameterAsInt(parameters, self.SEED, context),
             self.MEMORY_BUDGET: self.parameterAsInt(parameters, self.MEMORY_BUDGET, context) or None,
         }
-        progress, cancelled = engine_callbacks(feedback)
-        share = CLASSIFY_SHARE if classification else 1.0
-
-        with engine_run(feedback):
-            check_distinct(dict(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context), raster=raster),
-                           {"model file": given_model_path, "report": report_path, "classification": classification})
-            announce_device(self, device, feedback)
-            if rois.validation:
-                feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains "
-                                          "and SPLIT is not used."))
-            try:
-                metadata, result = train_from_files(
-                    raster, model_path, rois=rois.rois, class_field=rois.class_field, name_field=rois.name_field,
-                    model=model, epochs=run[self.EPOCHS], device=device, seed=run[self.SEED], bands=run[self.BANDS],
-                    lr=run[self.LEARNING_RATE], overrides=overrides, split=split,
-                    memory_budget_mb=run[self.MEMORY_BUDGET], class_style=rois.class_style,
-                    other_outputs={"report": report_path, "classification": classification},
-                    progress=lambda fraction, text="": progress(share * fraction, text), cancelled=cancelled)
-            except TrainingCancelled:
-                feedback.pushWarning(self.tr("Training cancelled; no model file was written."))
-                return {}
-            announce_result(self, metadata, result, feedback)
-            outputs = {self.OUTPUT_MODEL: model_path}
-            if report_path:
-                shown = {key: value for key, value in run.items() if value is not None}
-                write_report(report_path, training_report_html(metadata, result.history, shown))
-                outputs[self.OUTPUT_REPORT] = report_path
-            if not classification:
-                return outputs
-            try:
-                written = classify_file(
-                    model_path, raster, classification, device=device,
-                    tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
-                    progress=lambda fraction, text="": progress(share + (1 - share) * fraction, text),
-                    cancelled=cancelled)
-            except PredictionCancelled:
-                feedback.pushWarning(self.tr("Classification of the training scene cancelled; the model and the "
-                                             "report were kept: classify later with 'Classify raster'."))
-                return outputs
-            self._styled = tuple(write_styles(written, metadata, layer_name, {"classes": self.tr("classes")}))
-        outputs[self.OUTPUT_CLASSIFICATION] = classification
-        return outputs
+        return run_training(self, TrainingJob(
+            raster=raster, layer_name=layer_name,
+            sources=dict(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context), raster=raster),
+            given_model_path=given_model_path, model_path=model_path,
+            report_path=self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context),
+            classification=geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context), device=device,
+            validation_note=self.tr("The validation ROIs choose the epoch: every training ROI pixel trains "
+                                    "and SPLIT is not used."),
+            shown={key: value for key, value in run.items() if value is not None},
+            train=dict(model=model, epochs=run[self.EPOCHS], seed=run[self.SEED], bands=run[self.BANDS],
+                       lr=run[self.LEARNING_RATE], overrides=overrides, split=split,
+                       memory_budget_mb=run[self.MEMORY_BUDGET]),
+            classify=dict(tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None)), rois, feedback)
 
     def _model_options(self, parameters: Dict[str, Any], model: str, context: QgsProcessingContext,
                        feedback: QgsProcessingFeedback) -> Dict[str, Any]:

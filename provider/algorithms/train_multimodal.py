@@ -1,8 +1,9 @@
 """Processing algorithm ``cssmamba:trainmultimodal``: train M3amba on a hyperspectral raster fused with
 auxiliary rasters (LiDAR, SAR), from the same training ROIs as ``cssmamba:train``.
 
-A thin adapter over ``engine.pipeline.train_from_files`` with auxiliary rasters: the ROI parameters, their checks
-and the log lines come from ``train.py``, the styled outputs from ``classify.py``.
+A thin adapter: its parameters become a ``TrainingJob`` with auxiliary rasters, which ``train.run_training``
+runs through the engine's one path as for the other models; the ROI parameters and their checks come from
+``train.py`` too, the styled outputs from ``classify.py``.
 """
 
 from qgis.core import (
@@ -15,7 +16,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..algorithm import CSSMambaAlgorithm, engine_callbacks, engine_run
+from ..algorithm import CSSMambaAlgorithm
 from .classify import (
     DEVICES,
     StylesOnCompletion,
@@ -24,18 +25,16 @@ from .classify import (
     geotiff_output,
     raster_file,
     raster_files,
-    write_styles,
 )
 from .train import (
-    CLASSIFY_SHARE,
     CLASS_FIELD,
     NAME_FIELD,
     ROIS,
     VALIDATION_ROIS,
-    announce_device,
-    announce_result,
+    TrainingJob,
     model_file_path,
     roi_parameters,
+    run_training,
     training_outputs,
     training_rois,
 )
@@ -123,19 +122,13 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.addParameter(output)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        from ...engine.pipeline import SplitOptions, classify_file, train_from_files
-        from ...engine.paths import check_distinct
-        from ...engine.predict import PredictionCancelled
-        from ...engine.report import training_report_html, write_report
-        from ...engine.train import TrainingCancelled
+        from ...engine.pipeline import SplitOptions
 
         raster, layer_name = raster_file(self, parameters, self.INPUT, context)
         aux = raster_files(self, parameters, self.AUX_RASTERS, context)
         rois = training_rois(self, parameters, context, feedback)
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         given_model_path, model_path = model_file_path(self, parameters, context, feedback)
-        report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
-        classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
         overrides = {key: value for key, value in (("dim", self.parameterAsInt(parameters, self.WIDTH, context)),
                                                    ("depth", self.parameterAsInt(parameters, self.DEPTH, context)))
                      if value}
@@ -153,44 +146,16 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             MODEL, ", ".join(f"{key} {value}" for key, value in overrides.items())
             or self.tr("size chosen for the device"),
             ", ".join(aux)))
-        progress, cancelled = engine_callbacks(feedback)
-        share = CLASSIFY_SHARE if classification else 1.0
-
-        with engine_run(feedback):
-            check_distinct(dict(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context), raster=raster),
-                           {"model file": given_model_path, "report": report_path, "classification": classification})
-            announce_device(self, device, feedback)
-            if rois.validation:
-                feedback.pushInfo(self.tr("The validation ROIs choose the epoch: every training ROI pixel trains."))
-            try:
-                metadata, result = train_from_files(
-                    raster, model_path, aux=aux, rois=rois.rois, class_field=rois.class_field,
-                    name_field=rois.name_field, clip_weights=run[self.CLIP_WEIGHTS], use_clip=not run[self.NO_CLIP],
-                    model=MODEL, epochs=run[self.EPOCHS], device=device, seed=run[self.SEED],
-                    lr=run[self.LEARNING_RATE], aux_resampling=[run[self.AUX_RESAMPLING]], overrides=overrides,
-                    split=SplitOptions(val_rois=rois.validation or None), class_style=rois.class_style,
-                    other_outputs={"report": report_path, "classification": classification},
-                    progress=lambda fraction, text="": progress(share * fraction, text), cancelled=cancelled)
-            except TrainingCancelled:
-                feedback.pushWarning(self.tr("Training cancelled; no model file was written."))
-                return {}
-            announce_result(self, metadata, result, feedback)
-            outputs = {self.OUTPUT_MODEL: model_path}
-            if report_path:
-                shown = {key: value for key, value in run.items() if value is not None}
-                write_report(report_path, training_report_html(metadata, result.history, shown))
-                outputs[self.OUTPUT_REPORT] = report_path
-            if not classification:
-                return outputs
-            try:
-                written = classify_file(
-                    model_path, raster, classification, aux=aux, device=device,
-                    progress=lambda fraction, text="": progress(share + (1 - share) * fraction, text),
-                    cancelled=cancelled)
-            except PredictionCancelled:
-                feedback.pushWarning(self.tr("Classification of the training scene cancelled; the model and the "
-                                             "report were kept: classify later with 'Classify raster'."))
-                return outputs
-            self._styled = tuple(write_styles(written, metadata, layer_name, {"classes": self.tr("classes")}))
-        outputs[self.OUTPUT_CLASSIFICATION] = classification
-        return outputs
+        return run_training(self, TrainingJob(
+            raster=raster, layer_name=layer_name,
+            sources=dict(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context), raster=raster),
+            given_model_path=given_model_path, model_path=model_path,
+            report_path=self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context),
+            classification=geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context), device=device,
+            validation_note=self.tr("The validation ROIs choose the epoch: every training ROI pixel trains."),
+            shown={key: value for key, value in run.items() if value is not None},
+            train=dict(aux=aux, clip_weights=run[self.CLIP_WEIGHTS], use_clip=not run[self.NO_CLIP], model=MODEL,
+                       epochs=run[self.EPOCHS], seed=run[self.SEED], lr=run[self.LEARNING_RATE],
+                       aux_resampling=[run[self.AUX_RESAMPLING]], overrides=overrides,
+                       split=SplitOptions(val_rois=rois.validation or None)),
+            classify=dict(aux=aux)), rois, feedback)
