@@ -235,8 +235,8 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
 
     from engine.data.normalize import apply_stretch, fit_stretch
     from engine.models.registry import build_model
-    from engine.tiling import predict_array
-    from engine.train import TrainConfig, train_patches, whole_scene_patch
+    from engine.inference.tiling import predict_array
+    from engine.training.train import TrainConfig, train_patches, whole_scene_patch
 
     image = apply_stretch(scene.data, scene.valid, fit_stretch(scene.data, scene.valid))
     torch.manual_seed(seed)
@@ -264,9 +264,9 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
 
 def label_window_patches(image: np.ndarray, raw: np.ndarray, valid: np.ndarray, split: Split, tile: int,
                          overlap: int) -> List[Any]:
-    """The scene as the engine's label windows (engine/sampler.py): the tiles of ``tile`` / ``overlap``
+    """The scene as the engine's label windows (engine/training/sampler.py): the tiles of ``tile`` / ``overlap``
     whose crop holds training or validation pixels; the test pixels are then classified with the same tiles."""
-    from engine.sampler import Patch, label_windows
+    from engine.training.sampler import Patch, label_windows
 
     plan = label_windows((split.train >= 0) | (split.validation >= 0), tile, overlap)
     patches = []
@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "a variant of its own in the results")
     parser.add_argument("--label-tiles", metavar="TILE,OVERLAP",
                         help="deep models train on the engine's label windows, the tiles of this size and overlap "
-                             "that hold training or validation pixels (engine/sampler.py), instead of the whole "
+                             "that hold training or validation pixels (engine/training/sampler.py), instead of the whole "
                              "scene, and classify with the same tiles; a variant of its own in the results")
     return parser
 

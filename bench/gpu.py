@@ -50,14 +50,14 @@ import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from bench.scan import Shape, make_inputs, projection  # noqa: E402
-from engine.crops import (  # noqa: E402
+from engine.training.crops import (  # noqa: E402
     PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crops_covering, cut, pad, plan_crops)
 from engine.models.m3amba import m3amba_loss  # noqa: E402
 from engine.models.registry import (MODEL_NAMES, MULTIMODAL_NAMES, PLUGIN_DEFAULTS, build_model,  # noqa: E402
                                     build_multimodal_model, paper_config)
 from engine.precision import Precision, choose_precision  # noqa: E402
 from engine.ssm.scan import mamba_ssm_status, selective_scan  # noqa: E402
-from engine.train import optimizer_step  # noqa: E402
+from engine.training.train import optimizer_step  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results"
 MODELS = MODEL_NAMES + MULTIMODAL_NAMES
@@ -252,7 +252,7 @@ class Job:
 
     def _crop_batch(self) -> Tuple[Tensor, Tensor, Tensor]:
         """(hsi, aux, labels) of ``crop_batch`` training crops on the device, chosen as the trainer chooses
-        them: crops of the stride-8 grid that hold a training pixel (engine/crops.py)."""
+        them: crops of the stride-8 grid that hold a training pixel (engine/training/crops.py)."""
         crop, labels = self.net.crop, self.scene.labels
         grid = plan_crops(self.sizes.rows, self.sizes.cols, crop, TRAIN_STRIDE)
         batch = crops_covering(grid, labels >= 0, crop)[:self.sizes.crop_batch]
@@ -265,7 +265,7 @@ class Job:
 
     def train_step(self, precision: Precision, scaler: Optional["torch.amp.GradScaler"]) -> None:
         """Forward and loss under ``precision``'s autocast, then the trainers' ``optimizer_step`` (backward,
-        with fp16's gradient scaling): the step of engine/train.py without its
+        with fp16's gradient scaling): the step of engine/training/train.py without its
         windows and bookkeeping."""
         self.net.train()
         with precision.autocast(self.device):

@@ -7,7 +7,7 @@ Methods, all on one split per seed:
   documented ablation ``use_clip=False``, fusion seed z₀ = 0: no CLIP weights exist on our machines),
   engine defaults (``registry.PLUGIN_DEFAULTS``: width 16, depth 2; AdamW lr 1e-3, weight decay 0.05,
   batch 16, cosine schedule; ``engine.multimodal``) unless ``--set``; crop training through
-  the engine's one trainer (``engine.train.train_patches``, M3amba's crop recipe), best-validation epoch kept,
+  the engine's one trainer (``engine.training.train.train_patches``, M3amba's crop recipe), best-validation epoch kept,
   whole-scene prediction with the
   averaged logits of overlapping crops (each pixel predicted once).
 * ``cssmamba_hsi``: CSSMamba on the HSI alone, exactly as ``bench/accuracy.py`` runs it (its ``run_deep``,
@@ -154,12 +154,12 @@ def run_m3amba(scene: Scene, lidar: np.ndarray, lidar_valid: np.ndarray, split: 
     """Train M3amba without CLIP on the split, keep the best-validation epoch, predict the whole scene."""
     import torch
 
-    from engine.crops import BATCH_SIZE, PREDICT_STRIDE, predict_at
+    from engine.training.crops import BATCH_SIZE, PREDICT_STRIDE, predict_at
     from engine.data.normalize import apply_stretch, fit_stretch
     from engine.models.registry import build_multimodal_model
     from engine.multimodal import LEARNING_RATE, WEIGHT_DECAY
-    from engine.sampler import Patch, Window
-    from engine.train import TrainConfig, seed_everything, train_patches
+    from engine.training.sampler import Patch, Window
+    from engine.training.train import TrainConfig, seed_everything, train_patches
 
     valid = scene.valid
     both = valid & lidar_valid

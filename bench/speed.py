@@ -65,7 +65,7 @@ def bench_train(args: argparse.Namespace) -> Dict[str, Any]:
     from engine.data.raster import load_training_raster
     from engine.data.splits import fixed_count_split
     from engine.models import build_model
-    from engine.train import TrainConfig, train_model
+    from engine.training.train import TrainConfig, train_model
 
     info, raw, valid = load_training_raster(str(ENMAP / "enmap_potsdam_mosaic.tif"))
     ids, table = read_label_raster(str(ENMAP / "enmap_potsdam_labels.tif"), info, valid=valid)
@@ -82,7 +82,7 @@ def bench_train(args: argparse.Namespace) -> Dict[str, Any]:
             wall = time.perf_counter() - start
             epoch_seconds = [h["seconds"] for h in result.history]
             # Steady state: after the first epoch (warm-up) and before the last, which alone runs a
-            # validation pass (the others are scored by the next epoch's forward, engine/train.py).
+            # validation pass (the others are scored by the next epoch's forward, engine/training/train.py).
             steady = float(np.median(epoch_seconds[1:-1] if len(epoch_seconds) > 2 else epoch_seconds[-1:]))
             rows.append({"config": label, "epochs": epochs, "parameters": sum(p.numel() for p in model.parameters()),
                          "first_epoch_s": epoch_seconds[0], "epoch_s": steady,

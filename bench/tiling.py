@@ -2,7 +2,7 @@
 """Tiled vs whole-image prediction (issue 3 §5): what the tile size and overlap cost in accuracy.
 
 The models see the whole scene in training, but ``Classify raster`` streams a large raster through
-overlapping tiles stitched by centre-crop (engine/tiling.py), so a pixel near a tile edge loses the
+overlapping tiles stitched by centre-crop (engine/inference/tiling.py), so a pixel near a tile edge loses the
 context beyond it. This trains one model on a real scene (the 30/10 split of ``--seed``), predicts the
 scene once whole and once per tile size × overlap, and reports for each the share of pixels whose class
 equals the whole-image prediction and the test OA, so a default can be chosen by measurement.
@@ -42,8 +42,8 @@ def _test_oa(predicted: np.ndarray, index: np.ndarray, test: np.ndarray) -> floa
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     from engine.data.normalize import apply_stretch, fit_stretch
     from engine.models.registry import build_model
-    from engine.tiling import predict_array
-    from engine.train import TrainConfig, train_model
+    from engine.inference.tiling import predict_array
+    from engine.training.train import TrainConfig, train_model
 
     scene = load_scene(DATASETS[args.dataset], Path(args.data))
     class_ids, _ = scene.usable_classes()

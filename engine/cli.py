@@ -175,9 +175,9 @@ def _split_options(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
     """Run train_from_files with the CLI's options; returns (metadata, result) or None when cancelled."""
-    from .distributed import is_main
+    from .training.distributed import is_main
     from .pipeline import train_from_files
-    from .train import TrainingCancelled
+    from .training.train import TrainingCancelled
 
     if args.model in MULTIMODAL_NAMES:
         inputs = dict(inputs, aux=args.aux, aux_resampling=args.aux_resampling, clip_weights=args.clip_weights,
@@ -241,7 +241,7 @@ def _check_modalities(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from . import distributed
+    from .training import distributed
     from .paths import write_text_atomic
 
     _check_modalities(args)
@@ -281,7 +281,7 @@ def _classify(args: argparse.Namespace, model: str, raster: str, out: str, aux: 
               bands: Optional[List[int]] = None, **outputs: Optional[str]) -> Optional[dict]:
     """classify_file (with the auxiliary rasters of a multi-modal model); None when cancelled."""
     from .pipeline import classify_file
-    from .predict import PredictionCancelled
+    from .inference.predict import PredictionCancelled
 
     with _ctrl_c_cancels() as cancelled:
         try:
@@ -345,8 +345,8 @@ def _print_area(area: Dict[str, Any]) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare_models
-    from .train import TrainingCancelled
-    from .predict import PredictionCancelled
+    from .training.train import TrainingCancelled
+    from .inference.predict import PredictionCancelled
 
     if args.epochs is None:
         args.epochs = HSI_EPOCHS
@@ -373,7 +373,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
-    from .predict import PredictionCancelled
+    from .inference.predict import PredictionCancelled
     from .suggest import suggest_file
 
     with _ctrl_c_cancels() as cancelled:
@@ -412,7 +412,7 @@ def _cmd_roistats(args: argparse.Namespace) -> int:
 
 
 def _cmd_postprocess(args: argparse.Namespace) -> int:
-    from .postprocess import majority, sieve
+    from .inference.postprocess import majority, sieve
 
     if (args.sieve is None) == (args.majority is None):
         raise ValueError("give either --sieve PIXELS (minimum mapping unit) or --majority WINDOW, one per run")

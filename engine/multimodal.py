@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from .bandmatch import open_model_input
-from .crops import (BATCH_SIZE, PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crops_covering, overlapping_starts,
-                    plan_crops)
+from .training.crops import (BATCH_SIZE, PREDICT_STRIDE, TRAIN_STRIDE, average_logits, crops_covering,
+                             overlapping_starts, plan_crops)
 from .data.auxiliary import DEFAULT_RESAMPLING, AuxRaster, crs_name, open_aux, read_auxes
 from .data.normalize import Stretch, apply_stretch
 from .data.raster import RasterInfo, read_window
@@ -36,9 +36,9 @@ from .models.clip import KNOWN_CHECKPOINTS, VIT_B_32, config_from_state_dict, re
 from .models.m3amba import WEIGHT_DECAY
 from .models.registry import MULTIMODAL_NAMES
 from .precision import choose_precision
-from .predict import PredictionCancelled, TilePrediction, classify_tiles
-from .tiling import Tile, plan_tiles
-from .train import TrainConfig, default_memory_budget_mb
+from .inference.predict import PredictionCancelled, TilePrediction, classify_tiles
+from .inference.tiling import Tile, plan_tiles
+from .training.train import TrainConfig, default_memory_budget_mb
 
 __all__ = ["DEFAULT_BLOCK", "EPOCHS", "LEARNING_RATE", "WEIGHT_DECAY", "BATCH_SIZE", "CLIP_MISSING",
            "check_modalities", "clip_config", "crop_batch_fits", "modalities_metadata", "crop_recipe_metadata",

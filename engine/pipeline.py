@@ -3,7 +3,7 @@
 These are the three things a user does, written once here so that the CLI, the Processing
 algorithms and the benchmark run the same code path. Each function takes file paths, does the
 reading, the checks and the bookkeeping (class table, split, stretch, metadata), and hands the
-numerical work to ``train.py``, ``predict.py`` and ``metrics.py``.
+numerical work to ``training/``, ``inference/`` and ``metrics.py``.
 
 Training reads what it needs, not the scene (``_prepare``): the labels (maps of the whole grid), a
 bounded sample for the stretch (``data.raster.read_sample``), then either the whole raster, when the
@@ -36,10 +36,10 @@ from .data.raster import (RasterInfo, ReadCancelled, check_fits_in_memory, load_
                           read_sample, read_window, training_bytes)
 from .data.splits import MIN_GROUPS, Split, fixed_count_split, groups_per_class, ratio_split, spatial_split
 from .device import resolve_device
-from . import distributed
+from .training import distributed
 from .metrics import accuracy
 from .modelfile import FORMAT_VERSION, load_model, save_model
-from .crops import predict_at
+from .training.crops import predict_at
 from .data.auxiliary import AuxRaster, open_aux, read_auxes
 from .models.registry import MULTIMODAL_NAMES, build_model, build_multimodal_model, default_config
 from .multimodal import (EPOCHS as MULTIMODAL_EPOCHS, LEARNING_RATE as MULTIMODAL_LEARNING_RATE, check_modalities,
@@ -47,12 +47,12 @@ from .multimodal import (EPOCHS as MULTIMODAL_EPOCHS, LEARNING_RATE as MULTIMODA
 from .precision import choose_precision
 from .memory import available_memory_bytes, gigabytes
 from .paths import check_distinct
-from .predict import DEFAULT_TILE, predict_raster
-from .sizing import choose_size
-from .tiling import predict_array
-from .sampler import Patch, Window, crop_label_tiling, label_windows
-from .train import (TrainConfig, TrainingCancelled, TrainResult, is_crop_model, make_guides, train_patches,
-                    whole_scene_fits)
+from .inference.predict import DEFAULT_TILE, predict_raster
+from .training.sizing import choose_size
+from .inference.tiling import predict_array
+from .training.sampler import Patch, Window, crop_label_tiling, label_windows
+from .training.train import (TrainConfig, TrainingCancelled, TrainResult, is_crop_model, make_guides, train_patches,
+                             whole_scene_fits)
 
 gdal.UseExceptions()
 
@@ -249,7 +249,7 @@ class _Scene:
 def _whole_scene(info: RasterInfo, sampling: str) -> bool:
     """Whether to train on the whole scene rather than on its label windows. 'auto': the whole scene when
     classification will predict it in one tile (no side beyond DEFAULT_TILE px), so that training and
-    classification see the same input (engine/sampler.py), and when it fits the memory free now; else
+    classification see the same input (engine/training/sampler.py), and when it fits the memory free now; else
     the label windows, whose tiles the model file records for classification."""
     if sampling != "auto":
         return sampling == "whole"
@@ -476,7 +476,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     over: 'windows', the classification tiles that hold labelled pixels (sampler.label_windows: the cost
     follows the labels, not the scene; the model file records the tiling for classification), the
     'whole' scene, or 'auto' (the whole scene when classification predicts it in one tile and it fits in
-    memory; the log says which). Under torchrun (engine/distributed.py) only rank 0 writes the model file.
+    memory; the log says which). Under torchrun (engine/training/distributed.py) only rank 0 writes the model file.
     """
     split = split or SplitOptions()
     multimodal = bool(aux) or model in MULTIMODAL_NAMES

@@ -26,7 +26,7 @@ import numpy as np
 from .data.labels import ClassTable, class_indices, read_reference
 from .data.raster import open_raster, read_window
 from .data.splits import groups_per_class
-from .sampler import label_windows
+from .training.sampler import label_windows
 
 __all__ = ["JM_COMPONENTS", "JM_WARNING", "FEW_PIXELS", "RoiStatistics", "roi_statistics", "jeffries_matusita"]
 

@@ -112,8 +112,8 @@ def test_svm_trains_classifies_and_evaluates_salinas_a_from_the_cli(shared_data,
 
 
 def test_fitting_polls_the_cancel_between_the_searched_settings():
-    from engine.train import TrainConfig, TrainingCancelled, train_patches
-    from engine.sampler import Patch, Window
+    from engine.training.train import TrainConfig, TrainingCancelled, train_patches
+    from engine.training.sampler import Patch, Window
 
     x, y, _ = blobs(3, per_class=20)
     image = np.ascontiguousarray(x.T.reshape(12, 6, 10))

@@ -40,7 +40,7 @@ def test_compare_refuses_a_single_or_unknown_model_before_any_work(shared_data, 
 
 
 def test_a_cancel_keeps_the_finished_models_and_writes_no_report(shared_data, tmp_path):
-    from engine.train import TrainingCancelled
+    from engine.training.train import TrainingCancelled
 
     folder = os.path.join(shared_data, "salinas_a")
     calls = []

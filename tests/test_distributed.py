@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from engine.data.sample import generate_sample
-from engine.distributed import Group
+from engine.training.distributed import Group
 from engine.modelfile import load_model
-from engine.train import Window, _windows_of_this_process
+from engine.training.train import Window, _windows_of_this_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

@@ -220,7 +220,7 @@ def test_4_cssmamba_trains_on_batches_with_an_all_nodata_image(options):
 
 
 def test_4_the_memory_probe_measures_valid_pixels():
-    from engine.train import probe_origin
+    from engine.training.train import probe_origin
 
     valid = np.zeros((100, 90), bool)
     valid[60:, 50:] = True

@@ -12,7 +12,7 @@ from engine import pipeline
 from engine.data import raster as raster_module
 from engine.data.sample import generate_sample
 from engine.pipeline import classify_file, train_from_files
-from engine.sampler import LABEL_OVERLAP, LABEL_TILE
+from engine.training.sampler import LABEL_OVERLAP, LABEL_TILE
 
 SMALL = {"dim": 8}
 
@@ -135,7 +135,7 @@ def test_cssmamba_prototypes_take_one_ema_step_per_optimizer_step_on_label_windo
         flush(self)
 
     monkeypatch.setattr(LearnableClustering, "flush", counted)
-    monkeypatch.setattr("engine.train.CPU_UNIT_PIXELS", 1)                      # one window per forward
+    monkeypatch.setattr("engine.training.train.CPU_UNIT_PIXELS", 1)                      # one window per forward
     folder = tmp_path / "c"
     folder.mkdir()
     metadata, result = train_from_files(scene.raster, str(folder / "model.pt"), rois=scene.rois,

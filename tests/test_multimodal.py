@@ -18,7 +18,7 @@ from torch import nn
 
 from engine import multimodal, pipeline
 from engine.cli import AUX_RESAMPLING, MULTIMODAL_EPOCHS, MULTIMODAL_NAMES, main
-from engine.crops import average_logits, crop_starts, crops_covering, plan_crops, predict_at
+from engine.training.crops import average_logits, crop_starts, crops_covering, plan_crops, predict_at
 from engine.data.auxiliary import RESAMPLING, open_aux, read_aux
 from engine.data.normalize import Stretch, apply_stretch
 from engine.data.raster import open_raster, read_raster
@@ -27,8 +27,8 @@ from engine.models.clip import ClipVisionConfig, ClipVisionEncoder
 from engine.models.m3amba import M3amba
 from engine.multimodal import CLIP_MISSING, predict_multimodal_raster
 from engine.pipeline import classify_file, train_from_files
-from engine.predict import PredictionCancelled
-from engine.train import TrainingCancelled
+from engine.inference.predict import PredictionCancelled
+from engine.training.train import TrainingCancelled
 
 gdal.UseExceptions()
 
@@ -568,11 +568,11 @@ def test_the_one_trainer_runs_m3amba_s_crop_recipe_step_for_step():
     holds a training pixel, shuffled by the seed's generator into minibatches of 16 each epoch, AdamW without
     decay on vectors and the SSM's A_log/D, a cosine schedule over all steps and the loss of the three heads (drop path on, so the
     global RNG must be consumed in the same order too)."""
-    from engine.crops import BATCH_SIZE, TRAIN_STRIDE, cut, pad
+    from engine.training.crops import BATCH_SIZE, TRAIN_STRIDE, cut, pad
     from engine.models.m3amba import WEIGHT_DECAY, m3amba_loss
     from engine.models.registry import build_multimodal_model
-    from engine.sampler import Patch, Window
-    from engine.train import TrainConfig, seed_everything, train_patches
+    from engine.training.sampler import Patch, Window
+    from engine.training.train import TrainConfig, seed_everything, train_patches
 
     rng = np.random.default_rng(3)
     hsi, aux = rng.random((3, 40, 36)).astype(np.float32), rng.random((1, 40, 36)).astype(np.float32)
@@ -645,7 +645,7 @@ def test_m3amba_label_windows_see_the_crops_classification_sees(wide_scene):
     """M3amba on forced label windows (a band subset too): each window carries a crop of context, so the
     averaged crops predicted inside a window (validation, the model file's test metrics) equal the class map
     of the whole raster at the same pixels, and the training crops are the whole scene's."""
-    from engine.crops import CropBatches
+    from engine.training.crops import CropBatches
 
     scene = wide_scene
     model = str(scene["out"] / "w.pt")

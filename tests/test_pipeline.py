@@ -16,7 +16,7 @@ from engine.data.sample import generate_sample
 from engine.modelfile import load_model
 from engine.evaluation import evaluate_files
 from engine.pipeline import SplitOptions, classify_file, train_from_files
-from engine.train import TrainingCancelled
+from engine.training.train import TrainingCancelled
 
 gdal.UseExceptions()
 SMALL = {"dim": 8}

@@ -1,4 +1,4 @@
-"""engine.postprocess: the minimum mapping unit (sieve) and the majority filter of a class map."""
+"""engine.inference.postprocess: the minimum mapping unit (sieve) and the majority filter of a class map."""
 
 import os
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from engine import postprocess
-from engine.postprocess import majority, sieve
+from engine.inference import postprocess
+from engine.inference.postprocess import majority, sieve
 
 gdal.UseExceptions()
 

@@ -14,7 +14,7 @@ from engine.models.m3amba import m3amba_loss
 from engine.models.registry import build_model, build_multimodal_model
 from engine.precision import Precision, choose_precision
 from engine.data.splits import Split
-from engine.train import TrainConfig, train_model
+from engine.training.train import TrainConfig, train_model
 
 LOGIT_TOLERANCE = 0.08
 AGREEMENT = 0.95
@@ -92,7 +92,7 @@ def test_m3amba_trains_under_autocast_and_agrees_with_fp32(use_clip, dtype):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_windowed_training_runs_in_each_precision(precision, monkeypatch):
     """The trainer's own autocast and GradScaler path, with a budget that forces several windows."""
-    import engine.train as train_module
+    import engine.training.train as train_module
 
     monkeypatch.setattr(train_module, "estimate_training_bytes_per_pixel", lambda *a, **k: 10_000.0)
     torch.manual_seed(0)

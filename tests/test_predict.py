@@ -13,13 +13,13 @@ import pytest
 import torch
 from osgeo import gdal, osr
 
-import engine.predict as predict_module
+import engine.inference.predict as predict_module
 from engine import paths
 from engine.data.normalize import Stretch, apply_stretch
 from engine.data.raster import open_raster, read_raster
 from engine.models.base import HSIClassifier, ModelOutput
-from engine.predict import CONFIDENCE_NODATA, PROBABILITY_NODATA, PredictionCancelled, predict_raster
-from engine.tiling import predict_array
+from engine.inference.predict import CONFIDENCE_NODATA, PROBABILITY_NODATA, PredictionCancelled, predict_raster
+from engine.inference.tiling import predict_array
 
 gdal.UseExceptions()
 
@@ -287,7 +287,7 @@ def test_progress_reaches_one(scene):
 
 def test_device_and_tile_plan_are_logged(scene, caplog):
     raster, _, _, out = scene
-    with caplog.at_level("INFO", logger="engine.predict"):
+    with caplog.at_level("INFO", logger="engine.inference.predict"):
         predict_raster(BandIsClass(), make_metadata(), raster, str(out / "c.tif"), tile=16, overlap=2)
     assert "on cpu in 9 tiles of up to 15 x 13 px with 2 px overlap" in caplog.text
 

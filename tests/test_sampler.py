@@ -1,12 +1,12 @@
-"""Where training looks (engine/sampler.py): memory grids of windows and windows around the labelled pixels."""
+"""Where training looks (engine/training/sampler.py): memory grids of windows and windows around the labelled pixels."""
 
 from typing import List
 
 import numpy as np
 import pytest
 
-from engine import sampler
-from engine.sampler import LABEL_OVERLAP, LABEL_TILE, Window, label_windows, plan_tiles, plan_windows
+from engine.training import sampler
+from engine.training.sampler import LABEL_OVERLAP, LABEL_TILE, Window, label_windows, plan_tiles, plan_windows
 
 
 def coverage(rows: int, cols: int, windows: List[Window]) -> np.ndarray:

@@ -5,7 +5,7 @@ import torch
 
 from engine import pipeline
 from engine.data.sample import generate_sample
-from engine.sizing import choose_size, size_candidates
+from engine.training.sizing import choose_size, size_candidates
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -55,7 +55,7 @@ def test_the_estimate_says_whether_the_whole_scene_fits(tmp_path):
     import numpy as np
 
     from engine.models.registry import build_model
-    from engine.train import TrainConfig, whole_scene_fits
+    from engine.training.train import TrainConfig, whole_scene_fits
 
     image = np.random.default_rng(0).random((12, 32, 32), dtype=np.float32)
     labels = np.full((32, 32), -1)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.models.base import HSIClassifier, ModelOutput
-from engine.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, plan_tiles, predict_array
+from engine.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, plan_tiles, predict_array
 
 
 class PixelLinear(HSIClassifier):

@@ -346,7 +346,7 @@ def test_classify_writes_the_cleaned_class_maps_styled_like_the_class_map(traine
     import numpy as np
     from osgeo import gdal
 
-    from engine.postprocess import majority, sieve
+    from engine.inference.postprocess import majority, sieve
 
     outputs = classify(trained["result"]["OUTPUT_MODEL"], scene["raster"], tmp_path,
                        OUTPUT_SIEVED=str(tmp_path / "mmu.tif"), OUTPUT_MAJORITY=str(tmp_path / "majority.tif"),

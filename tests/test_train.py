@@ -1,4 +1,4 @@
-"""Trainer (engine/train.py): whole-image training, best-epoch selection, early stop, cancel, windows.
+"""Trainer (engine/training/train.py): whole-image training, best-epoch selection, early stop, cancel, windows.
 
 Most tests use tiny per-pixel models defined here (a 1x1 convolution), so a run takes milliseconds and
 the expected behaviour is exact; one smoke test trains the real models for two epochs.
@@ -15,12 +15,12 @@ import pytest
 import torch
 from torch import nn
 
-from engine import train as train_module
+from engine.training import train as train_module
 from engine.data.splits import Split, fixed_count_split
 from engine.models.base import HSIClassifier, ModelOutput
 from engine.precision import Precision
-from engine.train import (TrainConfig, TrainingCancelled, Window, estimate_training_bytes_per_pixel,
-                          seed_everything, train_model)
+from engine.training.train import (TrainConfig, TrainingCancelled, Window, estimate_training_bytes_per_pixel,
+                                   seed_everything, train_model)
 
 
 @pytest.fixture(autouse=True)
@@ -267,7 +267,7 @@ def test_windows_give_one_step_per_window_with_training_pixels(monkeypatch):
     assert [c[1] for c in training] == [(25, 40), (25, 40)] * 3
     assert [c[2] for c in training] == [(1, 2, 25, 40)] * 6          # the guide is cropped like the labels
     assert all(h["steps"] == 2 for h in result.history)
-    # validation ran tiled (through engine.tiling.predict_array), never on the whole 40 x 40 image
+    # validation ran tiled (through engine.inference.tiling.predict_array), never on the whole 40 x 40 image
     assert all(c[1] != (40, 40) for c in model.calls if not c[0])
     assert result.best_val_oa > 0.9
 
@@ -361,7 +361,7 @@ def test_a_diverging_loss_stops_training_with_advice():
 
 def test_a_class_without_training_pixels_is_warned_about(caplog):
     image, raw, valid, labels = easy_scene()
-    with caplog.at_level("INFO", logger="engine.train"):
+    with caplog.at_level("INFO", logger="engine.training.train"):
         train_model(PixelNet(4, 4), image, raw, valid, easy_split(labels),
                     TrainConfig(epochs=1, lr=0.05, device="cpu", class_ids=(2, 5, 7, 9)))
     # the user's class ids, not the model's 0-based indices
@@ -386,7 +386,7 @@ def test_cuda_without_a_gpu_is_refused(monkeypatch):
 def test_trainer_and_model_file_import_without_gdal():
     """They run on GPU machines without GDAL: importing them (and the tiled validation) must not need osgeo."""
     code = ("import sys; sys.modules['osgeo'] = None; "
-            "import engine.train, engine.modelfile, engine.tiling, engine.models.registry")
+            "import engine.training.train, engine.modelfile, engine.inference.tiling, engine.models.registry")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -439,7 +439,7 @@ def test_real_models_train_save_and_load(name, tmp_path, one_thread):
 
 def test_the_epoch_time_is_estimated_before_training_and_compared_after(caplog):
     image, raw, valid, labels = easy_scene()
-    caplog.set_level("INFO", logger="engine.train")
+    caplog.set_level("INFO", logger="engine.training.train")
     model = PixelNet(4, 3)
     result = train_model(model, image, raw, valid, easy_split(labels), fast(epochs=3))
     assert result.estimated_epoch_seconds > 0
@@ -453,7 +453,7 @@ def test_the_epoch_time_is_estimated_before_training_and_compared_after(caplog):
 def test_orientations_are_undone_exactly_and_augmented_training_runs():
     """orient/unorient are inverse for the 8 orientations, also for non-square windows, and a model
     trained with augment=True keeps the best state as usual (on a generated scene, 3 epochs)."""
-    from engine.train import ORIENTATIONS, orient, unorient
+    from engine.training.train import ORIENTATIONS, orient, unorient
 
     t = torch.arange(2 * 3 * 5, dtype=torch.float32).reshape(1, 2, 3, 5)
     seen = set()

@@ -515,7 +515,7 @@ class M3amba(nn.Module):
             z = block_f(h + l)
         return self.head_hsi(h), self.head_fusion(z), self.head_aux(l)
 
-    # ---- training recipe (engine/train.py: crops in minibatches, MODELS.md §5.5-5.6) -----------
+    # ---- training recipe (engine/training/train.py: crops in minibatches, MODELS.md §5.5-5.6) -----------
 
     def configure_optimizers(self, lr: float, total_steps: int) -> Tuple[torch.optim.Optimizer, Any]:
         """AdamW (weight decay WEIGHT_DECAY, none on biases, norms and the SSM's A_log/D: VMamba's rule;

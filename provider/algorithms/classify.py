@@ -221,8 +221,8 @@ class ClassifyAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         from ...engine.modelfile import load_model
         from ...engine.pipeline import classify_file
         from ...engine.paths import check_distinct
-        from ...engine.postprocess import majority, sieve
-        from ...engine.predict import PredictionCancelled
+        from ...engine.inference.postprocess import majority, sieve
+        from ...engine.inference.predict import PredictionCancelled
 
         raster, layer_name = raster_file(self, parameters, self.INPUT, context)
         aux = raster_files(self, parameters, self.AUX_RASTERS, context)

@@ -67,8 +67,8 @@ class CompareAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.compare import compare_models
         from ...engine.pipeline import SplitOptions
-        from ...engine.predict import PredictionCancelled
-        from ...engine.train import TrainingCancelled
+        from ...engine.inference.predict import PredictionCancelled
+        from ...engine.training.train import TrainingCancelled
 
         raster, layer_name = raster_file(self, parameters, self.INPUT, context)
         rois = training_rois(self, parameters, context, feedback)

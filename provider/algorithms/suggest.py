@@ -63,7 +63,7 @@ class SuggestAlgorithm(CSSMambaAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ...engine.modelfile import load_model
-        from ...engine.predict import PredictionCancelled
+        from ...engine.inference.predict import PredictionCancelled
         from ...engine.suggest import suggest_file
 
         raster, layer_name = raster_file(self, parameters, self.INPUT, context)

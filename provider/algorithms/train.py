@@ -207,9 +207,9 @@ def run_training(alg: StylesOnCompletion, job: TrainingJob, rois: TrainingRois,
     A cancelled training writes no model; a cancelled classification keeps the model and the report."""
     from ...engine.paths import check_distinct
     from ...engine.pipeline import classify_file, train_from_files
-    from ...engine.predict import PredictionCancelled
+    from ...engine.inference.predict import PredictionCancelled
     from ...engine.report import training_report_html, write_report
-    from ...engine.train import TrainingCancelled
+    from ...engine.training.train import TrainingCancelled
 
     progress, cancelled = engine_callbacks(feedback)
     share = CLASSIFY_SHARE if job.classification else 1.0

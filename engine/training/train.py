@@ -27,7 +27,7 @@ A patch whose training step does not fit the memory budget is cut into a grid of
 (``plan_windows``), generalising MambaHSI's split into two halves that overlap by 10 rows and CSSMamba's
 four quadrants with a 5 px margin. For the whole scene each window that holds training pixels takes
 part in one optimizer step per epoch (``windows_per_step`` windows per step: gradient accumulation, or
-one window per process under torchrun, engine/distributed.py); label windows share one step per epoch
+one window per process under torchrun, engine/training/distributed.py); label windows share one step per epoch
 (``train_patches``). Validation then runs tiled through ``engine.tiling.predict_array``.
 
 No GDAL here: this module also runs on GPU machines without it.
@@ -49,15 +49,15 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
-from .data.splits import Split
+from ..data.splits import Split
 from . import distributed
-from .device import resolve_device
-from .memory import physical_memory_bytes
-from .precision import PRECISIONS, Precision, choose_precision
+from ..device import resolve_device
+from ..memory import physical_memory_bytes
+from ..precision import PRECISIONS, Precision, choose_precision
 from .crops import PREDICT_STRIDE, CropBatch, CropBatches, crops_covering, plan_crops, predict_at
 from .sampler import Patch, Window, plan_windows
-from .models.base import HSIClassifier, ModelOutput
-from .ssm import scan
+from ..models.base import HSIClassifier, ModelOutput
+from ..ssm import scan
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingCancelled", "Window", "Patch", "plan_windows", "seed_everything",
            "estimate_training_bytes_per_pixel", "estimate_epoch_seconds", "default_memory_budget_mb", "EpochBook",
@@ -92,7 +92,7 @@ class TrainConfig:
     windows_per_step: training windows whose gradients one optimizer step averages when the whole scene
     is cut into a memory grid (gradient accumulation; the scene is cut into at least that many windows).
     Under torchrun it is the number of processes, each computing one window of the step
-    (engine/distributed.py). Label windows always make one step per epoch (``train_patches``).
+    (engine/training/distributed.py). Label windows always make one step per epoch (``train_patches``).
     augment: every training forward sees its window in one of the 8 orientations of the square (rotations
     by 90° and mirror images), drawn per epoch, and its logits are turned back before the loss. Whole-image
     models can otherwise learn where the training pixels lie in the scan and label their surroundings by
@@ -419,7 +419,7 @@ def make_guides(model: HSIClassifier, patches: List[Patch], train_maps: List[np.
 
 def _validation_tiling(max_pixels: int) -> Dict[str, int]:
     """Tiles that fit the training window budget (they fit without gradients all the more)."""
-    from .tiling import DEFAULT_OVERLAP  # lazy: only large scenes need it
+    from ..inference.tiling import DEFAULT_OVERLAP  # lazy: only large scenes need it
 
     tile = max(math.isqrt(max_pixels), 2)
     return {"tile": tile, "overlap": min(DEFAULT_OVERLAP, tile // 4)}
@@ -430,7 +430,7 @@ def _predicted_validation(model: HSIClassifier, image: np.ndarray, valid: np.nda
     """Predicted class index at the validation pixels of a patch cut by its memory grid (1-D, in raster
     order), through predict_array's overlapping ``tiling`` (it restores the model's mode). Like prediction,
     it needs no labels: no guide is passed."""
-    from .tiling import predict_array  # lazy: only large scenes need it
+    from ..inference.tiling import predict_array  # lazy: only large scenes need it
 
     with torch.no_grad(), precision.autocast(device):
         probabilities, _ = predict_array(model, image, valid, device=device, **tiling)

@@ -10,7 +10,7 @@ counted once in the metrics. Restricting prediction to the crops that cover some
 covering such a pixel is kept.
 
 Crops are given by their top-left corner (row0, col0) in raster coordinates (negative at the top and
-left edges). ``CropBatches`` is the training side of the trainer's crop recipe (engine/train.py): the
+left edges). ``CropBatches`` is the training side of the trainer's crop recipe (engine/training/train.py): the
 crops of every patch that hold a training pixel, shuffled into minibatches each epoch; ``predict_at``
 its validation and assessment. No GDAL here.
 """

@@ -28,8 +28,8 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .models.base import HSIClassifier
-from .sampler import Tile, plan_tiles
+from ..models.base import HSIClassifier
+from ..training.sampler import Tile, plan_tiles
 
 __all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "Tile", "plan_tiles", "predict_window", "predict_windows", "predict_array"]
 

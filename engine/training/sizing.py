@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import torch
 
-from .models.registry import PLUGIN_DEFAULTS, paper_config
+from ..models.registry import PLUGIN_DEFAULTS, paper_config
 
 __all__ = ["size_candidates", "choose_size"]
 

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 from osgeo import gdal
 
-from .paths import check_distinct, describe_write_error, remove_stale_temporaries, temporary_file
+from ..paths import check_distinct, describe_write_error, remove_stale_temporaries, temporary_file
 
 gdal.UseExceptions()
 

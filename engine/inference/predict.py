@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from osgeo import gdal
 
-from .bandmatch import open_model_input
-from .data.normalize import Stretch, apply_stretch
-from .data.raster import RasterInfo, explain_no_valid_pixel, read_window
-from .device import resolve_device
-from .models.base import HSIClassifier
-from .paths import check_distinct, describe_write_error, remove_stale_temporaries, temporary_file
+from ..bandmatch import open_model_input
+from ..data.normalize import Stretch, apply_stretch
+from ..data.raster import RasterInfo, explain_no_valid_pixel, read_window
+from ..device import resolve_device
+from ..models.base import HSIClassifier
+from ..paths import check_distinct, describe_write_error, remove_stale_temporaries, temporary_file
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, plan_tiles, predict_windows
 
 gdal.UseExceptions()
@@ -191,7 +191,7 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
         if metadata.get("modalities") and out_clusters:
             raise ValueError(f"the {metadata['model']['name']} model gives no cluster map; leave out the cluster "
                              f"output")
-        from .multimodal import predict_multimodal_raster   # crops averaged, auxiliary rasters warped per block
+        from ..multimodal import predict_multimodal_raster   # crops averaged, auxiliary rasters warped per block
 
         return predict_multimodal_raster(model, metadata, raster_path, list(aux), out_classes,
                                          out_confidence=out_confidence, out_probabilities=out_probabilities,
