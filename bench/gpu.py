@@ -240,8 +240,10 @@ class Job:
         else:
             self.net = build_model(name, sizes.bands, sizes.classes, **config)
             self.optimizer = torch.optim.Adam(self.net.parameters(), lr=LEARNING_RATE)
-            guide = self.net.make_guide(scene.raw, scene.labels, np.ones(scene.labels.shape, dtype=bool))
+            valid = np.ones(scene.labels.shape, dtype=bool)          # a generated scene: no nodata
+            guide = self.net.make_guide(scene.raw, scene.labels, valid)
             self._x = torch.from_numpy(scene.x)[None].to(device)
+            self._valid = torch.from_numpy(valid)[None].to(device)
             self._y = torch.from_numpy(scene.labels)[None].to(device)
             self._guide = None if guide is None else guide[None].to(device)
         self.net.to(device)
@@ -273,7 +275,7 @@ class Job:
                 hsi, aux, labels = self._train_batch
                 loss = m3amba_loss(self.net(hsi, aux), labels)
             else:
-                out = self.net(self._x, self._guide)
+                out = self.net(self._x, self._guide, self._valid)
                 loss = F.cross_entropy(out.logits.float(), self._y, ignore_index=-1)
                 if out.aux_loss is not None:
                     loss = loss + out.aux_loss.float()
@@ -288,7 +290,7 @@ class Job:
                 logits, _ = average_logits(self.net, self.scene.x, self.scene.aux, grid, self.net.crop,
                                            batch_size=self.sizes.crop_batch, device=self.device)
                 return torch.from_numpy(logits)
-            return self.net(self._x).logits[0].float().cpu()
+            return self.net(self._x, valid=self._valid).logits[0].float().cpu()
 
 
 def agreement(reduced: Tensor, reference: Tensor) -> Dict[str, float]:

@@ -7,7 +7,7 @@ classifies through the same jobs as every model (``pipeline.train_from_files`` /
 optimizer and loss: ``M3amba.configure_optimizers`` / ``training_loss``). What is specific to multi-modal
 models lives here: the checks of the auxiliary inputs and of CLIP, the GPU sizing of a crop batch, the model
 file's 'modalities' and 'clip' entries, and prediction, which averages the fusion logits of overlapping
-crops (``engine.crops``) so each pixel gets one prediction, streaming the raster in blocks: every block
+crops (``engine.training.crops``) so each pixel gets one prediction, streaming the raster in blocks: every block
 reads the HSI and warps the auxiliary rasters for its window only, and the shared writer
 (``predict.classify_tiles``) writes the outputs.
 

@@ -48,9 +48,9 @@ from .precision import choose_precision
 from .memory import available_memory_bytes, gigabytes
 from .paths import check_distinct
 from .inference.predict import DEFAULT_TILE, predict_raster
-from .training.sizing import choose_size
 from .inference.tiling import predict_array
 from .training.sampler import Patch, Window, crop_label_tiling, label_windows
+from .training.sizing import choose_size
 from .training.train import (TrainConfig, TrainingCancelled, TrainResult, is_crop_model, make_guides, train_patches,
                              whole_scene_fits)
 

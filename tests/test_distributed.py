@@ -45,6 +45,7 @@ def test_two_processes_compute_what_one_computes_with_two_windows_per_step(sampl
         torch.testing.assert_close(tensor, b.state_dict()[name], rtol=1e-5, atol=1e-6)
     assert meta_a["provenance"]["best_epoch"] == meta_b["provenance"]["best_epoch"]
     assert ddp.stdout.count("model       ") == 1            # rank 0 alone prints the summary
+    assert ddp.stderr.count("training reads") == 1          # and logs: the other ranks mute all of engine's loggers
     assert "distributed training: 2 processes (gloo on the CPU)" in ddp.stderr
     assert (tmp_path / "ddp.json").exists()
     assert sorted(os.listdir(tmp_path)) == ["ddp.json", "ddp.pt", "one.pt"]

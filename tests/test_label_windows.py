@@ -135,7 +135,7 @@ def test_cssmamba_prototypes_take_one_ema_step_per_optimizer_step_on_label_windo
         flush(self)
 
     monkeypatch.setattr(LearnableClustering, "flush", counted)
-    monkeypatch.setattr("engine.training.train.CPU_UNIT_PIXELS", 1)                      # one window per forward
+    monkeypatch.setattr("engine.training.train.CPU_UNIT_PIXELS", 1)             # one window per forward
     folder = tmp_path / "c"
     folder.mkdir()
     metadata, result = train_from_files(scene.raster, str(folder / "model.pt"), rois=scene.rois,

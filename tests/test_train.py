@@ -175,7 +175,7 @@ class SnapshotNet(GuidedNet):
 
     def forward(self, x, guide=None, valid=None):
         self.states.append({k: v.detach().clone() for k, v in self.state_dict().items()})
-        return super().forward(x, guide)
+        return super().forward(x, guide, valid)
 
 
 def test_whole_scene_scores_each_epoch_from_the_next_forward_as_an_eval_pass_would():

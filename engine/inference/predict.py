@@ -175,7 +175,7 @@ def predict_raster(model: HSIClassifier, metadata: dict, raster_path: str, out_c
     for the kinds 'classes', 'confidence', 'clusters', 'probabilities' that were asked for.
 
     The model's bands (``bandmatch.choose_bands``; ``bands`` names them) are read and stretched with the stored statistics, in
-    overlapping tiles of ``tile`` px with ``overlap`` px of context, stitched by centre-crop (engine.tiling).
+    overlapping tiles of ``tile`` px with ``overlap`` px of context, stitched by centre-crop (engine.inference.tiling).
     ``progress(fraction, text)`` is called after each tile; ``cancelled()`` is polled before each tile and
     before each compression and raises PredictionCancelled. Bad output paths, a raster whose bands do not
     match the model, a multi-modal model without its auxiliary rasters and a cluster output for a model

@@ -15,8 +15,8 @@ per-pixel model gives identical results for every tile plan (tests/test_tiling.p
 
 Invalid pixels (``valid`` False, under nodata) get all-zero probabilities and cluster -1 in
 ``predict_array``: they have no prediction, and zero probabilities can never win an argmax against a
-valid pixel's. The model still sees them (as the 0 that ``apply_stretch`` puts there), exactly as
-during training, so their neighbours are predicted as in training.
+valid pixel's. The model still sees them (as the 0 that ``apply_stretch`` puts there) and gets the
+mask (``valid``), exactly as during training, so their neighbours are predicted as in training.
 
 No GDAL here: this module also runs on GPU machines without it.
 """

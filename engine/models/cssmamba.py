@@ -728,9 +728,10 @@ class CSSMamba(HSIClassifier):
         bands = self.config["in_bands"]
         if x.dim() != 4 or x.shape[1] != bands:
             raise ValueError(f"CSSMamba expects images (batch, {bands}, rows, cols), got shape {tuple(x.shape)}")
-        if valid is not None and (valid.dtype != torch.bool or tuple(valid.shape) != (x.shape[0],) + tuple(x.shape[2:])):
-            raise ValueError(f"valid must be a bool mask (batch, rows, cols) = {(x.shape[0],) + tuple(x.shape[2:])} "
-                             f"like the image, got {valid.dtype} {tuple(valid.shape)}")
+        grid = (x.shape[0],) + tuple(x.shape[2:])
+        if valid is not None and (valid.dtype != torch.bool or tuple(valid.shape) != grid or valid.device != x.device):
+            raise ValueError(f"valid must be a bool mask (batch, rows, cols) = {grid} on the image's device "
+                             f"({x.device}), got {valid.dtype} {tuple(valid.shape)} on {valid.device}")
         if self.config["pooling"]:
             least = 2 ** (len(self.stages) - 1)
             if min(x.shape[-2:]) < least:

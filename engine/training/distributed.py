@@ -80,7 +80,7 @@ def session(device: str) -> Iterator[Optional[Group]]:
     if cuda:
         torch.cuda.set_device(group.local_rank)
     dist.init_process_group(backend="nccl" if cuda else "gloo")
-    engine_log = logging.getLogger(__name__.rsplit(".", 1)[0])
+    engine_log = logging.getLogger(__name__.rsplit(".", 2)[0])   # "engine" (or "<plugin>.engine"), not engine.training
     level = engine_log.level
     if group.rank != 0:  # one log, one progress bar: rank 0's
         engine_log.setLevel(logging.WARNING)

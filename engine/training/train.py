@@ -1,6 +1,6 @@
 """The one trainer of every model (``train_patches``): patches of a scene in, the best epoch's weights out.
 
-Patches are the whole scene or the label windows around its labelled pixels (``engine.sampler.label_windows``;
+Patches are the whole scene or the label windows around its labelled pixels (``engine.training.sampler.label_windows``;
 ``pipeline`` decides which, by cost), with the auxiliary bands of a multi-modal scene. Each model declares
 its recipe; the epochs, validation, best-epoch bookkeeping, progress, cancel and time estimate are shared:
 
@@ -28,7 +28,7 @@ A patch whose training step does not fit the memory budget is cut into a grid of
 four quadrants with a 5 px margin. For the whole scene each window that holds training pixels takes
 part in one optimizer step per epoch (``windows_per_step`` windows per step: gradient accumulation, or
 one window per process under torchrun, engine/training/distributed.py); label windows share one step per epoch
-(``train_patches``). Validation then runs tiled through ``engine.tiling.predict_array``.
+(``train_patches``). Validation then runs tiled through ``engine.inference.tiling.predict_array``.
 
 No GDAL here: this module also runs on GPU machines without it.
 """

@@ -197,13 +197,14 @@ class TrainingJob:
     device: str
     validation_note: str             # logged when validation ROIs replace the split
     shown: Dict[str, Any]            # the settings the report lists
-    train: Dict[str, Any]            # train_from_files keywords beyond the paths, outputs and callbacks
-    classify: Dict[str, Any]         # classify_file keywords beyond the paths, device and callbacks
+    train: Dict[str, Any]            # train_from_files keywords other than those run_training passes itself
+    classify: Dict[str, Any]         # (paths, ROIs and their fields, class style, device, outputs, callbacks)
 
 
-def run_training(alg: StylesOnCompletion, job: TrainingJob, rois: TrainingRois,
+def run_training(alg: CSSMambaAlgorithm, job: TrainingJob, rois: TrainingRois,
                  feedback: QgsProcessingFeedback) -> Dict[str, Any]:
-    """Train, write the report, classify the training scene if asked and style it: the algorithm's outputs.
+    """Train, write the report, classify the training scene if asked and style it (``alg`` is also a
+    StylesOnCompletion, which loads the styled outputs): the algorithm's outputs.
     A cancelled training writes no model; a cancelled classification keeps the model and the report."""
     from ...engine.paths import check_distinct
     from ...engine.pipeline import classify_file, train_from_files
@@ -359,6 +360,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         model = MODELS[self.parameterAsEnum(parameters, self.MODEL, context)]
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         given_model_path, model_path = model_file_path(self, parameters, context, feedback)
+        report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
+        classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
         with engine_run(feedback):                      # bad split settings: a Processing error, no traceback
             split = SplitOptions(
                 mode=SPLITS[self.parameterAsEnum(parameters, self.SPLIT, context)],
@@ -380,9 +383,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         return run_training(self, TrainingJob(
             raster=raster, layer_name=layer_name,
             sources=dict(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context), raster=raster),
-            given_model_path=given_model_path, model_path=model_path,
-            report_path=self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context),
-            classification=geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context), device=device,
+            given_model_path=given_model_path, model_path=model_path, report_path=report_path,
+            classification=classification, device=device,
             validation_note=self.tr("The validation ROIs choose the epoch: every training ROI pixel trains "
                                     "and SPLIT is not used."),
             shown={key: value for key, value in run.items() if value is not None},

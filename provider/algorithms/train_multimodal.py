@@ -129,6 +129,8 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         rois = training_rois(self, parameters, context, feedback)
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         given_model_path, model_path = model_file_path(self, parameters, context, feedback)
+        report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
+        classification = geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context)
         overrides = {key: value for key, value in (("dim", self.parameterAsInt(parameters, self.WIDTH, context)),
                                                    ("depth", self.parameterAsInt(parameters, self.DEPTH, context)))
                      if value}
@@ -149,9 +151,8 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         return run_training(self, TrainingJob(
             raster=raster, layer_name=layer_name,
             sources=dict(self.source_files(parameters, (ROIS, VALIDATION_ROIS), context), raster=raster),
-            given_model_path=given_model_path, model_path=model_path,
-            report_path=self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context),
-            classification=geotiff_output(self, parameters, self.OUTPUT_CLASSIFICATION, context), device=device,
+            given_model_path=given_model_path, model_path=model_path, report_path=report_path,
+            classification=classification, device=device,
             validation_note=self.tr("The validation ROIs choose the epoch: every training ROI pixel trains."),
             shown={key: value for key, value in run.items() if value is not None},
             train=dict(aux=aux, clip_weights=run[self.CLIP_WEIGHTS], use_clip=not run[self.NO_CLIP], model=MODEL,
