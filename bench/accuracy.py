@@ -73,6 +73,10 @@ DATASETS: Dict[str, Dataset] = {d.name: d for d in (
 METHODS = ("rf", "svm", "mambahsi", "cssmamba")
 DEEP_METHODS = ("mambahsi", "cssmamba")
 METHOD_TITLES = {"rf": "RF", "svm": "SVM", "mambahsi": "MambaHSI", "cssmamba": "CSSMamba"}
+# Issue 13: CSSMamba's mean OA at least MambaHSI's + 1 point on every scene, and at least MambaHSI's on
+# Salinas-A, where both sit near 100 % (paired over the seeds both ran, under each split).
+DEFAULT_TARGET_MARGIN = 1.0
+TARGET_MARGIN = {"salinas_a": 0.0}
 
 # CSSMamba ablations (MODELS.md §4.12): label -> config overrides on top of the defaults (K = 3,
 # L_a cluster loss at weight 0.1, learned sigmoid gate, token selection on, no pooling = the "default" row).
@@ -392,7 +396,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
                          f"{_mean_std([r['train_seconds'] for r in group], 1.0, 1)} | "
                          f"{_mean_std([r['predict_seconds'] for r in group], 1.0, 2)} | "
                          f"{group[0].get('device', '')} | {', '.join(runs)} |")
-        lines += ["", *_target_lines(groups), *_paired_lines(groups), "",
+        lines += ["", *_target_lines(name, groups), *_paired_lines(groups), "",
                   "Per-class accuracy (producer's, %, mean ± std):", "",
                   "| class | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
         for cid, cname in zip(info["class_ids"], info["class_names"]):
@@ -402,16 +406,23 @@ def render_markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _target_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
-    """Issue 3's accuracy target: CSSMamba OA ≥ MambaHSI OA ≥ best of RF/SVM + 10 pp (means over seeds)."""
-    mean = {label: 100 * float(np.mean([r["overall_accuracy"] for r in group])) for label, group in groups.items()}
-    if not {"CSSMamba", "MambaHSI"} <= mean.keys() or not ({"RF", "SVM"} & mean.keys()):
-        return ["Target check: needs RF or SVM, MambaHSI and CSSMamba results."]
-    best = max(mean[m] for m in ("RF", "SVM") if m in mean)
-    ok = lambda flag: "met" if flag else "**missed**"  # noqa: E731
-    return [f"Target check (mean OA): CSSMamba {mean['CSSMamba']:.2f} ≥ MambaHSI {mean['MambaHSI']:.2f}: "
-            f"{ok(mean['CSSMamba'] >= mean['MambaHSI'])}; both ≥ best baseline {best:.2f} + 10 = {best + 10:.2f}: "
-            f"{ok(min(mean['CSSMamba'], mean['MambaHSI']) >= best + 10)}."]
+def _target_lines(dataset: str, groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
+    """Issue 13's target, for every split and variant both deep models ran: CSSMamba's mean OA at least
+    MambaHSI's + TARGET_MARGIN points, over the seeds both ran (the same splits, so the paired difference)."""
+    lines = []
+    for label, group in groups.items():
+        rival = "MambaHSI" + label[len("CSSMamba"):] if label.startswith("CSSMamba") else None
+        if rival not in groups:
+            continue
+        theirs = {r["seed"]: r["overall_accuracy"] for r in groups[rival]}
+        diffs = [100 * (r["overall_accuracy"] - theirs[r["seed"]]) for r in group if r["seed"] in theirs]
+        if not diffs:
+            continue
+        margin = TARGET_MARGIN.get(dataset, DEFAULT_TARGET_MARGIN)
+        lines.append(f"Target check ({label} − {rival}, paired over the {len(diffs)} seeds both ran): "
+                     f"{np.mean(diffs):+.2f} ± {np.std(diffs):.2f} points ({sum(d > 0 for d in diffs)} of "
+                     f"{len(diffs)} ahead), target ≥ {margin:+.1f}: {'met' if np.mean(diffs) >= margin else '**missed**'}.")
+    return lines or ["Target check: needs CSSMamba and MambaHSI results of the same split."]
 
 
 def _paired_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:

@@ -118,11 +118,25 @@ def test_merge_joins_machines_and_checks_the_targets():
     table = bench.render_markdown(merged)
     assert "`cpu run`" in table and "`gpu run`" in table
     assert "| CSSMamba | 1 | 90.00 ± 0.00 |" in table
-    assert "CSSMamba 90.00 ≥ MambaHSI 85.00: met; both ≥ best baseline 72.00 + 10 = 82.00: met" in table
+    assert ("Target check (CSSMamba − MambaHSI, paired over the 1 seeds both ran): +5.00 ± 0.00 points "
+            "(1 of 1 ahead), target ≥ +1.0: met.") in table
 
-    gpu["results"][0]["overall_accuracy"] = 0.80  # MambaHSI below SVM + 10 pp
-    assert "both ≥ best baseline 72.00 + 10 = 82.00: **missed**" in bench.render_markdown(
+    gpu["results"][0]["overall_accuracy"] = 0.895   # CSSMamba only 0.5 points ahead: below the 1-point margin
+    assert "+0.50 ± 0.00 points (1 of 1 ahead), target ≥ +1.0: **missed**." in bench.render_markdown(
         bench.merge_reports([cpu, gpu]))
+
+
+def test_the_target_pairs_each_split_with_its_own_and_asks_less_of_salinas():
+    records = [_record("mambahsi", s, 0.90, variant="spatial split") for s in (0, 1, 2)]
+    records += [_record("cssmamba", s, oa, variant="spatial split") for s, oa in ((0, 0.92), (1, 0.90), (3, 0.99))]
+    records += [_record("mambahsi", 0, 0.50), _record("cssmamba", 0, 0.40)]
+    table = bench.render_markdown(_report(records, "run"))
+    assert ("Target check (CSSMamba [spatial split] − MambaHSI [spatial split], paired over the 2 seeds both ran): "
+            "+1.00 ± 1.00 points (1 of 2 ahead), target ≥ +1.0: met.") in table
+    assert "Target check (CSSMamba − MambaHSI, paired over the 1 seeds both ran): -10.00" in table
+    salinas = _report([dict(r, dataset="salinas_a") for r in records[:2] + records[3:5]], "run")
+    salinas["datasets"] = {"salinas_a": salinas["datasets"]["scene"]}
+    assert "+1.00 ± 1.00 points (1 of 2 ahead), target ≥ +0.0: met." in bench.render_markdown(salinas)
 
 
 def test_merge_from_the_command_line_writes_json_and_markdown(tmp_path):
