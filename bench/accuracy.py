@@ -181,6 +181,7 @@ class RunSettings:
     progress: bool = False
     label_tiles: Optional[Tuple[int, int]] = None  # deep models train on label windows of these tiles (None: whole)
     augment: bool = False                          # deep models: TrainConfig.augment (8 orientations)
+    lr: Optional[float] = None                     # deep models' learning rate (None: TrainConfig's default)
 
 
 def _reference(scene: Scene, index_map: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
@@ -246,7 +247,7 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
     torch.manual_seed(seed)
     net = build_model(method, scene.data.shape[0], len(class_ids), **overrides)
     config = TrainConfig(epochs=settings.epochs, device=settings.device, seed=seed, threads=settings.threads,
-                         augment=settings.augment)
+                         augment=settings.augment, **({} if settings.lr is None else {"lr": settings.lr}))
     progress = _throttled_progress(f"{scene.name} {method} seed {seed}") if settings.progress else None
     if settings.label_tiles is None:
         patches = [whole_scene_patch(image, scene.data, scene.valid, split)]
@@ -320,7 +321,8 @@ def environment(settings: RunSettings, argv: Sequence[str], source: str,
             "device": device, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "host": platform.node(), "threads": settings.threads, "torch": torch.__version__,
             "numpy": np.__version__, "scikit-learn": sklearn.__version__, "python": platform.python_version(),
-            "epochs": settings.epochs, "rf_trees": settings.rf_trees, "overrides": settings.overrides or {},
+            "epochs": settings.epochs, "lr": settings.lr, "rf_trees": settings.rf_trees,
+            "overrides": settings.overrides or {},
             "scenes_from": source}
 
 
@@ -363,7 +365,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
     for i, run in enumerate(report["runs"]):
         lines.append(f"{i}. `{run['command']}`  \n   {run['started']}, {run['device']}, {run['threads']} threads, "
                      f"torch {run['torch']}, scikit-learn {run['scikit-learn']}, numpy {run['numpy']}, "
-                     f"epochs {run['epochs']}, RF trees {run.get('rf_trees', 500)}, "
+                     f"epochs {run['epochs']}{'' if run.get('lr') is None else ', lr %g' % run['lr']}, "
+                     f"RF trees {run.get('rf_trees', 500)}, "
                      f"overrides {json.dumps(run['overrides'])}, scenes from {run['scenes_from']}")
     lines += ["", "Protocol: per seed one 30/10 split per class (15 train at ≤ 30 px), rest test, nodata never used; "
               "the same split for every method. Rows marked 'spatial split' draw the 30/10 from separate connected "
@@ -502,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fixed: 30/10 random pixels per class (default); spatial: the same counts from separate "
                              "connected components (blocks where a class has fewer than 3), tested on the other "
                              "components (engine.data.splits.spatial_split); a variant of its own in the results")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="deep-model learning rate (default the trainer's, 3e-4); a variant of its own in the "
+                             "results (issue 13, lead 7: the training regime)")
     parser.add_argument("--augment", action="store_true",
                         help="deep models see every epoch in one of the 8 orientations (engine TrainConfig.augment); "
                              "a variant of its own in the results")
@@ -533,7 +539,8 @@ def _plan(args: argparse.Namespace) -> List[Tuple[str, str, Optional[str], Dict[
 
     def variant(method: str, label: Optional[str]) -> Optional[str]:
         tags = ([label] if label else []) + ([f"{args.split} split"] if args.split != "fixed" else []) + \
-            (["augmented"] if args.augment and method in DEEP_METHODS else [])
+            (["augmented"] if args.augment and method in DEEP_METHODS else []) + \
+            ([f"lr {args.lr:g}"] if args.lr is not None and method in DEEP_METHODS else [])
         return ", ".join(tags) or None
 
     return [(d, m, variant(m, label), o, s) for d, m, label, o, s in plan]
@@ -617,7 +624,7 @@ def _run(args: argparse.Namespace, argv: List[str], plan: List[Tuple[str, str, O
          out: Path) -> int:
     settings = RunSettings(epochs=args.epochs, device=args.device, threads=args.threads, rf_trees=args.rf_trees,
                            overrides=parse_overrides(args.set), progress=args.progress,
-                           label_tiles=_label_tiles(args.label_tiles), augment=args.augment)
+                           label_tiles=_label_tiles(args.label_tiles), augment=args.augment, lr=args.lr)
     source = f"cache {args.cache}" if args.cache else f"GDAL {args.data}"
     report = {"benchmark": "accuracy", "runs": [], "datasets": {}, "results": []}
     if args.resume and out.is_file():

@@ -184,3 +184,30 @@ def test_ablation_keys_are_cssmamba_options_and_typos_stop_the_run(capsys):
     assert run_bench("--ablation", "--datasets", "muufl", "--variant", "typo:clusters_per_klass=2") == 2
     err = capsys.readouterr().err
     assert "cssmamba has no config key clusters_per_klass (variant typo)" in err and "clusters_per_class" in err
+
+
+def test_a_learning_rate_is_a_variant_of_its_own_and_reaches_the_trainer(monkeypatch):
+    """Issue 13, lead 7: --lr runs the deep models at another learning rate, labelled apart from the default."""
+    from engine.data.splits import fixed_count_split
+
+    args = bench.build_parser().parse_args(["--methods", "rf,cssmamba", "--datasets", "muufl", "--seeds", "1",
+                                            "--split", "spatial", "--lr", "0.001"])
+    assert {(m, v) for _, m, v, _, _ in bench._plan(args)} == {("rf", "spatial split"),
+                                                               ("cssmamba", "spatial split, lr 0.001")}
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def trainer(net, patches, config, progress=None):
+        seen["lr"] = config.lr
+        raise Stop
+
+    monkeypatch.setattr("engine.training.train.train_patches", trainer)
+    labels = np.repeat([[0] * 4 + [1] * 4], 8, axis=0)
+    scene = bench.Scene("s", np.random.default_rng(0).random((4, 8, 8), dtype=np.float32), np.ones((8, 8), bool),
+                        labels + 1, [1, 2], ["a", "b"], {})
+    with pytest.raises(Stop):
+        bench.run_deep("mambahsi", scene, fixed_count_split(labels, 0, 5, 5), [1, 2], 0,
+                       bench.RunSettings(threads=1, lr=1e-3), {"dim": 8})
+    assert seen["lr"] == 1e-3
