@@ -421,10 +421,10 @@ def _target_lines(dataset: str, groups: Dict[str, List[Dict[str, Any]]]) -> List
         diffs = [100 * (r["overall_accuracy"] - theirs[r["seed"]]) for r in group if r["seed"] in theirs]
         if not diffs:
             continue
-        margin = TARGET_MARGIN.get(dataset, DEFAULT_TARGET_MARGIN)
+        margin, mean = TARGET_MARGIN.get(dataset, DEFAULT_TARGET_MARGIN), float(np.mean(diffs))
         lines.append(f"Target check ({label} − {rival}, paired over the {len(diffs)} seeds both ran): "
-                     f"{np.mean(diffs):+.2f} ± {np.std(diffs):.2f} points ({sum(d > 0 for d in diffs)} of "
-                     f"{len(diffs)} ahead), target ≥ {margin:+.1f}: {'met' if np.mean(diffs) >= margin else '**missed**'}.")
+                     f"{mean:+.2f} ± {np.std(diffs):.2f} points ({sum(d > 0 for d in diffs)} of "
+                     f"{len(diffs)} ahead), target ≥ {margin:+.1f}: {'met' if mean >= margin else '**missed**'}.")
     return lines or ["Target check: needs CSSMamba and MambaHSI results of the same split."]
 
 
@@ -513,8 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "a variant of its own in the results")
     parser.add_argument("--label-tiles", metavar="TILE,OVERLAP",
                         help="deep models train on the engine's label windows, the tiles of this size and overlap "
-                             "that hold training or validation pixels (engine/training/sampler.py), instead of the whole "
-                             "scene, and classify with the same tiles; a variant of its own in the results")
+                             "that hold training or validation pixels (engine/training/sampler.py), instead of the "
+                             "whole scene, and classify with the same tiles; a variant of its own in the results")
     return parser
 
 

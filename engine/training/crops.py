@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["CROP", "TRAIN_STRIDE", "PREDICT_STRIDE", "BATCH_SIZE", "Crop", "crop_starts", "plan_crops",
-           "overlapping_starts", "grid_crops",
-           "crops_covering", "pad", "cut", "average_logits", "predict_at", "CropBatch", "CropBatches"]
+           "overlapping_starts", "grid_crops", "crops_covering", "pad", "cut", "average_logits", "predict_at",
+           "CropBatch", "CropBatches"]
 
 CROP = 32            # M3amba's crop side (its adapter is tied to crop² tokens)
 TRAIN_STRIDE = 8     # MODELS.md §5.5

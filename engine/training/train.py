@@ -241,8 +241,13 @@ def _probe_crop(x: Tensor, guide: Optional[Tensor],
     rows, cols = min(x.shape[2], PROBE_SIZE), min(x.shape[3], PROBE_SIZE)
     row0, col0 = probe_origin(valid, rows, cols)
     window = (slice(None), slice(None), slice(row0, row0 + rows), slice(col0, col0 + cols))
-    mask = None if valid is None else torch.from_numpy(np.ascontiguousarray(valid[window[2:]], bool))[None].to(x.device)
+    mask = None if valid is None else _mask(valid[window[2:]], x.device)
     return x[window], None if guide is None else guide[window], mask
+
+
+def _mask(valid: np.ndarray, device: torch.device) -> Tensor:
+    """A valid mask (h, w) as the models take it: (1, h, w) bool on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(valid, bool))[None].to(device)
 
 
 @contextmanager
@@ -927,7 +932,7 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
             xs = [torch.from_numpy(image)[None].to(device) for image in images]
             ys = [torch.from_numpy(t)[None].to(device) for t in trains]
             gs = [None if g is None else g.to(device=device, dtype=torch.int64)[None] for g in guides]
-            vs = [torch.from_numpy(np.ascontiguousarray(p.valid, bool))[None].to(device) for p in patches]
+            vs = [_mask(p.valid, device) for p in patches]
             probe = max(range(len(patches)), key=lambda k: int(patches[k].valid.sum()))
             max_pixels, per_pixel, fixed, budget_mb = _max_pixels(
                 model, xs[probe], gs[probe], config, precision, patches[probe].valid,

@@ -196,7 +196,7 @@ class TrainingJob:
     classification: str
     device: str
     validation_note: str             # logged when validation ROIs replace the split
-    shown: Dict[str, Any]            # the settings the report lists
+    settings: Dict[str, Any]         # the run's settings; the report lists those that are set
     train: Dict[str, Any]            # train_from_files keywords other than those run_training passes itself
     classify: Dict[str, Any]         # (paths, ROIs and their fields, class style, device, outputs, callbacks)
 
@@ -232,7 +232,8 @@ def run_training(alg: CSSMambaAlgorithm, job: TrainingJob, rois: TrainingRois,
         announce_result(alg, metadata, result, feedback)
         outputs = {alg.OUTPUT_MODEL: job.model_path}
         if job.report_path:
-            write_report(job.report_path, training_report_html(metadata, result.history, job.shown))
+            shown = {key: value for key, value in job.settings.items() if value is not None}
+            write_report(job.report_path, training_report_html(metadata, result.history, shown))
             outputs[alg.OUTPUT_REPORT] = job.report_path
         if not job.classification:
             return outputs
@@ -387,7 +388,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             classification=classification, device=device,
             validation_note=self.tr("The validation ROIs choose the epoch: every training ROI pixel trains "
                                     "and SPLIT is not used."),
-            shown={key: value for key, value in run.items() if value is not None},
+            settings=run,
             train=dict(model=model, epochs=run[self.EPOCHS], seed=run[self.SEED], bands=run[self.BANDS],
                        lr=run[self.LEARNING_RATE], overrides=overrides, split=split,
                        memory_budget_mb=run[self.MEMORY_BUDGET]),

@@ -154,7 +154,7 @@ class TrainMultimodalAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             given_model_path=given_model_path, model_path=model_path, report_path=report_path,
             classification=classification, device=device,
             validation_note=self.tr("The validation ROIs choose the epoch: every training ROI pixel trains."),
-            shown={key: value for key, value in run.items() if value is not None},
+            settings=run,
             train=dict(aux=aux, clip_weights=run[self.CLIP_WEIGHTS], use_clip=not run[self.NO_CLIP], model=MODEL,
                        epochs=run[self.EPOCHS], seed=run[self.SEED], lr=run[self.LEARNING_RATE],
                        aux_resampling=[run[self.AUX_RESAMPLING]], overrides=overrides,
