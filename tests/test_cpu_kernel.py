@@ -173,6 +173,28 @@ def test_no_grad_matches_grad_path_and_partial_grads():
     assert A.grad is not None and torch.isfinite(A.grad).all()
 
 
+def test_time_major_views_of_B_and_C_give_the_same_result_and_gradients():
+    """Mamba hands B and C over as transposed (b, l, n) projections; the kernel lays them out
+    time-major without first copying them to (n, l) order, and nothing may change for it."""
+    (delta, u, A, B, C), rs = make_inputs(2, 8, 16, 37, 1, reset=True)
+    runs = []
+    for layout in ("contiguous", "time-major view"):
+        if layout == "contiguous":
+            Bi, Ci = B.clone().requires_grad_(), C.clone().requires_grad_()
+            Bv, Cv = Bi, Ci
+        else:
+            Bi = B.transpose(-1, -2).contiguous().requires_grad_()   # (b, g, l, n) storage
+            Ci = C.transpose(-1, -2).contiguous().requires_grad_()
+            Bv, Cv = Bi.transpose(-1, -2), Ci.transpose(-1, -2)      # (b, g, n, l) views
+            assert not Bv.is_contiguous()
+        y, last = cpu_kernel.scan_core(delta, u, A, Bv, Cv, reset=rs)
+        y.square().sum().backward()
+        runs.append((y, last, Bi.grad.transpose(-1, -2) if Bi is not Bv else Bi.grad,
+                     Ci.grad.transpose(-1, -2) if Ci is not Cv else Ci.grad))
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
 def test_reset_restarts_the_state():
     inputs, _ = make_inputs(1, 4, 16, 40, 1)
     rs = torch.zeros(1, 40, dtype=torch.bool)

@@ -104,6 +104,26 @@ def test_t8_block_equals_naive_per_step_loop_at_every_position(scan_backend):
 
 
 @pytest.mark.parametrize("scan_backend", SCAN_BACKENDS)
+@pytest.mark.parametrize("no_grad", [torch.no_grad, torch.inference_mode])
+def test_prediction_without_gradient_equals_the_training_path_and_the_naive_loop(no_grad, scan_backend):
+    """On the CPU a forward without gradient runs the causal conv as shifted multiply-adds in place
+    (faster than the depthwise conv1d there); it must give what the training path and the loop give,
+    with and without a reset mask."""
+    block = randomize_(Mamba(8, scan_backend=scan_backend), seed=3).double()
+    h = torch.randn(2, 23, 8, dtype=torch.float64)
+    reset = torch.zeros(2, 23, dtype=torch.bool)
+    reset[0, [0, 2, 9]] = True
+    reset[1, [0, 1, 20]] = True
+    for mask in (None, reset):
+        trained = block(h, reset=mask)
+        with no_grad():
+            predicted = block(h, reset=mask)
+        assert not predicted.requires_grad
+        assert rel(predicted, trained) < 1e-12, mask is None
+        assert rel(predicted, naive_mamba(direction(block.state_dict()), h, mask)) < 1e-5, mask is None
+
+
+@pytest.mark.parametrize("scan_backend", SCAN_BACKENDS)
 def test_t9_perturbing_token_t_leaves_earlier_outputs_bit_identical(scan_backend):
     torch.manual_seed(0)
     block = randomize_(Mamba(8, scan_backend=scan_backend), seed=1)

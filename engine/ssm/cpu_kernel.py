@@ -255,7 +255,11 @@ def scan_core(
         raise ValueError("scan_core runs on CPU tensors only")
     out_dtype = delta.dtype
     dtype = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
-    delta, u, A, B, C = (t.to(dtype).contiguous() for t in tensors)
+    delta, u, A = (t.to(dtype).contiguous() for t in (delta, u, A))
+    # B and C stay as given: ``_prepare`` lays them out time-major, which is free when they come from
+    # a projection as a transposed (b, l, n) view (Mamba's), where making them (n, l)-contiguous here
+    # first would cost two copies of each.
+    B, C = B.to(dtype), C.to(dtype)
     if reset is not None:
         if reset.shape != (b, l):
             raise ValueError(f"reset must be (b={b}, l={l}); got {tuple(reset.shape)}")

@@ -251,9 +251,17 @@ class Mamba(nn.Module):
 
         With ``starts`` (b, l) the tap reading x[t−k] is dropped when t−k lies before the start of
         t's sequence, i.e. the conv restarts from zero padding at each reset.
+
+        Without a gradient (prediction, validation) on the CPU the conv is always d_conv shifted
+        multiply-adds into one buffer: PyTorch's CPU depthwise conv1d runs as a one-row 2-D convolution
+        and took 2x the time at (1, 128, 65,536), the spatial scan of a 256 px tile. With a gradient the
+        shifted adds are dearer in the backward (2.5x at 30,720 tokens), so training keeps the conv unless
+        a reset mask needs the taps. bench/results/speed_classify_conv.md: classification 0.91x the time,
+        0.83x the peak memory; the results differ from the conv's by rounding only.
         """
         l = x.shape[-1]
-        if starts is None:
+        in_place = not torch.is_grad_enabled() and not x.is_cuda
+        if starts is None and not in_place:
             fused = _causal_conv1d_fn() if x.is_cuda else None
             if fused is not None:
                 return fused(x.contiguous(), conv1d.weight.squeeze(1), conv1d.bias, activation="silu")
@@ -261,10 +269,15 @@ class Mamba(nn.Module):
         w = conv1d.weight.squeeze(1)  # (e, K); tap k (lag) uses w[:, K−1−k]
         k_max = w.shape[1] - 1
         out = x * w[:, k_max, None]
-        pos = torch.arange(l, device=x.device)
+        pos = None if starts is None else torch.arange(l, device=x.device)
         for k in range(1, min(k_max, l - 1) + 1):
-            keep = (pos[k:] - k >= starts[:, k:]).unsqueeze(1)  # (b, 1, l−k), for targets t = k … l−1
-            out = out + F.pad(x[..., : l - k] * keep, (k, 0)) * w[:, k_max - k, None]
+            earlier = x[..., : l - k]
+            if starts is not None:
+                earlier = earlier * (pos[k:] - k >= starts[:, k:]).unsqueeze(1)  # (b, 1, l−k): same sequence
+            if in_place:
+                out[..., k:] += earlier * w[:, k_max - k, None]
+            else:
+                out = out + F.pad(earlier, (k, 0)) * w[:, k_max - k, None]
         if conv1d.bias is not None:
             out = out + conv1d.bias[:, None]
         return F.silu(out)
