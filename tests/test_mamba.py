@@ -124,6 +124,31 @@ def test_prediction_without_gradient_equals_the_training_path_and_the_naive_loop
 
 
 @pytest.mark.parametrize("scan_backend", SCAN_BACKENDS)
+def test_lean_float32_prediction_equals_the_training_path(monkeypatch, scan_backend):
+    """Without a gradient a float32, one-direction block on the CPU runs ``_forward_lean`` (the gate's half of
+    in_proj after the scan, buffers dropped once spent): the same values as the training path."""
+    block = randomize_(Mamba(8, scan_backend=scan_backend), seed=4)
+    with torch.no_grad():
+        block.A_log.mul_(0.5)                         # float32: keep the products moderate
+    h = torch.randn(3, 40, 8)
+    reset = torch.zeros(3, 40, dtype=torch.bool)
+    reset[:, 0] = True
+    reset[1, [7, 30]] = True
+    calls = []
+    lean = Mamba._forward_lean
+    monkeypatch.setattr(Mamba, "_forward_lean", lambda self, *a: calls.append(1) or lean(self, *a))
+    for mask in (None, reset):
+        trained = block(h, reset=mask)
+        with torch.inference_mode():
+            predicted = block(h, reset=mask)
+        assert rel(predicted, trained) < 1e-6, mask is None
+    assert len(calls) == 2
+    assert not Mamba(8)._lean(h)                      # with a gradient: the usual path
+    with torch.no_grad():
+        assert not Mamba(8, bidirectional=True)._lean(h) and not Mamba(8).double()._lean(h.double())
+
+
+@pytest.mark.parametrize("scan_backend", SCAN_BACKENDS)
 def test_t9_perturbing_token_t_leaves_earlier_outputs_bit_identical(scan_backend):
     torch.manual_seed(0)
     block = randomize_(Mamba(8, scan_backend=scan_backend), seed=1)

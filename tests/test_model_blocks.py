@@ -57,6 +57,17 @@ def test_spectral_mamba_equals_a_separate_mamba_run_per_pixel(scan_backend):
     torch.testing.assert_close(block(x), expected, rtol=1e-12, atol=1e-12)
 
 
+def test_spectral_mamba_predicts_in_slices_of_pixels_exactly_as_in_one_batch(monkeypatch):
+    torch.manual_seed(2)
+    block = SpectralMamba(16, groups=4)
+    x = torch.randn(2, 16, 5, 7)
+    whole = block(x)                                     # with a gradient: one batch of 70 pixels
+    monkeypatch.setattr(SpectralMamba, "PREDICT_PIXELS", 9)  # 70 pixels in 8 slices, the last short
+    with torch.no_grad():
+        sliced = block(x)
+    torch.testing.assert_close(sliced, whole, rtol=1e-6, atol=1e-6)
+
+
 def test_spectral_mamba_refuses_dim_not_divisible_by_groups():
     with pytest.raises(ValueError, match="dim=30, groups=4"):
         SpectralMamba(30, groups=4)

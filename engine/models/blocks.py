@@ -88,8 +88,11 @@ class SpectralMamba(nn.Module):
     """SpeMamba (§2.6): per pixel, a Mamba over G tokens made of consecutive channel groups.
 
     (B, D, H, W) -> (B, D, H, W). Token k of a pixel holds channels [k·D/G, (k+1)·D/G); the
-    B·H·W pixels are independent sequences of length G, run as one Mamba batch.
+    B·H·W pixels are independent sequences of length G, run as one Mamba batch (without a gradient,
+    in batches of PREDICT_PIXELS: a 512 px tile's branch held about 0.7 GB of buffers at once).
     """
+
+    PREDICT_PIXELS = 32_768
 
     def __init__(self, dim: int, groups: int = 4, scan_backend: Optional[str] = None) -> None:
         super().__init__()
@@ -108,7 +111,10 @@ class SpectralMamba(nn.Module):
         b, d, h, w = x.shape
         # (B, D, H, W) -> (B·H·W, G, D/G): one length-G sequence of channel groups per pixel.
         tokens = x.permute(0, 2, 3, 1).reshape(b * h * w, self.groups, d // self.groups)
-        scanned = self.mamba(tokens, reset=self._first_token_reset(tokens))
+        if torch.is_grad_enabled():
+            scanned = self.mamba(tokens, reset=self._first_token_reset(tokens))
+        else:  # the pixels are independent: in slices, prediction's buffers are a slice's, not the tile's
+            scanned = torch.cat([self.mamba(part) for part in tokens.split(self.PREDICT_PIXELS)])
         return _gn_silu_residual(x, scanned.reshape(b, h, w, d).permute(0, 3, 1, 2), self.norm)
 
     @staticmethod

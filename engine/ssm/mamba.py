@@ -207,6 +207,8 @@ class Mamba(nn.Module):
         """
         self._check_inputs(hidden_states, reset)
         starts = None if reset is None else _segment_starts(reset)
+        if self._lean(hidden_states):
+            return self._forward_lean(hidden_states, reset, starts)
         # (b, l, m) -> (b, 2e, l): the scan works channel-first.
         x, z = _linear_channel_first(hidden_states, self.in_proj.weight, self.in_proj.bias).chunk(2, dim=1)
         u, delta, B, C = self._project(x, self.conv1d, self.x_proj, self.dt_proj, starts)
@@ -233,6 +235,30 @@ class Mamba(nn.Module):
             y = (y_f + _reverse(y_b, perm)) / 2
         return _linear_from_channel_first(y, self.out_proj.weight, self.out_proj.bias)
 
+    def _lean(self, hidden_states: Tensor) -> bool:
+        """Whether ``_forward_lean`` gives this forward: no gradient, CPU, float32, one direction."""
+        return (not torch.is_grad_enabled() and hidden_states.device.type == "cpu" and not self.bidirectional
+                and hidden_states.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"))
+
+    def _forward_lean(self, hidden_states: Tensor, reset: Optional[Tensor], starts: Optional[Tensor]) -> Tensor:
+        """``forward`` in less memory, for prediction on the CPU: the gate's half of in_proj is computed
+        after the scan and every (b, e, l) buffer is dropped once spent, so at most four of them live at
+        a time instead of seven (the whole-tile spatial scans dominate prediction's peak memory). The same
+        arithmetic in the same order as ``forward``, except that the two halves of in_proj are two GEMMs.
+        """
+        e, weight, bias = self.d_inner, self.in_proj.weight, self.in_proj.bias
+        x = _linear_channel_first(hidden_states, weight[:e], None if bias is None else bias[:e])
+        u, delta, B, C = self._project(x, self.conv1d, self.x_proj, self.dt_proj, starts)
+        del x
+        y = selective_scan(
+            u, delta, -torch.exp(self.A_log.float()), B, C, self.D.float(), delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True, reset=reset, backend=self.scan_backend,
+        )  # (y + D·u), not yet gated
+        del u, delta, B, C
+        z = _linear_channel_first(hidden_states, weight[e:], None if bias is None else bias[e:])
+        y = y.mul_(F.silu(z, inplace=True))
+        return _linear_from_channel_first(y, self.out_proj.weight, self.out_proj.bias)
+
     def _project(
         self, x: Tensor, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, starts: Optional[Tensor]
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -256,8 +282,8 @@ class Mamba(nn.Module):
         multiply-adds into one buffer: PyTorch's CPU depthwise conv1d runs as a one-row 2-D convolution
         and took 2x the time at (1, 128, 65,536), the spatial scan of a 256 px tile. With a gradient the
         shifted adds are dearer in the backward (2.5x at 30,720 tokens), so training keeps the conv unless
-        a reset mask needs the taps. bench/results/speed_classify_conv.md: classification 0.91x the time,
-        0.83x the peak memory; the results differ from the conv's by rounding only.
+        a reset mask needs the taps (bench/results/speed_classify_conv.md); the results differ from the
+        conv's by rounding only.
         """
         l = x.shape[-1]
         in_place = not torch.is_grad_enabled() and not x.is_cuda
@@ -278,6 +304,10 @@ class Mamba(nn.Module):
                 out[..., k:] += earlier * w[:, k_max - k, None]
             else:
                 out = out + F.pad(earlier, (k, 0)) * w[:, k_max - k, None]
+        if in_place:
+            if conv1d.bias is not None:
+                out.add_(conv1d.bias[:, None])
+            return F.silu(out, inplace=True)
         if conv1d.bias is not None:
             out = out + conv1d.bias[:, None]
         return F.silu(out)
