@@ -399,7 +399,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
                          f"{_mean_std([r['train_seconds'] for r in group], 1.0, 1)} | "
                          f"{_mean_std([r['predict_seconds'] for r in group], 1.0, 2)} | "
                          f"{group[0].get('device', '')} | {', '.join(runs)} |")
-        lines += ["", *_target_lines(name, groups), *_paired_lines(groups), "",
+        lines += ["", *_target_lines(name, groups), *_paired_lines(groups), *_variant_lines(groups), "",
                   "Per-class accuracy (producer's, %, mean ± std):", "",
                   "| class | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
         for cid, cname in zip(info["class_ids"], info["class_names"]):
@@ -443,6 +443,33 @@ def _paired_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
             lines.append(f"- {label}: {np.mean(diffs):+.2f} ± {np.std(diffs):.2f} ({sum(d > 0 for d in diffs)} of "
                          f"{len(diffs)})")
     return lines
+
+
+def _variant_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
+    """Every variant of a deep model minus the configuration it varies, seed by seed (an ablation row's
+    effect): 'CSSMamba [K=1, spatial split]' is paired with 'CSSMamba [spatial split]', 'CSSMamba [K=1]'
+    with 'CSSMamba'. A split is not a variant of the configuration (other test pixels), so rows whose
+    first tag is the split are left out."""
+    lines = []
+    for label, group in groups.items():
+        method, _, tags = label.partition(" [")
+        if not tags or method not in ("CSSMamba", "MambaHSI"):
+            continue
+        first, *rest = tags.rstrip("]").split(", ")
+        reference = f"{method} [{', '.join(rest)}]" if rest else method
+        if first.endswith(" split") or reference not in groups:
+            continue
+        theirs = {r["seed"]: r["overall_accuracy"] for r in groups[reference]}
+        paired = sorted((r["seed"], 100 * (r["overall_accuracy"] - theirs[r["seed"]])) for r in group
+                        if r["seed"] in theirs)
+        diffs = [d for _, d in paired]
+        if diffs:
+            lines.append(f"- {label} − {reference}: {np.mean(diffs):+.2f} ± {np.std(diffs):.2f} "
+                         f"({sum(d > 0 for d in diffs)} of {len(diffs)} ahead; seeds {[s for s, _ in paired]})")
+    if not lines:
+        return []
+    return ["", "Variants paired with the configuration they vary (OA difference on the same splits, points, "
+            "mean ± std):", "", *lines]
 
 
 def write_report(report: Dict[str, Any], out: Path,

@@ -139,6 +139,17 @@ def test_the_target_pairs_each_split_with_its_own_and_asks_less_of_salinas():
     assert "+1.00 ± 1.00 points (1 of 2 ahead), target ≥ +0.0: met." in bench.render_markdown(salinas)
 
 
+def test_variants_are_paired_with_the_configuration_they_vary():
+    records = [_record("cssmamba", s, 0.90) for s in (0, 1, 2)]
+    records += [_record("cssmamba", s, oa, variant="K=1") for s, oa in ((0, 0.91), (1, 0.88))]
+    records += [_record("cssmamba", s, 0.50, variant="spatial split") for s in (0, 1)]
+    records += [_record("cssmamba", s, oa, variant="K=1, spatial split") for s, oa in ((0, 0.53), (1, 0.53))]
+    table = bench.render_markdown(_report(records, "run"))
+    assert "- CSSMamba [K=1] − CSSMamba: -0.50 ± 1.50 (1 of 2 ahead; seeds [0, 1])" in table
+    assert "- CSSMamba [K=1, spatial split] − CSSMamba [spatial split]: +3.00 ± 0.00 (2 of 2 ahead" in table
+    assert "CSSMamba [spatial split] − CSSMamba:" not in table   # another split is not a variant
+
+
 def test_merge_from_the_command_line_writes_json_and_markdown(tmp_path):
     paths = []
     for i, record in enumerate((_record("rf", 0, 0.7), _record("rf", 1, 0.8))):
