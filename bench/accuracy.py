@@ -409,6 +409,13 @@ def render_markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _paired_diffs(group: List[Dict[str, Any]], reference: List[Dict[str, Any]]) -> List[Tuple[int, float]]:
+    """(seed, OA of ``group`` − OA of ``reference`` in points) for every seed both ran, by seed: the splits of
+    one seed are the same for every run, so the difference is far less noisy than that of the two means."""
+    theirs = {r["seed"]: r["overall_accuracy"] for r in reference}
+    return sorted((r["seed"], 100 * (r["overall_accuracy"] - theirs[r["seed"]])) for r in group if r["seed"] in theirs)
+
+
 def _target_lines(dataset: str, groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     """Issue 13's target, for every split and variant both deep models ran: CSSMamba's mean OA at least
     MambaHSI's + TARGET_MARGIN points, over the seeds both ran (the same splits, so the paired difference)."""
@@ -417,8 +424,7 @@ def _target_lines(dataset: str, groups: Dict[str, List[Dict[str, Any]]]) -> List
         rival = "MambaHSI" + label[len("CSSMamba"):] if label.startswith("CSSMamba") else None
         if rival not in groups:
             continue
-        theirs = {r["seed"]: r["overall_accuracy"] for r in groups[rival]}
-        diffs = [100 * (r["overall_accuracy"] - theirs[r["seed"]]) for r in group if r["seed"] in theirs]
+        diffs = [d for _, d in _paired_diffs(group, groups[rival])]
         if not diffs:
             continue
         margin, mean = TARGET_MARGIN.get(dataset, DEFAULT_TARGET_MARGIN), float(np.mean(diffs))
@@ -435,10 +441,9 @@ def _paired_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     labels = list(groups)
     if len(labels) < 2:
         return []
-    reference = {r["seed"]: r["overall_accuracy"] for r in groups[labels[0]]}
     lines = ["", f"Paired with {labels[0]} (OA difference on the same splits, points, mean ± std; seeds ahead):", ""]
     for label in labels[1:]:
-        diffs = [100 * (r["overall_accuracy"] - reference[r["seed"]]) for r in groups[label] if r["seed"] in reference]
+        diffs = [d for _, d in _paired_diffs(groups[label], groups[labels[0]])]
         if diffs:
             lines.append(f"- {label}: {np.mean(diffs):+.2f} ± {np.std(diffs):.2f} ({sum(d > 0 for d in diffs)} of "
                          f"{len(diffs)})")
@@ -453,15 +458,13 @@ def _variant_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     lines = []
     for label, group in groups.items():
         method, _, tags = label.partition(" [")
-        if not tags or method not in ("CSSMamba", "MambaHSI"):
+        if not tags or method not in {METHOD_TITLES[m] for m in DEEP_METHODS}:
             continue
         first, *rest = tags.rstrip("]").split(", ")
         reference = f"{method} [{', '.join(rest)}]" if rest else method
         if first.endswith(" split") or reference not in groups:
             continue
-        theirs = {r["seed"]: r["overall_accuracy"] for r in groups[reference]}
-        paired = sorted((r["seed"], 100 * (r["overall_accuracy"] - theirs[r["seed"]])) for r in group
-                        if r["seed"] in theirs)
+        paired = _paired_diffs(group, groups[reference])
         diffs = [d for _, d in paired]
         if diffs:
             lines.append(f"- {label} − {reference}: {np.mean(diffs):+.2f} ± {np.std(diffs):.2f} "

@@ -119,16 +119,16 @@ class SpectralMamba(nn.Module):
 
     @staticmethod
     def _first_token_reset(tokens: Tensor) -> Optional[Tensor]:
-        """(N, G) reset mask marking only token 0 when training on the CPU; None otherwise.
+        """(N, G) reset mask marking only token 0 on the CPU; None on CUDA. Training only (with a gradient).
 
-        Every row starts its sequence at token 0 anyway, so the mask changes no value. In training it
-        makes Mamba run its causal conv as shift-and-add instead of ``nn.Conv1d``, whose depthwise
-        backward on CPU is slow for tens of thousands of length-4 rows: at D=128 on 192×160 the mask
-        cut one forward+backward from 2.0 to 1.25 CPU-seconds (single thread). Without a gradient
-        Mamba shifts and adds on the CPU anyway, and the mask would only cost a pass; on CUDA it would
-        keep the scan off mamba-ssm's fused kernel, and cuDNN's conv is fast.
+        Every row starts its sequence at token 0 anyway, so the mask changes no value. It makes Mamba
+        run its causal conv as shift-and-add instead of ``nn.Conv1d``, whose depthwise backward on CPU
+        is slow for tens of thousands of length-4 rows: at D=128 on 192×160 the mask cut one
+        forward+backward from 2.0 to 1.25 CPU-seconds (single thread). Without a gradient Mamba shifts
+        and adds on the CPU anyway; on CUDA a mask would keep the scan off mamba-ssm's fused kernel,
+        and cuDNN's conv is fast.
         """
-        if tokens.is_cuda or not torch.is_grad_enabled():
+        if tokens.is_cuda:
             return None
         reset = torch.zeros(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         reset[:, 0] = True

@@ -251,8 +251,8 @@ class Mamba(nn.Module):
         u, delta, B, C = self._project(x, self.conv1d, self.x_proj, self.dt_proj, starts)
         del x
         y = selective_scan(
-            u, delta, -torch.exp(self.A_log.float()), B, C, self.D.float(), delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True, reset=reset, backend=self.scan_backend,
+            u, delta, -torch.exp(_at_least_fp32(self.A_log)), B, C, _at_least_fp32(self.D),
+            delta_bias=_at_least_fp32(self.dt_proj.bias), delta_softplus=True, reset=reset, backend=self.scan_backend,
         )  # (y + D·u), not yet gated
         del u, delta, B, C
         z = _linear_channel_first(hidden_states, weight[e:], None if bias is None else bias[e:])
