@@ -56,6 +56,7 @@ TOKEN_ORDERS = ("ascending", "descending")
 LOCAL_WEIGHTS = ("per_cluster", "shared")
 MAX_CLUSTERS_PER_CLASS = 5
 HEAD_WIDTH = 128
+HEAD_KERNELS = (3, 1)                         # the head's first conv: the reference's 3×3, or 1×1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,6 +387,7 @@ class ClusterSpatialMamba(nn.Module):
         ema_momentum: float = 0.9,
         scan_backend: Optional[str] = None,
         token_order: str = "ascending",
+        head_kernel: int = 3,
     ) -> None:
         super().__init__()
         width = 2 * dim
@@ -609,7 +611,8 @@ class CSSMamba(HSIClassifier):
     partition 'hard' | 'topk'; keep_ratio ρ in (0, 1]; local_weights 'per_cluster' | 'shared';
     pooling (2×2 average pooling after every stage but the last, guide maps mode-pooled, logits
     upsampled bilinearly; off = full resolution as in §4.1); tau (LCM temperature); ema_momentum γ;
-    scan_backend (passed to every Mamba); token_order 'ascending' | 'descending' (TOKEN_ORDERS).
+    scan_backend (passed to every Mamba); token_order 'ascending' | 'descending' (TOKEN_ORDERS);
+    head_kernel 3 (the reference's Conv3×3, §4.1) | 1 (MambaHSI's Conv1×1: no spatial mixing after the stages).
     """
 
     name = "cssmamba"
@@ -633,13 +636,14 @@ class CSSMamba(HSIClassifier):
         ema_momentum: float = 0.9,
         scan_backend: Optional[str] = None,
         token_order: str = "ascending",
+        head_kernel: int = 3,
     ) -> None:
         super().__init__(dict(
             in_bands=in_bands, n_classes=n_classes, dim=dim, stages=stages, clusters_per_class=clusters_per_class,
             cluster_loss=cluster_loss, cluster_loss_weight=cluster_loss_weight, gate=gate,
             token_selection=token_selection, partition=partition, keep_ratio=keep_ratio,
             local_weights=local_weights, pooling=pooling, tau=tau, ema_momentum=ema_momentum,
-            scan_backend=scan_backend, token_order=token_order,
+            scan_backend=scan_backend, token_order=token_order, head_kernel=head_kernel,
         ))
         _positive_int("in_bands", in_bands)
         _positive_int("n_classes", n_classes)
@@ -668,6 +672,8 @@ class CSSMamba(HSIClassifier):
         if scan_backend is not None:
             _choice("scan_backend", scan_backend, BACKENDS)
         _choice("token_order", token_order, TOKEN_ORDERS)
+        if isinstance(head_kernel, bool) or head_kernel not in HEAD_KERNELS:
+            raise ValueError(f"head_kernel must be one of {HEAD_KERNELS}, got {head_kernel!r}")
         if token_order != "ascending" and (partition != "hard" or not token_selection):
             raise ValueError("token_order orders the hard partition's clusters by the selector's scores; it needs "
                              "partition='hard' and token_selection=True (top-k keeps raster order)")
@@ -689,7 +695,7 @@ class CSSMamba(HSIClassifier):
             )
             for _ in range(stages)
         )
-        self.head = ClassifierHead(dim, n_classes, hidden=HEAD_WIDTH, kernel_size=3)
+        self.head = ClassifierHead(dim, n_classes, hidden=HEAD_WIDTH, kernel_size=head_kernel)
 
     def make_guide(self, raw: np.ndarray, train_labels: np.ndarray, valid: np.ndarray) -> Tensor:
         """(2, H, W) int64: [training groups (−1 off training pixels); static map (−1 at invalid pixels)]."""
