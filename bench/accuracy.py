@@ -182,6 +182,7 @@ class RunSettings:
     label_tiles: Optional[Tuple[int, int]] = None  # deep models train on label windows of these tiles (None: whole)
     augment: bool = False                          # deep models: TrainConfig.augment (8 orientations)
     lr: Optional[float] = None                     # deep models' learning rate (None: TrainConfig's default)
+    label_smoothing: float = 0.0                   # deep models: TrainConfig.label_smoothing
 
 
 def _reference(scene: Scene, index_map: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
@@ -247,7 +248,8 @@ def run_deep(method: str, scene: Scene, split: Split, class_ids: Sequence[int], 
     torch.manual_seed(seed)
     net = build_model(method, scene.data.shape[0], len(class_ids), **overrides)
     config = TrainConfig(epochs=settings.epochs, device=settings.device, seed=seed, threads=settings.threads,
-                         augment=settings.augment, **({} if settings.lr is None else {"lr": settings.lr}))
+                         augment=settings.augment, label_smoothing=settings.label_smoothing,
+                         **({} if settings.lr is None else {"lr": settings.lr}))
     progress = _throttled_progress(f"{scene.name} {method} seed {seed}") if settings.progress else None
     if settings.label_tiles is None:
         patches = [whole_scene_patch(image, scene.data, scene.valid, split)]
@@ -538,6 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=None,
                         help="deep-model learning rate (default the trainer's, 3e-4); a variant of its own in the "
                              "results (issue 13, lead 7: the training regime)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0,
+                        help="deep models' cross-entropy label smoothing (default 0, the papers'); a variant of "
+                             "its own in the results (issue 13, lead 7)")
     parser.add_argument("--augment", action="store_true",
                         help="deep models see every epoch in one of the 8 orientations (engine TrainConfig.augment); "
                              "a variant of its own in the results")
@@ -570,7 +575,8 @@ def _plan(args: argparse.Namespace) -> List[Tuple[str, str, Optional[str], Dict[
     def variant(method: str, label: Optional[str]) -> Optional[str]:
         tags = ([label] if label else []) + ([f"{args.split} split"] if args.split != "fixed" else []) + \
             (["augmented"] if args.augment and method in DEEP_METHODS else []) + \
-            ([f"lr {args.lr:g}"] if args.lr is not None and method in DEEP_METHODS else [])
+            ([f"lr {args.lr:g}"] if args.lr is not None and method in DEEP_METHODS else []) + \
+            ([f"label smoothing {args.label_smoothing:g}"] if args.label_smoothing and method in DEEP_METHODS else [])
         return ", ".join(tags) or None
 
     return [(d, m, variant(m, label), o, s) for d, m, label, o, s in plan]
@@ -654,7 +660,8 @@ def _run(args: argparse.Namespace, argv: List[str], plan: List[Tuple[str, str, O
          out: Path) -> int:
     settings = RunSettings(epochs=args.epochs, device=args.device, threads=args.threads, rf_trees=args.rf_trees,
                            overrides=parse_overrides(args.set), progress=args.progress,
-                           label_tiles=_label_tiles(args.label_tiles), augment=args.augment, lr=args.lr)
+                           label_tiles=_label_tiles(args.label_tiles), augment=args.augment, lr=args.lr,
+                           label_smoothing=args.label_smoothing)
     source = f"cache {args.cache}" if args.cache else f"GDAL {args.data}"
     report = {"benchmark": "accuracy", "runs": [], "datasets": {}, "results": []}
     if args.resume and out.is_file():

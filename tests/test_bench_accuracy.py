@@ -197,21 +197,26 @@ def test_ablation_keys_are_cssmamba_options_and_typos_stop_the_run(capsys):
     assert "cssmamba has no config key clusters_per_klass (variant typo)" in err and "clusters_per_class" in err
 
 
-def test_a_learning_rate_is_a_variant_of_its_own_and_reaches_the_trainer(monkeypatch):
-    """Issue 13, lead 7: --lr runs the deep models at another learning rate, labelled apart from the default."""
+@pytest.mark.parametrize("flags, tag, setting, value", [
+    (["--lr", "0.001"], "lr 0.001", "lr", 1e-3),
+    (["--label-smoothing", "0.1"], "label smoothing 0.1", "label_smoothing", 0.1),
+])
+def test_a_training_regime_is_a_variant_of_its_own_and_reaches_the_trainer(monkeypatch, flags, tag, setting, value):
+    """Issue 13, lead 7: --lr and --label-smoothing train the deep models in another regime, labelled apart
+    from the default."""
     from engine.data.splits import fixed_count_split
 
     args = bench.build_parser().parse_args(["--methods", "rf,cssmamba", "--datasets", "muufl", "--seeds", "1",
-                                            "--split", "spatial", "--lr", "0.001"])
+                                            "--split", "spatial", *flags])
     assert {(m, v) for _, m, v, _, _ in bench._plan(args)} == {("rf", "spatial split"),
-                                                               ("cssmamba", "spatial split, lr 0.001")}
+                                                               ("cssmamba", f"spatial split, {tag}")}
     seen = {}
 
     class Stop(Exception):
         pass
 
     def trainer(net, patches, config, progress=None):
-        seen["lr"] = config.lr
+        seen.update(lr=config.lr, label_smoothing=config.label_smoothing)
         raise Stop
 
     monkeypatch.setattr("engine.training.train.train_patches", trainer)
@@ -220,5 +225,5 @@ def test_a_learning_rate_is_a_variant_of_its_own_and_reaches_the_trainer(monkeyp
                         labels + 1, [1, 2], ["a", "b"], {})
     with pytest.raises(Stop):
         bench.run_deep("mambahsi", scene, fixed_count_split(labels, 0, 5, 5), [1, 2], 0,
-                       bench.RunSettings(threads=1, lr=1e-3), {"dim": 8})
-    assert seen["lr"] == 1e-3
+                       bench.RunSettings(threads=1, **{setting: value}), {"dim": 8})
+    assert seen[setting] == value

@@ -13,6 +13,7 @@ from typing import List, Optional
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engine.training import train as train_module
@@ -359,6 +360,21 @@ def test_a_diverging_loss_stops_training_with_advice():
         train_model(DivergingNet(4, 3), image, raw, valid, easy_split(labels), fast(epochs=2))
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_the_first_epoch_s_loss_is_the_cross_entropy_with_the_configured_label_smoothing(smoothing):
+    """Issue 13, lead 7: label smoothing reaches the training loss (the loss logged before the first step)."""
+    image, raw, valid, labels = easy_scene()
+    split = easy_split(labels)
+    torch.manual_seed(0)
+    model = PixelNet(4, 3)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(image)[None]).logits
+        target = torch.from_numpy(split.train)[None]
+        expected = F.cross_entropy(logits, target, ignore_index=-1, label_smoothing=smoothing).item()
+    result = train_model(model, image, raw, valid, split, fast(epochs=1, label_smoothing=smoothing))
+    assert result.history[0]["loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_a_class_without_training_pixels_is_warned_about(caplog):
     image, raw, valid, labels = easy_scene()
     with caplog.at_level("INFO", logger="engine.training.train"):
@@ -370,7 +386,8 @@ def test_a_class_without_training_pixels_is_warned_about(caplog):
 
 
 @pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0.0}, {"device": "gpu"}, {"patience": 0},
-                                    {"memory_budget_mb": -1}, {"threads": 0}])
+                                    {"memory_budget_mb": -1}, {"threads": 0}, {"label_smoothing": 1.0},
+                                    {"label_smoothing": -0.1}])
 def test_bad_configs_are_refused(kwargs):
     with pytest.raises(ValueError):
         TrainConfig(**kwargs)

@@ -98,6 +98,8 @@ class TrainConfig:
     models can otherwise learn where the training pixels lie in the scan and label their surroundings by
     place, which a spatially disjoint split exposes; each epoch is then validated by an extra forward in
     the orientation classification uses.
+    label_smoothing: the cross-entropy's label smoothing (0: none, as in the papers' protocol; issue 13,
+    lead 7: the training regime); the crop models' (M3amba) losses are their own.
     """
 
     epochs: int = 200
@@ -111,6 +113,7 @@ class TrainConfig:
     windows_per_step: int = 1
     class_ids: Optional[Tuple[int, ...]] = None   # the user's class ids in the model's order, for the log
     augment: bool = False
+    label_smoothing: float = 0.0
 
     def class_label(self, index: int) -> str:
         """How the log names class ``index``: the user's class id where known ('class 3'), else 'index 2'."""
@@ -136,6 +139,8 @@ class TrainConfig:
             raise ValueError(f"windows_per_step must be a whole number >= 1, got {self.windows_per_step!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 @dataclass
@@ -546,7 +551,8 @@ def unorient(t: Tensor, k: int) -> Tensor:
 
 
 def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor], valid: Tensor, window: Window,
-             n_labels: int, device: torch.device, precision: Precision, turn: int = 0) -> Tuple[Tensor, ModelOutput]:
+             n_labels: int, device: torch.device, precision: Precision, turn: int = 0,
+             label_smoothing: float = 0.0) -> Tuple[Tensor, ModelOutput]:
     """The training forward on one window: (CE on its training pixels + the model's auxiliary loss, output).
     ``turn``: the orientation (``orient``) the model sees the window in; the output is turned back."""
     crop = (slice(None), slice(None)) + window.slices
@@ -560,7 +566,8 @@ def _forward(model: HSIClassifier, x: Tensor, y: Tensor, guide: Optional[Tensor]
         if out.logits.shape[1] < n_labels:
             raise ValueError(f"the model predicts {out.logits.shape[1]} classes but the labels hold {n_labels}; "
                              f"build it with n_classes={n_labels}")
-        loss = F.cross_entropy(out.logits.float(), y[(slice(None),) + window.slices], ignore_index=-1)
+        loss = F.cross_entropy(out.logits.float(), y[(slice(None),) + window.slices], ignore_index=-1,
+                               label_smoothing=label_smoothing)
         if out.aux_loss is not None:
             loss = loss + out.aux_loss.float()
     return loss, out
@@ -1008,7 +1015,7 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                                 loss, out = _crop_forward(trained, unit, device, precision), None
                             else:
                                 loss, out = _forward(trained, unit.x, unit.y, unit.g, unit.v, unit.window, len(counts),
-                                                     device, precision, turn)
+                                                     device, precision, turn, config.label_smoothing)
                             if scoring:
                                 classes = out.logits.detach().argmax(1).cpu().numpy()
                                 more = _unit_validation(unit, classes, vals, val_masks)
