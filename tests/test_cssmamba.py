@@ -85,7 +85,7 @@ def test_descending_token_order_puts_the_best_first_and_keeps_the_leading_ones()
         model_and_guide(token_order="descending", partition="topk")
 
 
-@pytest.mark.parametrize("kernel, reach", [(3, 3), (1, 1)])
+@pytest.mark.parametrize("kernel, reach", [(3, 3), (1, 1), (5, 5)])
 def test_head_kernel_sets_how_far_a_pixel_s_features_reach_in_the_head(kernel, reach):
     """The head's first conv, before its GroupNorm (which spans the image in either case)."""
     model, x, guide, _ = model_and_guide(head_kernel=kernel)
@@ -97,7 +97,7 @@ def test_head_kernel_sets_how_far_a_pixel_s_features_reach_in_the_head(kernel, r
     assert changed.sum().item() == reach * reach
     assert changed[3 - reach // 2:4 + reach // 2, 3 - reach // 2:4 + reach // 2].all()
     assert model(x, guide).logits.shape[-2:] == x.shape[-2:]
-    for bad in (2, True, "1"):
+    for bad in (2, 7, True, "1"):
         with pytest.raises(ValueError, match="head_kernel must be one of"):
             model_and_guide(head_kernel=bad)
 

@@ -56,7 +56,7 @@ TOKEN_ORDERS = ("ascending", "descending")
 LOCAL_WEIGHTS = ("per_cluster", "shared")
 MAX_CLUSTERS_PER_CLASS = 5
 HEAD_WIDTH = 128
-HEAD_KERNELS = (3, 1)                         # the head's first conv: the reference's 3×3, or 1×1
+HEAD_KERNELS = (3, 1, 5)                      # the head's first conv: the reference's 3×3, 1×1 or 5×5
 
 
 # --------------------------------------------------------------------------------------------------
@@ -612,7 +612,8 @@ class CSSMamba(HSIClassifier):
     pooling (2×2 average pooling after every stage but the last, guide maps mode-pooled, logits
     upsampled bilinearly; off = full resolution as in §4.1); tau (LCM temperature); ema_momentum γ;
     scan_backend (passed to every Mamba); token_order 'ascending' | 'descending' (TOKEN_ORDERS);
-    head_kernel 3 (the reference's Conv3×3, §4.1) | 1 (MambaHSI's Conv1×1: no spatial mixing after the stages).
+    head_kernel 3 (the reference's Conv3×3, §4.1) | 1 (MambaHSI's Conv1×1: no spatial mixing after the stages) |
+    5 (a 5×5 neighbourhood).
     """
 
     name = "cssmamba"
