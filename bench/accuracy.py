@@ -323,7 +323,8 @@ def environment(settings: RunSettings, argv: Sequence[str], source: str,
             "device": device, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "host": platform.node(), "threads": settings.threads, "torch": torch.__version__,
             "numpy": np.__version__, "scikit-learn": sklearn.__version__, "python": platform.python_version(),
-            "epochs": settings.epochs, "lr": settings.lr, "rf_trees": settings.rf_trees,
+            "epochs": settings.epochs, "lr": settings.lr, "label_smoothing": settings.label_smoothing,
+            "rf_trees": settings.rf_trees,
             "overrides": settings.overrides or {},
             "scenes_from": source}
 
@@ -367,7 +368,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
     for i, run in enumerate(report["runs"]):
         lines.append(f"{i}. `{run['command']}`  \n   {run['started']}, {run['device']}, {run['threads']} threads, "
                      f"torch {run['torch']}, scikit-learn {run['scikit-learn']}, numpy {run['numpy']}, "
-                     f"epochs {run['epochs']}{'' if run.get('lr') is None else ', lr %g' % run['lr']}, "
+                     f"epochs {run['epochs']}{'' if run.get('lr') is None else ', lr %g' % run['lr']}"
+                     f"{', label smoothing %g' % run['label_smoothing'] if run.get('label_smoothing') else ''}, "
                      f"RF trees {run.get('rf_trees', 500)}, "
                      f"overrides {json.dumps(run['overrides'])}, scenes from {run['scenes_from']}")
     lines += ["", "Protocol: per seed one 30/10 split per class (15 train at ≤ 30 px), rest test, nodata never used; "
@@ -454,17 +456,22 @@ def _paired_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
 
 def _variant_lines(groups: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     """Every variant of a deep model minus the configuration it varies, seed by seed (an ablation row's
-    effect): 'CSSMamba [K=1, spatial split]' is paired with 'CSSMamba [spatial split]', 'CSSMamba [K=1]'
-    with 'CSSMamba'. A split is not a variant of the configuration (other test pixels), so rows whose
-    first tag is the split are left out."""
+    effect): the first tag that is not a split is the variant, so 'CSSMamba [K=1, spatial split]' and
+    'CSSMamba [spatial split, lr 0.001]' are paired with 'CSSMamba [spatial split]', 'CSSMamba [K=1]' with
+    'CSSMamba'. A split is not a variant of the configuration (other test pixels): a row tagged with its
+    split only is paired with nothing."""
     lines = []
     for label, group in groups.items():
         method, _, tags = label.partition(" [")
         if not tags or method not in {METHOD_TITLES[m] for m in DEEP_METHODS}:
             continue
-        first, *rest = tags.rstrip("]").split(", ")
+        every = tags.rstrip("]").split(", ")
+        varied = next((k for k, tag in enumerate(every) if not tag.endswith(" split")), None)
+        if varied is None:
+            continue
+        rest = every[:varied] + every[varied + 1:]
         reference = f"{method} [{', '.join(rest)}]" if rest else method
-        if first.endswith(" split") or reference not in groups:
+        if reference not in groups:
             continue
         paired = _paired_diffs(group, groups[reference])
         diffs = [d for _, d in paired]
@@ -540,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=None,
                         help="deep-model learning rate (default the trainer's, 3e-4); a variant of its own in the "
                              "results (issue 13, lead 7: the training regime)")
-    parser.add_argument("--label-smoothing", type=float, default=0.0,
+    parser.add_argument("--label-smoothing", type=_smoothing, default=0.0,
                         help="deep models' cross-entropy label smoothing (default 0, the papers'); a variant of "
                              "its own in the results (issue 13, lead 7)")
     parser.add_argument("--augment", action="store_true",
@@ -551,6 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "that hold training or validation pixels (engine/training/sampler.py), instead of the "
                              "whole scene, and classify with the same tiles; a variant of its own in the results")
     return parser
+
+
+def _smoothing(text: str) -> float:
+    """--label-smoothing's value, checked before any run (TrainConfig would refuse it only at the first deep run)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"label smoothing must be in [0, 1), got {text}")
+    return value
 
 
 def _label_tiles(text: Optional[str]) -> Optional[Tuple[int, int]]:

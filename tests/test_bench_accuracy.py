@@ -144,9 +144,11 @@ def test_variants_are_paired_with_the_configuration_they_vary():
     records += [_record("cssmamba", s, oa, variant="K=1") for s, oa in ((0, 0.91), (1, 0.88))]
     records += [_record("cssmamba", s, 0.50, variant="spatial split") for s in (0, 1)]
     records += [_record("cssmamba", s, oa, variant="K=1, spatial split") for s, oa in ((0, 0.53), (1, 0.53))]
+    records += [_record("cssmamba", 0, 0.49, variant="spatial split, label smoothing 0.1")]
     table = bench.render_markdown(_report(records, "run"))
     assert "- CSSMamba [K=1] − CSSMamba: -0.50 ± 1.50 (1 of 2 ahead; seeds [0, 1])" in table
     assert "- CSSMamba [K=1, spatial split] − CSSMamba [spatial split]: +3.00 ± 0.00 (2 of 2 ahead" in table
+    assert "- CSSMamba [spatial split, label smoothing 0.1] − CSSMamba [spatial split]: -1.00 ± 0.00 (0 of 1" in table
     assert "CSSMamba [spatial split] − CSSMamba:" not in table   # another split is not a variant
 
 

@@ -681,3 +681,18 @@ def test_m3amba_label_windows_see_the_crops_classification_sees(wide_scene):
         torch.testing.assert_close(from_windows[c].hsi, batch.hsi, rtol=0, atol=0)
         # the auxiliary stretch is fitted on the pixels read (the windows here), so a limit may move by a level
         torch.testing.assert_close(from_windows[c].aux, batch.aux, rtol=0, atol=1 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize("setting", [{"label_smoothing": 0.1}, {"augment": True}, {"windows_per_step": 2}])
+def test_the_crop_recipe_refuses_the_whole_window_models_settings(setting):
+    """M3amba trains with its own loss on crop minibatches: a setting it would ignore is refused, not dropped."""
+    from engine.models.registry import build_multimodal_model
+    from engine.training.sampler import Patch, Window
+    from engine.training.train import TrainConfig, train_patches
+
+    hsi, aux = np.ones((3, 40, 36), np.float32), np.ones((1, 40, 36), np.float32)
+    train, none = np.zeros((40, 36), np.int64), np.full((40, 36), -1)
+    net = build_multimodal_model("m3amba", 3, 1, 3, use_clip=False, **TINY)
+    with pytest.raises(ValueError, match="augmentation, windows per step and label smoothing are for the whole-window"):
+        train_patches(net, [Patch(Window(0, 40, 0, 36), hsi, hsi, np.ones((40, 36), bool), train, none, aux=aux)],
+                      TrainConfig(epochs=1, device="cpu", threads=1, **setting))

@@ -387,7 +387,6 @@ class ClusterSpatialMamba(nn.Module):
         ema_momentum: float = 0.9,
         scan_backend: Optional[str] = None,
         token_order: str = "ascending",
-        head_kernel: int = 3,
     ) -> None:
         super().__init__()
         width = 2 * dim
@@ -601,7 +600,8 @@ def _positive_int(name: str, value: object) -> None:
 
 
 class CSSMamba(HSIClassifier):
-    """CSSMamba classifier: Embedding -> ``stages`` × CSSMambaStage -> Conv3×3 head, (B, Nb, H, W) -> logits.
+    """CSSMamba classifier: Embedding -> ``stages`` × CSSMambaStage -> Conv k×k head (``head_kernel``, 3×3 by
+    default), (B, Nb, H, W) -> logits.
 
     Config (JSON-able, kept in ``self.config``; the §4.12 ablations are these flags):
     dim D (multiple of 4); stages; clusters_per_class K (1..5, K_tot = K·n_classes);
@@ -673,7 +673,7 @@ class CSSMamba(HSIClassifier):
         if scan_backend is not None:
             _choice("scan_backend", scan_backend, BACKENDS)
         _choice("token_order", token_order, TOKEN_ORDERS)
-        if isinstance(head_kernel, bool) or head_kernel not in HEAD_KERNELS:
+        if not isinstance(head_kernel, int) or isinstance(head_kernel, bool) or head_kernel not in HEAD_KERNELS:
             raise ValueError(f"head_kernel must be one of {HEAD_KERNELS}, got {head_kernel!r}")
         if token_order != "ascending" and (partition != "hard" or not token_selection):
             raise ValueError("token_order orders the hard partition's clusters by the selector's scores; it needs "

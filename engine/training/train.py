@@ -787,9 +787,9 @@ def _check_crop_run(model: nn.Module, patches: List[Patch], config: TrainConfig,
     if group is not None:
         raise ValueError(f"{model.name} trains in one process (its crop minibatches have no DistributedDataParallel "
                          f"split yet); run it without torchrun")
-    if config.augment or config.windows_per_step != 1:
-        raise ValueError(f"{model.name} trains on minibatches of {model.crop} px crops: orientation augmentation and "
-                         f"windows per step are for the whole-window models")
+    if config.augment or config.windows_per_step != 1 or config.label_smoothing:
+        raise ValueError(f"{model.name} trains on minibatches of {model.crop} px crops with its own loss: orientation "
+                         f"augmentation, windows per step and label smoothing are for the whole-window models")
     if any(p.aux is None or p.aux.shape[1:] != p.valid.shape for p in patches):
         raise ValueError(f"{model.name} needs the auxiliary bands (LiDAR, SAR) of every patch on its grid")
 
