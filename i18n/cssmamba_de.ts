@@ -507,6 +507,7 @@ Random seed: the same seed gives the same split and the same model.
 Sample split without validation ROIs (advanced): 'Pixels per class' draws the training and validation pixels per class at random (the papers' 30 / 10), 'Ratio' the training and validation ratios; the other labelled pixels test the model in the report. Random test pixels lie next to training pixels, which flatters the accuracy: 'Separate ROIs (spatial)' draws the same counts from some ROIs of each class and tests on the others (a class with fewer than 3 separate ROIs is cut into blocks); 'Auto' (default) is spatial when every class has 3 separate ROIs, else pixels per class. The log says which split ran.
 Hidden width (advanced): 0 = the paper's 128 on a GPU whose memory fits it (else the largest width that fits), 32 on the CPU.
 Token selection, Cluster loss, Gate, Pooling between stages (advanced): the paper's ablations. Pooling trains about twice as fast but cost 5 to 8 points of OA, so it is off by default.
+Head neighbourhood (advanced): the pixels the classifier head looks at around each pixel. 5 x 5 smooths the map: it brought CSSMamba level with MambaHSI on Salinas-A's large fields but cost about 1.5 points on the small objects of the MUUFL scene; 1 x 1 lost 1 to 5 points on both.
 Memory budget (advanced): MB a training step may use; a scene that needs more trains in overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.
 Model file: written only when training completes; a cancelled run leaves none.
 Training report: HTML with the training curves, confusion matrix, per-class accuracy, parameters, device and timings.
@@ -528,6 +529,7 @@ Zufallsstartwert: derselbe Startwert ergibt dieselbe Aufteilung und dasselbe Mod
 Stichprobenaufteilung ohne Validierungs-ROIs (erweitert): „Pixel je Klasse“ zieht die Trainings- und Validierungspixel je Klasse zufällig (30 / 10 wie in den Veröffentlichungen), „Anteil“ den Trainings- und Validierungsanteil; die übrigen gelabelten Pixel testen das Modell im Bericht. Zufällige Testpixel liegen neben Trainingspixeln, was die Genauigkeit schönt: „Getrennte ROIs (räumlich)“ zieht dieselben Anzahlen aus einem Teil der ROIs jeder Klasse und testet auf den übrigen (eine Klasse mit weniger als 3 getrennten ROIs wird in Blöcke geteilt); „Automatisch“ (Vorgabe) teilt räumlich, wenn jede Klasse 3 getrennte ROIs hat, sonst nach Pixeln je Klasse. Das Protokoll nennt die gewählte Aufteilung.
 Versteckte Breite (erweitert): 0 = die 128 der Veröffentlichung auf einer GPU, in deren Speicher sie passt (sonst die größte Breite, die passt), 32 auf der CPU.
 Token-Auswahl, Cluster-Verlust, Gate, Pooling zwischen den Stufen (erweitert): die Ablationen der Veröffentlichung. Mit Pooling trainiert es etwa doppelt so schnell, es kostete aber 5 bis 8 Punkte OA und ist daher standardmäßig aus.
+Kopf-Nachbarschaft (erweitert): die Pixel, die der Klassifikationskopf um jedes Pixel betrachtet. 5 x 5 glättet die Karte: Damit zog CSSMamba auf den großen Feldern von Salinas-A mit MambaHSI gleich, verlor aber etwa 1,5 Punkte bei den kleinen Objekten der MUUFL-Szene; 1 x 1 verlor auf beiden 1 bis 5 Punkte.
 Speicherbudget (erweitert): MB, die ein Trainingsschritt belegen darf; eine Szene, die mehr braucht, wird in überlappenden Fenstern trainiert. 0 = halber Arbeitsspeicher (CPU) oder 80 % des freien GPU-Speichers.
 Modelldatei: erst geschrieben, wenn das Training fertig ist; ein abgebrochener Lauf hinterlässt keine.
 Trainingsbericht: HTML mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
@@ -616,6 +618,22 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
     <message>
         <source>Pooling between stages (CSSMamba)</source>
         <translation>Pooling zwischen den Stufen (CSSMamba)</translation>
+    </message>
+    <message>
+        <source>Head neighbourhood (CSSMamba)</source>
+        <translation>Kopf-Nachbarschaft (CSSMamba)</translation>
+    </message>
+    <message>
+        <source>3 x 3 px (the paper's)</source>
+        <translation>3 x 3 px (wie in der Veröffentlichung)</translation>
+    </message>
+    <message>
+        <source>5 x 5 px (smoother: large fields)</source>
+        <translation>5 x 5 px (glatter: große Felder)</translation>
+    </message>
+    <message>
+        <source>1 x 1 px (sharpest)</source>
+        <translation>1 x 1 px (am schärfsten)</translation>
     </message>
     <message>
         <source>Memory budget in MB (0 = auto)</source>
@@ -962,6 +980,14 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
         <translation>Trainingsgerät: {}</translation>
     </message>
     <message>
+        <source>Training cancelled; no model file was written.</source>
+        <translation>Training abgebrochen; es wurde keine Modelldatei geschrieben.</translation>
+    </message>
+    <message>
+        <source>Classification of the training scene cancelled; the model and the report were kept: classify later with 'Classify raster'.</source>
+        <translation>Klassifikation der Trainingsszene abgebrochen; Modell und Bericht bleiben erhalten: Klassifizieren Sie später mit „Raster klassifizieren“.</translation>
+    </message>
+    <message>
         <source>The validation ROIs choose the epoch: every training ROI pixel trains and SPLIT is not used.</source>
         <translation>Die Validierungs-ROIs bestimmen die Epoche: Jedes Pixel der Trainings-ROIs trainiert, und SPLIT wird nicht verwendet.</translation>
     </message>
@@ -976,14 +1002,6 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
     <message>
         <source>{} ({}) has no field '{}'; its fields: {}. Choose the field that holds the {} in {}.</source>
         <translation>{} ({}) hat kein Feld „{}“; seine Felder: {}. Wählen Sie das Feld, das die {} in {} enthält.</translation>
-    </message>
-    <message>
-        <source>Training cancelled; no model file was written.</source>
-        <translation>Training abgebrochen; es wurde keine Modelldatei geschrieben.</translation>
-    </message>
-    <message>
-        <source>Classification of the training scene cancelled; the model and the report were kept: classify later with 'Classify raster'.</source>
-        <translation>Klassifikation der Trainingsszene abgebrochen; Modell und Bericht bleiben erhalten: Klassifizieren Sie später mit „Raster klassifizieren“.</translation>
     </message>
     <message>
         <source>{} is fitted once on the training pixels: the deep-model settings {} do not apply and are ignored.</source>

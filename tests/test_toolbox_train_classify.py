@@ -204,7 +204,7 @@ def test_switch_defaults_are_the_model_defaults(plugin):
     from qgis.core import QgsApplication
 
     from cssmamba.engine.models.registry import default_config
-    from cssmamba.provider.algorithms.train import CLUSTER_LOSSES, GATES
+    from cssmamba.provider.algorithms.train import CLUSTER_LOSSES, GATES, HEAD_KERNELS
 
     algorithm = QgsApplication.processingRegistry().algorithmById("cssmamba:train")
     default = {p.name(): p.defaultValue() for p in algorithm.parameterDefinitions()}
@@ -214,6 +214,7 @@ def test_switch_defaults_are_the_model_defaults(plugin):
     assert default["POOLING"] == config["pooling"]
     assert CLUSTER_LOSSES[default["CLUSTER_LOSS"]] == config["cluster_loss"]
     assert GATES[default["GATE"]] == config["gate"]
+    assert HEAD_KERNELS[default["HEAD"]] == config["head_kernel"]
 
 
 def test_rois_in_another_crs_give_the_same_labels(trained, scene, tmp_path):
@@ -306,10 +307,15 @@ def test_cancel_while_classifying_the_scene_keeps_the_trained_model(plugin, scen
     assert sorted(os.listdir(tmp_path)) == ["model.pt", "report.html"]
 
 
+def test_the_head_neighbourhood_reaches_the_cssmamba_model(plugin, scene, tmp_path):
+    result = train(scene, tmp_path, HEAD=1, **SMALL)
+    assert metadata_of(result["OUTPUT_MODEL"])["model"]["config"]["head_kernel"] == 5
+
+
 def test_mambahsi_ignores_the_cssmamba_switches_and_has_no_cluster_map(plugin, scene, tmp_path):
     feedback = Feedback.make()
-    result = train(scene, tmp_path, feedback, MODEL=1, CLUSTERS_PER_CLASS=2, POOLING=True, **SMALL)
-    assert any("CLUSTERS_PER_CLASS, POOLING apply to CSSMamba only" in text for text in feedback.warnings)
+    result = train(scene, tmp_path, feedback, MODEL=1, CLUSTERS_PER_CLASS=2, POOLING=True, HEAD=1, **SMALL)
+    assert any("CLUSTERS_PER_CLASS, POOLING, HEAD apply to CSSMamba only" in text for text in feedback.warnings)
     assert metadata_of(result["OUTPUT_MODEL"])["model"]["name"] == "mambahsi"
 
     feedback = Feedback.make()
