@@ -56,7 +56,7 @@ TOKEN_ORDERS = ("ascending", "descending")
 LOCAL_WEIGHTS = ("per_cluster", "shared")
 MAX_CLUSTERS_PER_CLASS = 5
 HEAD_WIDTH = 128
-HEAD_KERNELS = (3, 1, 5)                      # the head's first conv: the reference's 3×3, 1×1 or 5×5
+HEAD_KERNELS = (3, 5, 1)                      # the head's first conv: the reference's 3×3, 5×5 or 1×1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -589,8 +589,9 @@ def mode_pool2x2(maps: Tensor) -> Tensor:
     return torch.where(votes.amax(-1) > 0, best, -1)
 
 
-def _choice(name: str, value: object, options: Tuple[str, ...]) -> None:
-    if value not in options:
+def _choice(name: str, value: object, options: Tuple[object, ...]) -> None:
+    """``value`` must be one of ``options`` and of their type (3.0 and True are not the int 3 and 1 here)."""
+    if isinstance(value, bool) or not isinstance(value, type(options[0])) or value not in options:
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
 
 
@@ -673,8 +674,7 @@ class CSSMamba(HSIClassifier):
         if scan_backend is not None:
             _choice("scan_backend", scan_backend, BACKENDS)
         _choice("token_order", token_order, TOKEN_ORDERS)
-        if not isinstance(head_kernel, int) or isinstance(head_kernel, bool) or head_kernel not in HEAD_KERNELS:
-            raise ValueError(f"head_kernel must be one of {HEAD_KERNELS}, got {head_kernel!r}")
+        _choice("head_kernel", head_kernel, HEAD_KERNELS)
         if token_order != "ascending" and (partition != "hard" or not token_selection):
             raise ValueError("token_order orders the hard partition's clusters by the selector's scores; it needs "
                              "partition='hard' and token_selection=True (top-k keeps raster order)")
