@@ -15,14 +15,21 @@ generated 1000 x 1000 scene: the largest difference of a limit in stretch levels
 and the share of quantised values that change. The shared scenes are smaller than the default sample
 (so it reads them whole); they are also measured with a sample of 4,096 px to show the method's error.
 
+``heap``: the process's resident memory after a job, as QGIS keeps it (the engine hands the heap the
+job freed back to the system at its end, ``engine.memory.gives_back_heap``) and as it was before (that
+release switched off): training (the 1000 x 1000 scene's label windows, 2 epochs) and classification (the
+1000 x 1000 raster, 512 px tiles), each in a fresh child process.
+
 ``classify``: ``python -m engine classify`` (class map, confidence, clusters) of the generated scenes,
 wall time and peak RSS, for a model trained on label windows (classified with its 64 px training tiles)
 and one trained on a small whole scene (512 px tiles); each trained for one epoch (speed does not
 depend on the weights).
 
     python bench/scale.py train --epochs 5 --model cssmamba --work /tmp/scale
+    python bench/scale.py train --epochs 3 --model cssmamba --sizes 1000 --label-tile 128 --work /tmp/scale
     python bench/scale.py stretch --work /tmp/scale
     python bench/scale.py classify --sizes 1000,2000 --work /tmp/scale
+    python bench/scale.py heap --work /tmp/scale
 """
 
 from __future__ import annotations
@@ -102,6 +109,8 @@ def bench_train(args: argparse.Namespace) -> Dict[str, Any]:
         command = [sys.executable, "-m", "engine", "train", *inputs, "--model", args.model, "--epochs",
                    str(args.epochs), "--device", "cpu", "--threads", str(args.threads), "--out", str(work / "model.pt"),
                    "--report", str(report)]
+        if args.label_tile and label.startswith("generated"):
+            command += ["--label-tile", str(args.label_tile)]
         start = time.perf_counter()
         peak_kb = _run_measuring_peak_rss(command)
         wall = time.perf_counter() - start
@@ -110,7 +119,9 @@ def bench_train(args: argparse.Namespace) -> Dict[str, Any]:
         seconds = [h["seconds"] for h in done["history"]]
         provenance = done["metadata"]["provenance"]
         windows = provenance["sampling"]["windows"]
-        rows.append({"scene": label, "sampling": provenance["sampling"]["mode"], "windows": len(windows),
+        tiling = done["metadata"].get("tiling")
+        rows.append({"scene": label, "sampling": provenance["sampling"]["mode"]
+                     + (f" ({tiling['tile']} px)" if tiling else ""), "windows": len(windows),
                      "window_pixels": sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in windows),
                      "epoch_s": float(np.median(seconds[1:] if len(seconds) > 1 else seconds)),
                      "first_epoch_s": seconds[0], "estimated_epoch_s": done.get("estimated_epoch_seconds"),
@@ -181,6 +192,49 @@ def bench_classify(args: argparse.Namespace) -> Dict[str, Any]:
     return {"kind": "classify", "model": args.model, "rows": rows}
 
 
+_HEAP_JOB = """
+import json, sys
+sys.path.insert(0, {root!r})
+import torch
+torch.set_num_threads({threads})
+from engine import memory, pipeline
+if {kept}:
+    memory.release_free_heap = lambda: False           # the engine before: the heap stays with the process
+def resident():
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return [int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")]
+job = {job!r}
+if job == "train":
+    pipeline.train_from_files({raster!r}, {work!r} + "/heap_model.pt", rois={rois!r}, class_field="class_id",
+                              model="cssmamba", epochs=2, device="cpu", seed=0)
+else:
+    pipeline.classify_file({model!r}, {raster!r}, {work!r} + "/heap_classes.tif", confidence={work!r} + "/heap_conf.tif",
+                           clusters={work!r} + "/heap_clusters.tif", device="cpu")
+print(json.dumps(dict(zip(("rss_after_mb", "peak_rss_mb"), resident()))))
+"""
+
+
+def bench_heap(args: argparse.Namespace) -> Dict[str, Any]:
+    work = Path(args.work)
+    small, large = generated(work, 64), generated(work, 1000)
+    model = work / "heap_whole64.pt"
+    subprocess.run([sys.executable, "-m", "engine", "-q", "train", "--raster", str(small / "sample.tif"), "--rois",
+                    str(small / "sample_rois.gpkg"), "--class-field", "class_id", "--epochs", "1", "--device", "cpu",
+                    "--out", str(model)], check=True, cwd=REPO_ROOT)
+    rows = []
+    for job in ("train", "classify"):
+        for kept in (True, False):
+            code = _HEAP_JOB.format(root=str(REPO_ROOT), threads=args.threads, kept=kept, job=job,
+                                    raster=str(large / "sample.tif"), rois=str(large / "sample_rois.gpkg"),
+                                    work=str(work), model=str(model))
+            done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+            rows.append(dict(json.loads(done.stdout.strip().splitlines()[-1]), job=job,
+                             heap="kept (before)" if kept else "given back (now)"))
+            print(json.dumps(rows[-1]), flush=True)
+    return {"kind": "heap", "model": "cssmamba", "rows": rows}
+
+
 def render(report: Dict[str, Any]) -> str:
     lines = report_header(f"Scale: {report['kind']}", report["environment"])
     rows = report["rows"]
@@ -205,6 +259,12 @@ def render(report: Dict[str, Any]) -> str:
         for r in rows:
             lines.append(f"| {r['scene']} | {r['pixels']:,} | {r['sample']:,} | {r['sampled']:,} | "
                          f"{r['max_limit_difference_levels']:.3f} | {r['changed_values_percent']:.3f} % |")
+    elif report["kind"] == "heap":
+        lines += ["CSSMamba (plugin default), the generated 1000 x 1000 x 224 scene; resident memory of the process "
+                  "after the job (what QGIS keeps) and its peak during the job.", "",
+                  "| job | freed heap | RSS after the job MB | peak RSS MB |", "|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['job']} | {r['heap']} | {r['rss_after_mb']:.0f} | {r['peak_rss_mb']:.0f} |")
     else:
         lines += [f"Model {report['model']} (plugin default); class map, confidence"
                   f"{' and clusters' if report['model'] == 'cssmamba' else ''}.", "",
@@ -225,17 +285,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                        help="m3amba trains without CLIP, on MUUFL with its LiDAR and on the generated scenes with "
                             "their first band as a stand-in auxiliary raster")
     train.add_argument("--sizes", default="1000,2000", help="generated scene sizes (default 1000,2000)")
+    train.add_argument("--label-tile", type=int, help="training window size on the generated scenes (default: the "
+                                                      "engine's, 64 px)")
     stretch = sub.add_parser("stretch", help="stretch from the bounded sample against the full-scene fit")
     classify = sub.add_parser("classify", help="classification time and peak RSS by raster size")
     classify.add_argument("--model", default="cssmamba", choices=["cssmamba", "mambahsi"])
     classify.add_argument("--sizes", default="1000,2000", help="generated raster sizes (default 1000,2000)")
-    for p in (train, stretch, classify):
+    heap = sub.add_parser("heap", help="resident memory after a training and a classification job")
+    for p in (train, stretch, classify, heap):
         p.add_argument("--work", required=True, help="folder for the generated scenes (kept between runs)")
         p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
         p.add_argument("--out", help="result JSON (default bench/results/scale_<kind>.json; .md beside it)")
     args = parser.parse_args(argv)
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    report = {"train": bench_train, "stretch": bench_stretch, "classify": bench_classify}[args.kind](args)
+    report = {"train": bench_train, "stretch": bench_stretch, "classify": bench_classify,
+              "heap": bench_heap}[args.kind](args)
     report["environment"] = _environment(argv)
     report["environment"]["command"] = report["environment"]["command"].replace("bench/speed.py", "bench/scale.py")
     out = Path(args.out) if args.out else RESULTS / f"scale_{args.kind}.json"

@@ -189,6 +189,8 @@ def _train(args: argparse.Namespace, overrides: Dict[str, Any], **inputs: Any):
         inputs["sampling"] = args.sampling
     if args.command == "train" and args.memory_budget_mb:
         inputs["memory_budget_mb"] = args.memory_budget_mb
+    if args.command == "train" and args.label_tile is not None:
+        inputs["label_tile"] = args.label_tile
     with _ctrl_c_cancels() as cancelled:
         try:
             return train_from_files(
@@ -224,6 +226,7 @@ def _check_modalities(args: argparse.Namespace) -> None:
         deep = [option for option, used in (
             ("--epochs", args.epochs is not None), ("--patience", args.patience is not None),
             ("--sampling", args.sampling != "auto"), ("--memory-budget-mb", bool(args.memory_budget_mb)),
+            ("--label-tile", args.label_tile is not None),
             ("--windows-per-step", args.windows_per_step != 1)) if used]
         if deep:
             raise ValueError(f"{', '.join(deep)} {'is' if len(deep) == 1 else 'are'} for the deep models "
@@ -235,6 +238,9 @@ def _check_modalities(args: argparse.Namespace) -> None:
         if args.windows_per_step != 1:
             raise ValueError(f"--windows-per-step is for the whole-window models ({', '.join(MODEL_NAMES)}); "
                              f"{args.model} trains on minibatches of crops")
+        if args.label_tile is not None:
+            raise ValueError(f"--label-tile is for the whole-window models ({', '.join(MODEL_NAMES)}); the label "
+                             f"windows of {args.model} follow its crop size")
     elif args.aux or args.aux_resampling or args.clip_weights or args.no_clip:
         raise ValueError(f"--aux, --aux-resampling, --clip-weights and --no-clip are for the multi-modal models "
                          f"({', '.join(MULTIMODAL_NAMES)}); {args.model} reads the hyperspectral raster only")
@@ -577,6 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "pixels (the cost follows the ROIs, not the scene; classify repeats the tiles), the "
                             "whole scene, or auto (default: the whole scene when it is at most one classification "
                             "tile, 512 px, and fits in memory, else the tiles)")
+    train.add_argument("--label-tile", type=int, metavar="PX",
+                       help="cssmamba, mambahsi: side of the tiles training steps over when it trains on label "
+                            "windows (default 64; 32-512). 128 keeps more of CSSMamba's context (its clusters and "
+                            "scans span the tile) at up to four times the training time; classify repeats the tiles")
     train.add_argument("--memory-budget-mb", type=int, metavar="MB",
                        help="memory a training step may use (default: half the RAM, 80 %% of the free GPU memory); "
                             "a window that needs more is cut into overlapping windows")

@@ -45,11 +45,11 @@ from .models.registry import MULTIMODAL_NAMES, build_model, build_multimodal_mod
 from .multimodal import (EPOCHS as MULTIMODAL_EPOCHS, LEARNING_RATE as MULTIMODAL_LEARNING_RATE, check_modalities,
                          clip_config, crop_batch_fits, crop_recipe_metadata, modalities_metadata)
 from .precision import choose_precision
-from .memory import available_memory_bytes, gigabytes
+from .memory import available_memory_bytes, gigabytes, gives_back_heap
 from .paths import check_distinct
 from .inference.predict import DEFAULT_TILE, predict_raster
 from .inference.tiling import predict_array
-from .training.sampler import Patch, Window, crop_label_tiling, label_windows
+from .training.sampler import Patch, Window, crop_label_tiling, label_tiling, label_windows
 from .training.sizing import choose_size
 from .training.train import (TrainConfig, TrainingCancelled, TrainResult, is_crop_model, make_guides, train_patches,
                              whole_scene_fits)
@@ -326,16 +326,25 @@ def _fit_aux_stretches(windows: List[Window], reads: List[Tuple[np.ndarray, np.n
 def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_field: Optional[str],
              name_field: Optional[str], seed: int, options: SplitOptions, bands: Optional[List[int]] = None,
              sampling: str = "auto", cancelled: Optional[Cancelled] = None, aux: Sequence[str] = (),
-             aux_resampling: Sequence[str] = (), crop: Optional[int] = None) -> _Scene:
+             aux_resampling: Sequence[str] = (), crop: Optional[int] = None,
+             label_tile: Optional[int] = None) -> _Scene:
     """Read what training needs: the labels, a bounded sample for the stretch, then the label windows, or
     the whole raster when training on it costs no more (``_whole_scene``). The split depends only on the
     labelled pixels and their validity, so it is the same whichever is read. ``aux``: auxiliary rasters,
     warped onto the raster's grid window by window (``aux_resampling``: one method per raster); a pixel is
     valid where the raster and every one of them are. ``crop``: the crop size of a crop model (M3amba), whose
     label windows carry a crop of context (``sampler.crop_label_tiling``) and are not a classification
-    tiling."""
+    tiling. ``label_tile``: the side of the label windows of a whole-window model (``sampler.label_tiling``;
+    None: its default)."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    if label_tile is not None and crop is not None:
+        raise ValueError("the training window size is for the whole-window models (CSSMamba, MambaHSI); a crop "
+                         "model's label windows follow its crop size: leave the window size out")
+    if label_tile is not None and sampling == "whole":
+        raise ValueError("a training window size was given with whole-scene sampling, which has no windows; "
+                         "choose windows (or auto) sampling, or leave the window size out")
+    tiling = crop_label_tiling(crop) if crop is not None else label_tiling(label_tile)
     info = open_raster(raster, bands)
     _check_label_grid_fits(info)
     auxes = [open_aux(path, info, method) for path, method in zip(aux, aux_resampling)]
@@ -344,8 +353,11 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
     labelled = class_indices(ids, table) >= 0
     if val_ids is not None:
         labelled |= val_ids > 0
-    plan = label_windows(labelled) if crop is None else label_windows(labelled, *crop_label_tiling(crop))
+    plan = label_windows(labelled, *tiling)
     whole = _whole_scene(info, sampling)
+    if whole and label_tile is not None:
+        LOG.info("the training window size (%d px) does not apply: the scene is trained whole (--sampling auto), "
+                 "as classification predicts it in one tile", label_tile)
     info, sample, sample_valid = read_sample(info, cancelled=cancelled)
     stretch = fit_stretch(sample, sample_valid)
     del sample, sample_valid
@@ -386,9 +398,9 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
         # A crop model makes no guide from the spectra as read: no second copy of the cube for it.
         patches.append(Patch(w, image, raw if crop is None else image, window_valid, *maps, aux=stacked,
                              scene=(info.rows, info.cols)))
-    tiling = None if whole or crop is not None else {"tile": plan.tile, "overlap": plan.overlap}
-    return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows", tiling,
-                  options, auxes, aux_stretches)
+    classify_tiling = None if whole or crop is not None else {"tile": plan.tile, "overlap": plan.overlap}
+    return _Scene(info, table, split, counts, stretch, patches, "whole scene" if whole else "label windows",
+                  classify_tiling, options, auxes, aux_stretches)
 
 
 def _assess(net: Any, scene: _Scene, result: TrainResult) -> Tuple[str, Dict[str, Any]]:
@@ -438,6 +450,7 @@ def _crop_size(model: str, overrides: Optional[Dict[str, Any]]) -> int:
     return int(dict(default_config(model), **(overrides or {}))["crop"])
 
 
+@gives_back_heap                        # QGIS lives on after the job (engine.memory)
 def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, rois: Optional[str] = None,
                      class_field: Optional[str] = None, name_field: Optional[str] = None,
                      model: str = "cssmamba", epochs: Optional[int] = None, device: str = "auto", seed: int = 0,
@@ -449,7 +462,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
                      other_outputs: Optional[Dict[str, Optional[str]]] = None,
                      windows_per_step: int = 1, sampling: str = "auto", aux: Optional[Sequence[str]] = None,
                      aux_resampling: Optional[Sequence[str]] = None, clip_weights: Optional[str] = None,
-                     use_clip: bool = True, progress: Optional[Progress] = None,
+                     use_clip: bool = True, label_tile: Optional[int] = None, progress: Optional[Progress] = None,
                      cancelled: Optional[Cancelled] = None) -> Tuple[Dict[str, Any], TrainResult]:
     """Train ``model`` on ``raster`` with labels (raster) or ROIs (vector + class field); save it to ``out_model``.
 
@@ -476,7 +489,9 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     over: 'windows', the classification tiles that hold labelled pixels (sampler.label_windows: the cost
     follows the labels, not the scene; the model file records the tiling for classification), the
     'whole' scene, or 'auto' (the whole scene when classification predicts it in one tile and it fits in
-    memory; the log says which). Under torchrun (engine/training/distributed.py) only rank 0 writes the model file.
+    memory; the log says which). ``label_tile``: the side of those tiles for CSSMamba and MambaHSI (None:
+    sampler.LABEL_TILE, 64 px; 128 keeps more of CSSMamba's reach at up to four times the training time,
+    bench/results/label_windows.md). Under torchrun (engine/training/distributed.py) only rank 0 writes the model file.
     """
     split = split or SplitOptions()
     multimodal = bool(aux) or model in MULTIMODAL_NAMES
@@ -496,7 +511,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     with threadpool_limits(limits=threads):
         try:
             scene = _prepare(raster, labels, rois, class_field, name_field, seed, split, bands, sampling, cancelled,
-                             list(aux or ()), methods, crop=_crop_size(model, overrides) if multimodal else None)
+                             list(aux or ()), methods, crop=_crop_size(model, overrides) if multimodal else None,
+                             label_tile=label_tile)
         except ReadCancelled as error:
             raise TrainingCancelled(str(error)) from None
         if class_style:
@@ -575,6 +591,7 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     return metadata, result
 
 
+@gives_back_heap
 def classify_file(model_path: str, raster: str, out: str, confidence: Optional[str] = None,
                   clusters: Optional[str] = None, probabilities: Optional[str] = None, tile: Optional[int] = None,
                   overlap: Optional[int] = None, device: str = "auto", threads: Optional[int] = None,

@@ -509,6 +509,7 @@ Hidden width (advanced): 0 = the paper's 128 on a GPU whose memory fits it (else
 Token selection, Cluster loss, Gate, Pooling between stages (advanced): the paper's ablations. Pooling trains about twice as fast but cost 5 to 8 points of OA, so it is off by default.
 Head neighbourhood (advanced): the pixels the classifier head looks at around each pixel. 5 x 5 smooths the map: on Salinas-A's large fields it gained 0.1 point (10 seeds), on the small objects of the MUUFL scene it cost about 1.5 points; 1 x 1 lost 1 to 5 points on both.
 Memory budget (advanced): MB a training step may use; a scene that needs more trains in overlapping windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.
+Training window size (advanced): on a scene larger than one classification tile (512 px), training steps over the tiles of this size that hold ROI pixels, and the classification repeats them, so the time follows the ROIs, not the scene. 0 = 64 px. 128 px gives CSSMamba more context (its clusters and scans span the tile) at up to four times the training time.
 Model file: written only when training completes; a cancelled run leaves none.
 Training report: HTML with the training curves, confusion matrix, per-class accuracy, parameters, device and timings.
 Classified training scene (optional): the training raster classified, in the class colours.</source>
@@ -531,6 +532,7 @@ Versteckte Breite (erweitert): 0 = die 128 der Veröffentlichung auf einer GPU, 
 Token-Auswahl, Cluster-Verlust, Gate, Pooling zwischen den Stufen (erweitert): die Ablationen der Veröffentlichung. Mit Pooling trainiert es etwa doppelt so schnell, es kostete aber 5 bis 8 Punkte OA und ist daher standardmäßig aus.
 Kopf-Nachbarschaft (erweitert): die Pixel, die der Klassifikationskopf um jedes Pixel betrachtet. 5 x 5 glättet die Karte: Auf den großen Feldern von Salinas-A gewann es 0,1 Punkte (10 Seeds), bei den kleinen Objekten der MUUFL-Szene kostete es etwa 1,5 Punkte; 1 x 1 verlor auf beiden 1 bis 5 Punkte.
 Speicherbudget (erweitert): MB, die ein Trainingsschritt belegen darf; eine Szene, die mehr braucht, wird in überlappenden Fenstern trainiert. 0 = halber Arbeitsspeicher (CPU) oder 80 % des freien GPU-Speichers.
+Trainingsfenstergröße (erweitert): Auf einer Szene, die größer als eine Klassifikationskachel (512 px) ist, trainiert das Modell auf den Kacheln dieser Größe, die ROI-Pixel enthalten, und die Klassifikation wiederholt sie; so richtet sich die Zeit nach den ROIs, nicht nach der Szene. 0 = 64 px. 128 px gibt CSSMamba mehr Kontext (seine Cluster und Scans umfassen die Kachel), bei bis zu vierfacher Trainingszeit.
 Modelldatei: erst geschrieben, wenn das Training fertig ist; ein abgebrochener Lauf hinterlässt keine.
 Trainingsbericht: HTML mit den Trainingskurven, der Konfusionsmatrix, der Genauigkeit je Klasse, den Parametern, dem Gerät und den Zeiten.
 Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in den Klassenfarben.</translation>
@@ -638,6 +640,10 @@ Klassifizierte Trainingsszene (optional): das klassifizierte Trainingsraster in 
     <message>
         <source>Memory budget in MB (0 = auto)</source>
         <translation>Speicherbudget in MB (0 = automatisch)</translation>
+    </message>
+    <message>
+        <source>Training window size in px (0 = 64)</source>
+        <translation>Trainingsfenstergröße in px (0 = 64)</translation>
     </message>
     <message>
         <source>Tile size for the classification (0 = default)</source>

@@ -87,9 +87,9 @@ def test_an_unfitted_model_and_deep_options_are_refused_with_the_fix(shared_data
     folder = os.path.join(shared_data, "salinas_a")
     args = ["train", "--raster", os.path.join(folder, "salinas_a.tif"), "--labels",
             os.path.join(folder, "salinas_a_labels.tif"), "--model", "rf", "--out", str(tmp_path / "m.pt")]
-    assert main(args + ["--epochs", "5", "--sampling", "whole"]) == 2
+    assert main(args + ["--epochs", "5", "--sampling", "whole", "--label-tile", "128"]) == 2
     error = capsys.readouterr().err
-    assert "--epochs, --sampling are for the deep models" in error and not (tmp_path / "m.pt").exists()
+    assert "--epochs, --sampling, --label-tile are for the deep models" in error and not (tmp_path / "m.pt").exists()
 
 
 def test_svm_trains_classifies_and_evaluates_salinas_a_from_the_cli(shared_data, tmp_path, capsys):

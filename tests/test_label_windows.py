@@ -76,6 +76,43 @@ def test_windows_that_do_not_fit_in_memory_are_refused_before_reading(scene, tmp
         train(scene, tmp_path, sampling="windows")
 
 
+def test_a_chosen_training_window_size_sets_the_windows_and_the_tiles_classification_repeats(scene, tmp_path):
+    metadata, _ = train(scene, tmp_path, label_tile=128)
+    assert metadata["tiling"] == {"tile": 128, "overlap": 16}
+    windows = metadata["provenance"]["sampling"]["windows"]
+    assert windows and all(r1 - r0 <= 128 and c1 - c0 <= 128 for r0, r1, c0, c1 in windows)
+    assert max(r1 - r0 for r0, r1, _, _ in windows) > LABEL_TILE      # larger than the default tiles
+
+
+def test_the_cli_trains_on_the_training_window_size_it_is_given(scene, tmp_path):
+    from engine.cli import main
+    from engine.modelfile import load_model
+
+    model = str(tmp_path / "model.pt")
+    assert main(["-q", "train", "--raster", scene.raster, "--rois", scene.rois, "--class-field", "class_id",
+                 "--model", "mambahsi", "--set", "dim=8", "--epochs", "1", "--device", "cpu", "--threads", "1",
+                 "--label-tile", "96", "--out", model]) == 0
+    assert load_model(model)[1]["tiling"] == {"tile": 96, "overlap": 12}
+
+
+def test_a_training_window_size_is_refused_with_whole_scene_sampling_and_out_of_range(scene, tmp_path):
+    with pytest.raises(ValueError, match="window size was given with whole-scene sampling"):
+        train(scene, tmp_path, sampling="whole", label_tile=128)
+    with pytest.raises(ValueError, match="from 32 to 512"):
+        train(scene, tmp_path, label_tile=16)
+    with pytest.raises(ValueError, match="window size is for the whole-window models .* follow its crop size"):
+        train_from_files(scene.raster, str(tmp_path / "m3.pt"), rois=scene.rois, class_field="class_id",
+                         model="m3amba", aux=[scene.raster], use_clip=False, device="cpu", label_tile=128)
+
+
+def test_a_training_window_size_on_a_scene_trained_whole_is_said_not_to_apply(tmp_path, caplog):
+    small = generate_sample(str(tmp_path / "small"), rows=40, cols=40, bands=16, seed=2)
+    with caplog.at_level("INFO", logger="engine"):
+        metadata, _ = train(small, tmp_path / "m", label_tile=128)
+    assert metadata["provenance"]["sampling"]["mode"] == "whole scene" and "tiling" not in metadata
+    assert "training window size (128 px) does not apply" in caplog.text
+
+
 def test_an_unknown_sampling_is_refused(scene, tmp_path):
     with pytest.raises(ValueError, match="sampling must be one of auto, windows, whole"):
         train(scene, tmp_path, sampling="tiles")

@@ -527,6 +527,7 @@ def test_cli_train_classify_evaluate_on_muufl_without_clip(shared_data, tmp_path
     (["--model", "m3amba", "--no-clip"], "--model m3amba needs at least one --aux raster"),
     (["--model", "cssmamba", "--aux", "x.tif"], "--aux, --aux-resampling, --clip-weights and --no-clip are for"),
     (["--model", "mambahsi", "--no-clip"], "mambahsi reads the hyperspectral raster only"),
+    (["--model", "m3amba", "--aux", "a.tif", "--label-tile", "128"], "the label windows of m3amba follow its crop"),
 ])
 def test_cli_refuses_multimodal_options_with_the_wrong_model(tmp_path, capsys, argv, message):
     assert main(["train", "--raster", "r.tif", "--labels", "l.tif", "--out", str(tmp_path / "m.pt"), *argv]) == 2

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from engine.training import sampler
-from engine.training.sampler import LABEL_OVERLAP, LABEL_TILE, Window, label_windows, plan_tiles, plan_windows
+from engine.training.sampler import (LABEL_OVERLAP, LABEL_TILE, LABEL_TILE_RANGE, Window, label_tiling, label_windows,
+                                     plan_tiles, plan_windows)
 
 
 def coverage(rows: int, cols: int, windows: List[Window]) -> np.ndarray:
@@ -116,3 +117,16 @@ def test_a_scene_within_one_tile_is_one_window():
 def test_no_label_no_window():
     plan = label_windows(np.zeros((20, 20), bool))
     assert plan.windows == [] and (plan.owner == -1).all()
+
+
+def test_a_chosen_training_window_gets_an_eighth_of_it_as_overlap():
+    assert label_tiling() == (LABEL_TILE, LABEL_OVERLAP) == (64, 8)
+    assert label_tiling(128) == (128, 16)                       # the measured pair (bench/results/label_windows.md)
+    assert label_tiling(np.int64(96)) == (96, 12)
+    assert label_tiling(LABEL_TILE_RANGE[0]) == (32, 4) and label_tiling(LABEL_TILE_RANGE[1]) == (512, 64)
+
+
+@pytest.mark.parametrize("tile", [31, 513, 0, -64, 64.0, True, "64"])
+def test_a_training_window_outside_the_range_is_refused_with_the_range(tile):
+    with pytest.raises(ValueError, match="training window size must be a whole number of pixels from 32 to 512"):
+        label_tiling(tile)

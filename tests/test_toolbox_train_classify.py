@@ -204,7 +204,8 @@ def test_switch_defaults_are_the_model_defaults(plugin):
     from qgis.core import QgsApplication
 
     from cssmamba.engine.models.registry import default_config
-    from cssmamba.provider.algorithms.train import CLUSTER_LOSSES, GATES, HEAD_KERNELS
+    from cssmamba.engine.training.sampler import LABEL_TILE_RANGE
+    from cssmamba.provider.algorithms.train import CLUSTER_LOSSES, GATES, HEAD_KERNELS, TRAINING_WINDOW_MAX
 
     algorithm = QgsApplication.processingRegistry().algorithmById("cssmamba:train")
     default = {p.name(): p.defaultValue() for p in algorithm.parameterDefinitions()}
@@ -215,6 +216,7 @@ def test_switch_defaults_are_the_model_defaults(plugin):
     assert CLUSTER_LOSSES[default["CLUSTER_LOSS"]] == config["cluster_loss"]
     assert GATES[default["GATE"]] == config["gate"]
     assert HEAD_KERNELS[default["HEAD"]] == config["head_kernel"]
+    assert TRAINING_WINDOW_MAX == LABEL_TILE_RANGE[1]
 
 
 def test_rois_in_another_crs_give_the_same_labels(trained, scene, tmp_path):
@@ -310,6 +312,12 @@ def test_cancel_while_classifying_the_scene_keeps_the_trained_model(plugin, scen
 def test_the_head_neighbourhood_reaches_the_cssmamba_model(plugin, scene, tmp_path):
     result = train(scene, tmp_path, HEAD=1, **SMALL)
     assert metadata_of(result["OUTPUT_MODEL"])["model"]["config"]["head_kernel"] == 5
+
+
+def test_the_training_window_size_reaches_the_engine(plugin, scene, tmp_path):
+    feedback = Feedback.make()
+    train(scene, tmp_path, feedback, TRAINING_WINDOW=128, **SMALL)
+    assert "training window size (128 px) does not apply" in feedback.log     # the scene is within one tile
 
 
 def test_mambahsi_ignores_the_cssmamba_switches_and_has_no_cluster_map(plugin, scene, tmp_path):

@@ -28,12 +28,13 @@ from typing import List, NamedTuple, Optional, Tuple
 import numpy as np
 
 __all__ = ["Window", "Patch", "Tile", "WINDOW_MARGIN", "LABEL_TILE", "LABEL_OVERLAP", "CROP_LABEL_TILE", "plan_windows",
-           "plan_tiles", "label_windows", "crop_label_tiling", "LabelWindows"]
+           "plan_tiles", "label_windows", "label_tiling", "crop_label_tiling", "LabelWindows", "LABEL_TILE_RANGE"]
 
 WINDOW_MARGIN = 5     # px of context beyond each share of a memory grid (MambaHSI's halves, CSSMamba's quadrants)
 LABEL_TILE = 64       # px side of the tiles that label windows are and classification repeats (module docstring)
 LABEL_OVERLAP = 8     # px of context of those tiles beyond their crop
 CROP_LABEL_TILE = 128  # px side of the label windows of crop models (``crop_label_tiling``)
+LABEL_TILE_RANGE = (32, 512)  # sides a user may choose (``label_tiling``): 512 is classification's default tile
 
 
 class Window(NamedTuple):
@@ -235,6 +236,20 @@ class LabelWindows(NamedTuple):
     def owned(self, index: int) -> np.ndarray:
         """(h, w) bool over window ``index``: the labelled pixels it owns."""
         return self.owner[self.windows[index].slices] == index
+
+
+def label_tiling(tile: Optional[int] = None) -> Tuple[int, int]:
+    """(tile, overlap) of the label windows of the whole-window models (MambaHSI, CSSMamba): LABEL_TILE /
+    LABEL_OVERLAP, or the side ``tile`` a user chose with an eighth of it as overlap (64 / 8 and 128 / 16 are
+    the measured pairs, bench/results/label_windows.md). Larger tiles give each labelled pixel more context
+    (CSSMamba's clusters and scans span the tile) at a training cost in proportion to their pixels."""
+    if tile is None:
+        return LABEL_TILE, LABEL_OVERLAP
+    low, high = LABEL_TILE_RANGE
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or not low <= tile <= high:
+        raise ValueError(f"the training window size must be a whole number of pixels from {low} to {high}, got "
+                         f"{tile!r}; {LABEL_TILE} is the default, 128 gives CSSMamba more context")
+    return int(tile), int(tile) // 8
 
 
 def crop_label_tiling(crop: int) -> Tuple[int, int]:

@@ -45,6 +45,7 @@ SPLITS = ("fixed", "ratio", "spatial", "auto")   # appended, so saved parameter 
 CLUSTER_LOSSES = ("la", "lb", "none")
 GATES = ("sigmoid", "prior", "attention")
 HEAD_KERNELS = (3, 5, 1)                         # the choices of "Head neighbourhood", in their order
+TRAINING_WINDOW_MAX = 512  # engine.training.sampler.LABEL_TILE_RANGE[1], mirrored: no engine import here (a test checks)
 CLASSIFY_SHARE = 0.9  # of the progress bar for training when the training scene is classified too
 ROIS, CLASS_FIELD, NAME_FIELD, VALIDATION_ROIS = "ROIS", "CLASS_FIELD", "NAME_FIELD", "VALIDATION_ROIS"
 ClassStyle = Dict[int, Tuple[Optional[str], Tuple[int, int, int]]]
@@ -294,6 +295,10 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         "scene it cost about 1.5 points; 1 x 1 lost 1 to 5 points on both.\n"
         "Memory budget (advanced): MB a training step may use; a scene that needs more trains in overlapping "
         "windows. 0 = half the RAM (CPU) or 80 % of the free GPU memory.\n"
+        "Training window size (advanced): on a scene larger than one classification tile (512 px), training steps "
+        "over the tiles of this size that hold ROI pixels, and the classification repeats them, so the time "
+        "follows the ROIs, not the scene. 0 = 64 px. 128 px gives CSSMamba more context (its clusters and scans "
+        "span the tile) at up to four times the training time.\n"
         "Model file: written only when training completes; a cancelled run leaves none.\n"
         "Training report: HTML with the training curves, confusion matrix, per-class accuracy, parameters, "
         "device and timings.\n"
@@ -306,7 +311,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
     TRAIN_RATIO, VAL_RATIO, WIDTH = "TRAIN_RATIO", "VAL_RATIO", "WIDTH"
     TOKEN_SELECTION, CLUSTER_LOSS, GATE, POOLING = "TOKEN_SELECTION", "CLUSTER_LOSS", "GATE", "POOLING"
     HEAD = "HEAD"
-    MEMORY_BUDGET, TILE_SIZE = "MEMORY_BUDGET", "TILE_SIZE"
+    MEMORY_BUDGET, TRAINING_WINDOW, TILE_SIZE = "MEMORY_BUDGET", "TRAINING_WINDOW", "TILE_SIZE"
     OUTPUT_MODEL, OUTPUT_REPORT, OUTPUT_CLASSIFICATION = "OUTPUT_MODEL", "OUTPUT_REPORT", "OUTPUT_CLASSIFICATION"
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
@@ -355,6 +360,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
                                                 self.tr("1 x 1 px (sharpest)")], defaultValue=0),
             QgsProcessingParameterNumber(self.MEMORY_BUDGET, self.tr("Memory budget in MB (0 = auto)"), integer, 0,
                                          minValue=0),
+            QgsProcessingParameterNumber(self.TRAINING_WINDOW, self.tr("Training window size in px (0 = 64)"),
+                                         integer, 0, minValue=0, maxValue=TRAINING_WINDOW_MAX),
             QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size for the classification (0 = default)"),
                                          integer, 0, minValue=0),
         ):
@@ -389,6 +396,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             self.LEARNING_RATE: self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
             self.DEVICE: device, self.SEED: self.parameterAsInt(parameters, self.SEED, context),
             self.MEMORY_BUDGET: self.parameterAsInt(parameters, self.MEMORY_BUDGET, context) or None,
+            self.TRAINING_WINDOW: None if model in CLASSICAL
+            else self.parameterAsInt(parameters, self.TRAINING_WINDOW, context) or None,
         }
         return run_training(self, TrainingJob(
             raster=raster, layer_name=layer_name,
@@ -400,7 +409,7 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
             settings=run,
             train=dict(model=model, epochs=run[self.EPOCHS], seed=run[self.SEED], bands=run[self.BANDS],
                        lr=run[self.LEARNING_RATE], overrides=overrides, split=split,
-                       memory_budget_mb=run[self.MEMORY_BUDGET]),
+                       memory_budget_mb=run[self.MEMORY_BUDGET], label_tile=run[self.TRAINING_WINDOW]),
             classify=dict(tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None)), rois, feedback)
 
     def _model_options(self, parameters: Dict[str, Any], model: str, context: QgsProcessingContext,
@@ -410,7 +419,8 @@ class TrainAlgorithm(StylesOnCompletion, CSSMambaAlgorithm):
         width = self.parameterAsInt(parameters, self.WIDTH, context)
         if model in CLASSICAL:
             deep = [name for name in (self.WIDTH, self.EPOCHS, self.LEARNING_RATE, self.CLUSTERS_PER_CLASS,
-                                      self.TOKEN_SELECTION, self.CLUSTER_LOSS, self.GATE, self.POOLING, self.HEAD)
+                                      self.TOKEN_SELECTION, self.CLUSTER_LOSS, self.GATE, self.POOLING, self.HEAD,
+                                      self.TRAINING_WINDOW)
                     if parameters.get(name) is not None
                     and parameters[name] != self.parameterDefinition(name).defaultValue()]
             if deep:
