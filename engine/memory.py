@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import traceback
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
 __all__ = ["physical_memory_bytes", "available_memory_bytes", "gigabytes", "release_free_heap",
@@ -79,9 +80,10 @@ def release_free_heap() -> bool:
 
     Why: glibc keeps freed buffers below its (self-raising) mmap threshold in the heap for reuse, and
     QGIS lives on after a job. After CSSMamba trained on the 1000 x 1000 x 224 px scene's label windows
-    the process still held 2.16 GB, 0.64 GB once trimmed; after classifying that scene 0.87 GB, 0.40 GB
-    (bench/results/scale_heap.md). Trimming during a job does not lower its peak: that is fragmentation
-    inside each tile, which only a fixed mmap threshold removes, at 1.35 to 1.7 times the time.
+    (on a worker thread, as in QGIS) the process still held 2.04 GB, 0.64 GB once trimmed; after classifying
+    that scene 0.77 GB, 0.40 GB (bench/results/scale_heap.md). Trimming during a job does not lower its peak:
+    that is fragmentation inside each tile, which only a fixed mmap threshold removes, at 1.35 to 1.7 times
+    the time (bench/results/allocator_classify.md).
     """
     global _LIBC
     if _LIBC is None:
@@ -105,11 +107,16 @@ Job = TypeVar("Job", bound=Callable[..., Any])
 
 def gives_back_heap(job: Job) -> Job:
     """Decorate a job (training, classification) to ``release_free_heap`` when it ends, however it ends,
-    once its own frame and the arrays only it held are gone."""
+    once the arrays only it held are gone: when it raises (a cancel, an error), the exception's traceback
+    would keep the job's frames and their arrays alive, so their locals are cleared first (the line numbers
+    stay in the traceback)."""
     @functools.wraps(job)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return job(*args, **kwargs)
+        except BaseException as error:
+            traceback.clear_frames(error.__traceback__)
+            raise
         finally:
             release_free_heap()
     return run  # type: ignore[return-value]

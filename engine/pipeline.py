@@ -281,18 +281,21 @@ def _check_label_grid_fits(info: RasterInfo) -> None:
 
 
 def _read_windows(info: RasterInfo, windows: List[Window], auxes: Sequence[AuxRaster],
-                  cancelled: Optional[Cancelled]) -> Tuple[List[Tuple[np.ndarray, np.ndarray, List[np.ndarray]]],
-                                                           np.ndarray]:
+                  cancelled: Optional[Cancelled], smaller_tile: bool = False
+                  ) -> Tuple[List[Tuple[np.ndarray, np.ndarray, List[np.ndarray]]], np.ndarray]:
     """Each label window as read (data, valid, auxiliary data on its grid), and the valid mask of the whole
     grid (False outside the windows; a pixel is valid where the raster and every auxiliary raster are).
-    Refused before reading when the windows do not fit the memory free now."""
+    Refused before reading when the windows do not fit the memory free now (``smaller_tile``: the user
+    chose the window size, so a smaller one is a way out)."""
     need = training_bytes(info, sum(w.pixels for w in windows))
     available = available_memory_bytes()
     if available is not None and need > available:
         raise ValueError(f"the labelled pixels are spread over too much of {info.path}: the {len(windows)} windows "
                          f"around them hold {sum(w.pixels for w in windows):,} px and need {gigabytes(need)} in "
                          f"memory, but {gigabytes(available)} is free. Train on fewer or closer ROIs, or on fewer "
-                         f"bands (CLI: --bands; toolbox: Bands)")
+                         f"bands (CLI: --bands; toolbox: Bands)" + (", or with a smaller training window size (CLI: "
+                                                                   "--label-tile; toolbox: Training window size)"
+                                                                   if smaller_tile else ""))
     valid = np.zeros((info.rows, info.cols), bool)
     reads = []
     for w in windows:
@@ -339,11 +342,12 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     if label_tile is not None and crop is not None:
-        raise ValueError("the training window size is for the whole-window models (CSSMamba, MambaHSI); a crop "
-                         "model's label windows follow its crop size: leave the window size out")
+        raise ValueError("the training window size (CLI: --label-tile; toolbox: Training window size) is for the "
+                         "whole-window models (CSSMamba, MambaHSI); a crop model's label windows follow its crop size: "
+                         "leave the window size out")
     if label_tile is not None and sampling == "whole":
-        raise ValueError("a training window size was given with whole-scene sampling, which has no windows; "
-                         "choose windows (or auto) sampling, or leave the window size out")
+        raise ValueError("a training window size (--label-tile) was given with whole-scene sampling (--sampling "
+                         "whole), which has no windows; choose --sampling windows or auto, or leave --label-tile out")
     tiling = crop_label_tiling(crop) if crop is not None else label_tiling(label_tile)
     info = open_raster(raster, bands)
     _check_label_grid_fits(info)
@@ -356,8 +360,8 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
     plan = label_windows(labelled, *tiling)
     whole = _whole_scene(info, sampling)
     if whole and label_tile is not None:
-        LOG.info("the training window size (%d px) does not apply: the scene is trained whole (--sampling auto), "
-                 "as classification predicts it in one tile", label_tile)
+        LOG.info("the training window size (%d px) does not apply: the scene is trained whole, as classification "
+                 "predicts it in one tile", label_tile)
     info, sample, sample_valid = read_sample(info, cancelled=cancelled)
     stretch = fit_stretch(sample, sample_valid)
     del sample, sample_valid
@@ -366,7 +370,7 @@ def _prepare(raster: str, labels: Optional[str], rois: Optional[str], class_fiel
         reads = [(raw, valid, read_auxes(auxes, info, valid))]
         windows = [Window(0, info.rows, 0, info.cols)]
     else:
-        reads, valid = _read_windows(info, plan.windows, auxes, cancelled)
+        reads, valid = _read_windows(info, plan.windows, auxes, cancelled, smaller_tile=label_tile is not None)
         windows = plan.windows
     LOG.info("training reads %s: %s px of the %d x %d px scene (%d labelled px)",
              "the whole scene" if whole else f"{len(windows)} label windows", f"{sum(w.pixels for w in windows):,}",
@@ -490,8 +494,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     follows the labels, not the scene; the model file records the tiling for classification), the
     'whole' scene, or 'auto' (the whole scene when classification predicts it in one tile and it fits in
     memory; the log says which). ``label_tile``: the side of those tiles for CSSMamba and MambaHSI (None:
-    sampler.LABEL_TILE, 64 px; 128 keeps more of CSSMamba's reach at up to four times the training time,
-    bench/results/label_windows.md). Under torchrun (engine/training/distributed.py) only rank 0 writes the model file.
+    sampler.LABEL_TILE, 64 px; larger tiles cost training time in proportion to their pixels, and 128 px did
+    not raise CSSMamba's accuracy on EnMAP, bench/results/label_windows.md). Under torchrun (engine/training/distributed.py) only rank 0 writes the model file.
     """
     split = split or SplitOptions()
     multimodal = bool(aux) or model in MULTIMODAL_NAMES

@@ -30,6 +30,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .memory import gives_back_heap
+
 __all__ = ["BORDER_BONUS", "Suggestion", "select_suggestions", "suggestions_distance", "suggest_file"]
 
 BORDER_BONUS = 0.25
@@ -143,6 +145,7 @@ def _near(mask: np.ndarray, distance: float) -> np.ndarray:
     return ndimage.distance_transform_edt(~mask) < distance
 
 
+@gives_back_heap                                   # a QGIS job (engine.memory)
 def suggest_file(model_path: str, raster: str, out: str, n: int = 20, labels: Optional[str] = None,
                  rois: Optional[str] = None, class_field: Optional[str] = None, min_distance: Optional[float] = None,
                  device: str = "auto", threads: Optional[int] = None, progress: Optional[Callable[..., None]] = None,

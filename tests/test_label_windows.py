@@ -95,6 +95,13 @@ def test_the_cli_trains_on_the_training_window_size_it_is_given(scene, tmp_path)
     assert load_model(model)[1]["tiling"] == {"tile": 96, "overlap": 12}
 
 
+def test_label_windows_cut_by_the_memory_budget_are_a_warning_that_names_the_fix(scene, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="engine"):
+        train(scene, tmp_path, sampling="windows", memory_budget_mb=4)
+    assert "do not fit the memory budget of 4 MB, so they are cut" in caplog.text
+    assert "smaller training window size (CLI: --label-tile" in caplog.text
+
+
 def test_a_training_window_size_is_refused_with_whole_scene_sampling_and_out_of_range(scene, tmp_path):
     with pytest.raises(ValueError, match="window size was given with whole-scene sampling"):
         train(scene, tmp_path, sampling="whole", label_tile=128)

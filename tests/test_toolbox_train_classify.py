@@ -204,7 +204,7 @@ def test_switch_defaults_are_the_model_defaults(plugin):
     from qgis.core import QgsApplication
 
     from cssmamba.engine.models.registry import default_config
-    from cssmamba.engine.training.sampler import LABEL_TILE_RANGE
+    from cssmamba.engine.training.sampler import LABEL_TILE, LABEL_TILE_RANGE
     from cssmamba.provider.algorithms.train import CLUSTER_LOSSES, GATES, HEAD_KERNELS, TRAINING_WINDOW_MAX
 
     algorithm = QgsApplication.processingRegistry().algorithmById("cssmamba:train")
@@ -217,6 +217,7 @@ def test_switch_defaults_are_the_model_defaults(plugin):
     assert GATES[default["GATE"]] == config["gate"]
     assert HEAD_KERNELS[default["HEAD"]] == config["head_kernel"]
     assert TRAINING_WINDOW_MAX == LABEL_TILE_RANGE[1]
+    assert f"(0 = {LABEL_TILE})" in algorithm.parameterDefinition("TRAINING_WINDOW").description()
 
 
 def test_rois_in_another_crs_give_the_same_labels(trained, scene, tmp_path):

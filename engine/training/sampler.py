@@ -240,15 +240,16 @@ class LabelWindows(NamedTuple):
 
 def label_tiling(tile: Optional[int] = None) -> Tuple[int, int]:
     """(tile, overlap) of the label windows of the whole-window models (MambaHSI, CSSMamba): LABEL_TILE /
-    LABEL_OVERLAP, or the side ``tile`` a user chose with an eighth of it as overlap (64 / 8 and 128 / 16 are
-    the measured pairs, bench/results/label_windows.md). Larger tiles give each labelled pixel more context
-    (CSSMamba's clusters and scans span the tile) at a training cost in proportion to their pixels."""
+    LABEL_OVERLAP, or the side ``tile`` a user chose with an eighth of it as overlap, as in the measured
+    64 / 8 and 128 / 16 (bench/results/label_windows.md). Larger tiles give each labelled pixel more context
+    at a training cost in proportion to their pixels; for CSSMamba on EnMAP 128 px did not pay (same file)."""
     if tile is None:
         return LABEL_TILE, LABEL_OVERLAP
     low, high = LABEL_TILE_RANGE
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or not low <= tile <= high:
-        raise ValueError(f"the training window size must be a whole number of pixels from {low} to {high}, got "
-                         f"{tile!r}; {LABEL_TILE} is the default, 128 gives CSSMamba more context")
+        raise ValueError(f"the training window size (CLI: --label-tile; toolbox: Training window size) must be a "
+                         f"whole number of pixels from {low} to {high}, got {tile!r}; leave it out (toolbox: 0) for "
+                         f"the default {LABEL_TILE} px")
     return int(tile), int(tile) // 8
 
 

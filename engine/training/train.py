@@ -951,6 +951,12 @@ def train_patches(model: HSIClassifier, patches: List[Patch], config: Optional[T
                       (max(p.window.pixels for p in patches) * per_pixel + fixed) / 2**20,
                       "the whole scene" if whole else "the largest label window", per_pixel, budget_mb,
                       sum(len(plan) for plan in plans))
+            if not whole and any(len(plan) > 1 for plan in plans):
+                _log.warning("label windows of up to %d px a side do not fit the memory budget of %.0f MB, so they "
+                             "are cut into smaller windows: training no longer sees the tiles that classification "
+                             "repeats. Choose a smaller training window size (CLI: --label-tile; toolbox: Training "
+                             "window size) or a larger memory budget", max(max(p.window.shape) for p in patches),
+                             budget_mb)
             units = _units(plans, xs, ys, gs, vs,
                            max_pixels if device.type == "cuda" else min(max_pixels, CPU_UNIT_PIXELS))
             steps = [u for u in units if u.train_pixels]
