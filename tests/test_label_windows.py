@@ -103,11 +103,13 @@ def test_label_windows_cut_by_the_memory_budget_are_a_warning_that_names_the_fix
 
 
 def test_a_training_window_size_is_refused_with_whole_scene_sampling_and_out_of_range(scene, tmp_path):
-    with pytest.raises(ValueError, match="window size was given with whole-scene sampling"):
+    with pytest.raises(ValueError, match=r"window size \(--label-tile\) was given with whole-scene sampling "
+                                         r"\(--sampling whole\)"):
         train(scene, tmp_path, sampling="whole", label_tile=128)
     with pytest.raises(ValueError, match="from 32 to 512"):
         train(scene, tmp_path, label_tile=16)
-    with pytest.raises(ValueError, match="window size is for the whole-window models .* follow its crop size"):
+    with pytest.raises(ValueError, match=r"window size \(CLI: --label-tile; toolbox: Training window size\) is for "
+                                         r"the whole-window models .* follow its crop size"):
         train_from_files(scene.raster, str(tmp_path / "m3.pt"), rois=scene.rois, class_field="class_id",
                          model="m3amba", aux=[scene.raster], use_clip=False, device="cpu", label_tile=128)
 

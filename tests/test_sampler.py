@@ -128,6 +128,7 @@ def test_a_chosen_training_window_gets_an_eighth_of_it_as_overlap():
 
 @pytest.mark.parametrize("tile", [31, 513, 0, -64, 64.0, True, "64"])
 def test_a_training_window_outside_the_range_is_refused_with_the_range(tile):
-    with pytest.raises(ValueError, match=r"--label-tile; toolbox: Training window size\) must be a whole number of "
-                                         r"pixels from 32 to 512, got .*; leave it out \(toolbox: 0\) for the default 64"):
+    with pytest.raises(ValueError, match=r"--label-tile; toolbox: Training window size\) must be a whole number "
+                                         r"of pixels from 32 to 512, got .*; leave it out \(toolbox: 0\) for the "
+                                         r"default 64"):
         label_tiling(tile)
