@@ -71,7 +71,18 @@ def gigabytes(n_bytes: float) -> str:
     return f"{n_bytes / 2**20:,.0f} MiB"
 
 
-_LIBC: Any = None                                      # glibc handle once looked up; False where there is none
+@functools.lru_cache(maxsize=None)
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+    """glibc's ``malloc_trim``, looked up once; None on other C libraries (musl, macOS) and Windows."""
+    if os.name != "posix":
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim              # the C library the process runs on
+    except (OSError, AttributeError):                    # not glibc: no malloc_trim
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
 
 
 def release_free_heap() -> bool:
@@ -85,20 +96,10 @@ def release_free_heap() -> bool:
     that is fragmentation inside each tile, which only a fixed mmap threshold removes, at 1.35 to 1.7 times
     the time (bench/results/allocator_classify.md).
     """
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = False
-        if os.name == "posix":
-            try:
-                libc = ctypes.CDLL(None)                  # the C library the process runs on
-                libc.malloc_trim.argtypes = [ctypes.c_size_t]
-                libc.malloc_trim.restype = ctypes.c_int
-                _LIBC = libc
-            except (OSError, AttributeError):            # not glibc: no malloc_trim
-                pass
-    if _LIBC is False:
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _LIBC.malloc_trim(0)
+    trim(0)
     return True
 
 

@@ -495,7 +495,8 @@ def train_from_files(raster: str, out_model: str, labels: Optional[str] = None, 
     'whole' scene, or 'auto' (the whole scene when classification predicts it in one tile and it fits in
     memory; the log says which). ``label_tile``: the side of those tiles for CSSMamba and MambaHSI (None:
     sampler.LABEL_TILE, 64 px; larger tiles cost training time in proportion to their pixels, and 128 px did
-    not raise CSSMamba's accuracy on EnMAP, bench/results/label_windows.md). Under torchrun (engine/training/distributed.py) only rank 0 writes the model file.
+    not raise CSSMamba's accuracy on EnMAP, bench/results/label_windows.md). Under torchrun
+    (engine/training/distributed.py) only rank 0 writes the model file.
     """
     split = split or SplitOptions()
     multimodal = bool(aux) or model in MULTIMODAL_NAMES
